@@ -1,0 +1,353 @@
+"""The ETL: fetch -> parse -> validate -> load -> record the run; its scheduler; its CLI.
+
+    python etl.py run [--source URL_OR_PATH] [--force]
+    python etl.py backfill --source FILE
+    python etl.py serve
+
+Every command first brings the database up to date (`init_db`). A run loads
+the whole feed in one transaction: on any failure nothing is changed, a failed
+run is recorded and the command exits non-zero with one line saying why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import SQLAlchemyError
+
+import pidfile
+from feed import FeedError, ParseReport, feed_file, open_feed, parse_feed
+from loader import Snapshot, load_history_batch, load_snapshot
+from models import EtlRun
+from session import init_db, make_engine, writer
+from settings import PROJECT_DIR, Settings, load_settings
+from utils import utcnow
+
+log = logging.getLogger("etl")
+
+MIN_STATION_RATIO = 0.5
+BACKFILL_BATCH_PRICES = 50_000
+LOG_RETENTION = dt.timedelta(days=1)
+
+
+class EtlError(Exception):
+    """A pass failed; the message is the one line shown to the operator."""
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT arrived during a pass; the transaction rolls back."""
+
+
+@dataclass
+class RunSummary:
+    source: str
+    stations: int
+    prices: int
+    changes: int
+    rejected: int
+    seconds: float
+
+    def __str__(self) -> str:
+        return (
+            f"loaded {self.stations:,} stations and {self.prices:,} prices "
+            f"({self.changes:,} changed, {self.rejected:,} rejected) from {self.source} in {self.seconds:.1f} s"
+        )
+
+
+def last_success(engine: Engine) -> EtlRun | None:
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(EtlRun).where(EtlRun.status == "success").order_by(EtlRun.started_at.desc()).limit(1)
+        ).first()
+    return EtlRun(**row._mapping) if row else None
+
+
+def _record_failure(engine: Engine, kind: str, source: str, started: dt.datetime, reason: str) -> None:
+    try:
+        with writer(engine).begin() as conn:
+            conn.execute(
+                EtlRun.__table__.insert(),
+                {
+                    "kind": kind,
+                    "started_at": started,
+                    "finished_at": utcnow(),
+                    "status": "failed",
+                    "source": source,
+                    "duration_seconds": (utcnow() - started).total_seconds(),
+                    "error": reason,
+                },
+            )
+    except SQLAlchemyError as exc:
+        log.error("could not record the failed run either: %s", _one_line(exc))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc) or type(exc).__name__
+    return text.splitlines()[0][:500]
+
+
+def _check_station_count(found: int, engine: Engine, force: bool) -> None:
+    if found == 0:
+        raise EtlError("the feed lists no station; nothing was loaded")
+    previous = last_success(engine)
+    if previous and previous.kind == "run" and not force and found < MIN_STATION_RATIO * previous.stations:
+        raise EtlError(
+            f"the feed lists {found:,} stations, under half of the {previous.stations:,} of the last "
+            "successful run; refusing it (use --force to load it anyway)"
+        )
+
+
+def run_pass(engine: Engine, settings: Settings, source: str | None = None, force: bool = False) -> RunSummary:
+    """Load the current feed into the database, all or nothing, and record the run."""
+    source = source or settings.feed_url
+    started = utcnow()
+    clock = time.perf_counter()
+    report = ParseReport()
+    try:
+        with feed_file(source, settings.data_dir, settings) as path, open_feed(path, settings.max_xml_bytes) as xml:
+            snapshot = Snapshot.collect(parse_feed(xml, report))
+        _check_station_count(report.stations, engine, force)
+        with writer(engine).begin() as conn:
+            counts = load_snapshot(conn, snapshot, started)
+            summary = RunSummary(
+                source, counts.stations, counts.prices, counts.changes, report.rejected, time.perf_counter() - clock
+            )
+            conn.execute(EtlRun.__table__.insert(), _run_row("run", started, summary))
+    except (FeedError, EtlError) as exc:
+        _record_failure(engine, "run", source, started, str(exc))
+        raise EtlError(str(exc)) from exc
+    except SQLAlchemyError as exc:
+        reason = f"database error, nothing was changed: {_one_line(exc)}"
+        _record_failure(engine, "run", source, started, reason)
+        raise EtlError(reason) from exc
+    except OSError as exc:
+        reason = f"system error, nothing was changed: {exc}"
+        _record_failure(engine, "run", source, started, reason)
+        raise EtlError(reason) from exc
+    return summary
+
+
+def _run_row(kind: str, started: dt.datetime, summary: RunSummary) -> dict:
+    return {
+        "kind": kind,
+        "started_at": started,
+        "finished_at": utcnow(),
+        "status": "success",
+        "source": summary.source,
+        "stations": summary.stations,
+        "prices": summary.prices,
+        "changes": summary.changes,
+        "rejected": summary.rejected,
+        "duration_seconds": summary.seconds,
+    }
+
+
+def backfill(engine: Engine, settings: Settings, source: str) -> RunSummary:
+    """Load a file of past prices (daily or yearly archive) into the history, batch by batch.
+
+    Each batch commits on its own so the app is never blocked for long; a batch
+    that fails rolls back alone, and running the same file again skips what was
+    already loaded.
+    """
+    started = utcnow()
+    clock = time.perf_counter()
+    report = ParseReport()
+    observations = 0
+    try:
+        with (
+            feed_file(source, settings.data_dir, settings) as path,
+            open_feed(path, settings.max_backfill_xml_bytes) as xml,
+        ):
+            batch, batch_prices = [], 0
+            for entry in parse_feed(xml, report):
+                batch.append(entry)
+                batch_prices += len(entry.prices)
+                if batch_prices >= BACKFILL_BATCH_PRICES:
+                    observations += _load_backfill_batch(engine, batch, started)
+                    batch, batch_prices = [], 0
+            observations += _load_backfill_batch(engine, batch, started)
+        if report.stations == 0:
+            raise EtlError("the file lists no station; nothing was loaded")
+        summary = RunSummary(
+            source, report.stations, observations, observations, report.rejected, time.perf_counter() - clock
+        )
+        with writer(engine).begin() as conn:
+            conn.execute(EtlRun.__table__.insert(), _run_row("backfill", started, summary))
+    except (FeedError, EtlError) as exc:
+        reason = f"{exc} (batches loaded before this point are kept; run the same file again to finish)"
+        _record_failure(engine, "backfill", source, started, reason)
+        raise EtlError(reason) from exc
+    except SQLAlchemyError as exc:
+        reason = f"database error: {_one_line(exc)}"
+        _record_failure(engine, "backfill", source, started, reason)
+        raise EtlError(reason) from exc
+    return summary
+
+
+def _load_backfill_batch(engine: Engine, batch: list, started: dt.datetime) -> int:
+    if not batch:
+        return 0
+    with writer(engine).begin() as conn:
+        return load_history_batch(conn, batch, started)
+
+
+# --------------------------------------------------------------------------- scheduler
+
+
+def next_pass_in(engine: Engine, settings: Settings) -> float:
+    """Seconds until a pass is due: 0 when the last successful run is older than the interval."""
+    previous = last_success(engine)
+    if previous is None:
+        return 0.0
+    age = (utcnow() - previous.finished_at).total_seconds()
+    return max(0.0, settings.interval_seconds - age)
+
+
+def serve(settings: Settings) -> int:
+    """Run passes on schedule until SIGTERM or SIGINT; the pid file guarantees a single scheduler."""
+    try:
+        pidfile.acquire(settings.pid_file)
+    except pidfile.AlreadyRunning as exc:
+        log.info("%s; not starting another", exc)
+        return 0
+    stop = threading.Event()
+    busy = threading.Event()
+
+    def on_signal(signum, _frame):
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+        if busy.is_set():
+            raise Interrupted()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info("scheduler started (pid file %s, interval %d s)", settings.pid_file, settings.interval_seconds)
+    engine = make_engine(settings.database_url)
+    try:
+        while not stop.is_set():
+            busy.set()
+            try:
+                wait = _scheduled_pass(engine, settings)
+            finally:
+                busy.clear()
+            stop.wait(wait)
+    except Interrupted:
+        log.info("pass interrupted; its transaction was rolled back")
+    finally:
+        pidfile.release(settings.pid_file)
+        engine.dispose()
+        log.info("scheduler stopped")
+    return 0
+
+
+def _scheduled_pass(engine: Engine, settings: Settings) -> float:
+    """Run a pass if one is due; return how many seconds to sleep before looking again."""
+    retry = min(settings.retry_seconds, settings.interval_seconds)
+    try:
+        init_db(engine)
+        wait = next_pass_in(engine, settings)
+        if wait > 0:
+            return wait
+        log.info(run_pass(engine, settings))
+        return settings.interval_seconds
+    except EtlError as exc:
+        log.error("run failed: %s", exc)
+    except SQLAlchemyError as exc:
+        log.error("database unavailable, will retry: %s", _one_line(exc))
+    return retry
+
+
+def ensure_scheduler(settings: Settings | None = None) -> int:
+    """Start `etl.py serve` in the background unless one runs; return the scheduler's pid.
+
+    Safe to call from many threads and processes at once: the check and the
+    start happen under the pid file's lock, and the child's pid is written
+    before the lock is released, so exactly one scheduler is started.
+    """
+    settings = settings or load_settings()
+    settings.outputs_dir.mkdir(parents=True, exist_ok=True)
+    with pidfile.locked(settings.pid_file):
+        pid = pidfile.running_scheduler(settings.pid_file)
+        if pid is not None:
+            return pid
+        _remove_old_logs(settings.outputs_dir)
+        stamp = utcnow().strftime("%Y%m%d-%H%M%S-%f")
+        with open(settings.outputs_dir / f"etl-{stamp}.log", "ab") as log_file:
+            child = subprocess.Popen(
+                [sys.executable, str(PROJECT_DIR / "etl.py"), "serve"],
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                cwd=PROJECT_DIR,
+                start_new_session=True,
+            )
+        pidfile.write_pid(settings.pid_file, child.pid)
+        return child.pid
+
+
+def _remove_old_logs(outputs_dir: Path) -> None:
+    cutoff = time.time() - LOG_RETENTION.total_seconds()
+    for path in outputs_dir.glob("etl-*.log"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="etl.py", description="Load the French fuel-price feed.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_cmd = commands.add_parser("run", help="run one pass and exit")
+    run_cmd.add_argument("--source", help="feed URL or local file (default: CARBUROAM_FEED_URL)")
+    run_cmd.add_argument("--force", action="store_true", help="load even a feed with far fewer stations")
+    backfill_cmd = commands.add_parser("backfill", help="load a file of past prices into the history")
+    backfill_cmd.add_argument("--source", required=True, help="daily or yearly archive, URL or local file")
+    commands.add_parser("serve", help="run passes on schedule (pid-file guarded)")
+    args = parser.parse_args(argv)
+
+    serving = args.command == "serve"
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s" if serving else "%(message)s",
+        stream=sys.stdout if serving else sys.stderr,
+    )
+    try:
+        settings = load_settings()
+    except ValueError as exc:
+        log.error("etl: configuration error: %s", exc)
+        return 2
+    if serving:
+        return serve(settings)
+    try:
+        engine = make_engine(settings.database_url)
+        init_db(engine)
+        if args.command == "run":
+            summary = run_pass(engine, settings, args.source, args.force)
+        else:
+            summary = backfill(engine, settings, args.source)
+    except EtlError as exc:
+        log.error("etl: %s", exc)
+        return 1
+    except SQLAlchemyError as exc:
+        log.error("etl: cannot prepare the database: %s", _one_line(exc))
+        return 1
+    print(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

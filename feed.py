@@ -1,0 +1,495 @@
+"""Reading the government's fuel-price feed: fetch, open, parse.
+
+Nothing here touches the database.  The rules follow `shared/feeds/FORMAT.md`
+section 10: the feed is ISO-8859-1 XML, usually zipped, with a handful of
+quirks accumulated since 2007 that every function below has to survive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import re
+import tempfile
+import unicodedata
+import zipfile
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, NamedTuple
+from urllib.parse import urlsplit
+
+import requests
+from lxml import etree
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from utils import PARIS, UTC
+
+log = logging.getLogger(__name__)
+
+FUEL_IDS = frozenset(range(1, 7))
+ROAD_TYPES = frozenset("RAN")
+RUPTURE_KINDS = frozenset({"temporaire", "definitive"})
+MIN_PRICE_MILLI, MAX_PRICE_MILLI = 100, 5000  # plausible when 0.10 < price <= 5.00 EUR/L
+EARLIEST_PLAUSIBLE_YEAR = 2000
+DOWNLOAD_CHUNK = 1 << 16
+READ_CHUNK = 1 << 16
+# Metropolitan France (Corsica included) with a margin; overseas stations are checked by postcode.
+METROPOLE_LAT, METROPOLE_LON = (41.0, 51.6), (-5.8, 10.0)
+WEEKDAYS = ("Lundi", "Mardi", "Mercredi", "Jeudi", "Vendredi", "Samedi", "Dimanche")
+
+
+class FeedError(Exception):
+    """The feed could not be fetched, opened or understood; the message says why."""
+
+
+# --------------------------------------------------------------------------- fetch
+
+
+@contextlib.contextmanager
+def feed_file(source: str, download_dir: Path, settings) -> Iterator[Path]:
+    """The feed as a local file: a path is used in place, a URL is downloaded and removed afterwards."""
+    if urlsplit(source).scheme in ("http", "https"):
+        path = fetch_feed(source, download_dir, settings)
+        try:
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
+        return
+    path = Path(source.removeprefix("file://")).expanduser()
+    if not path.is_file():
+        raise FeedError(f"no feed file at {path}")
+    yield path
+
+
+def _http_session(settings) -> requests.Session:
+    retry = Retry(
+        total=settings.http_retries,
+        connect=settings.http_retries,
+        read=settings.http_retries,
+        status=settings.http_retries,
+        backoff_factor=settings.http_backoff,
+        status_forcelist=(500, 502, 503, 504),
+        allowed_methods=frozenset({"GET"}),
+        raise_on_status=False,
+    )
+    session = requests.Session()
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    session.mount("https://", HTTPAdapter(max_retries=retry))
+    return session
+
+
+def fetch_feed(url: str, download_dir: Path, settings) -> Path:
+    """Download `url` into a temporary file under `download_dir`, refusing more than the size cap."""
+    host = urlsplit(url).hostname or url
+    cap = settings.max_download_bytes
+    download_dir.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, removed by the caller
+        dir=download_dir, prefix="feed-", suffix=".download", delete=False
+    )
+    path = Path(tmp.name)
+    try:
+        with (
+            tmp,
+            _http_session(settings) as session,
+            session.get(
+                url, stream=True, timeout=(settings.http_connect_timeout, settings.http_read_timeout)
+            ) as response,
+        ):
+            if response.status_code != 200:
+                raise FeedError(f"the feed server {host} answered HTTP {response.status_code}")
+            announced = int(response.headers.get("Content-Length") or 0)
+            if announced > cap:
+                raise FeedError(f"the feed is {announced:,} bytes, over the {cap:,}-byte download cap")
+            received = 0
+            for chunk in response.iter_content(DOWNLOAD_CHUNK):
+                received += len(chunk)
+                if received > cap:
+                    raise FeedError(f"the feed exceeded the {cap:,}-byte download cap")
+                tmp.write(chunk)
+    except requests.exceptions.SSLError as exc:
+        path.unlink(missing_ok=True)
+        raise FeedError(f"TLS certificate verification failed for {host}: {_root_cause(exc)}") from exc
+    except requests.exceptions.Timeout as exc:
+        path.unlink(missing_ok=True)
+        raise FeedError(f"the feed server {host} did not answer in time ({_root_cause(exc)})") from exc
+    except requests.exceptions.ConnectionError as exc:
+        path.unlink(missing_ok=True)
+        raise FeedError(f"could not download the feed from {host}: {_root_cause(exc)}") from exc
+    except requests.exceptions.RequestException as exc:
+        path.unlink(missing_ok=True)
+        raise FeedError(f"the download from {host} failed: {_root_cause(exc)}") from exc
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost reason requests and urllib3 wrap around a network error, on one line."""
+    cause = exc
+    while True:
+        inner = getattr(cause, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = cause.args[0] if cause.args and isinstance(cause.args[0], BaseException) else None
+        if inner is None:
+            break
+        cause = inner
+    return (str(cause) or type(cause).__name__).splitlines()[0][:300]
+
+
+# --------------------------------------------------------------------------- open
+
+
+class _CappedReader:
+    """A read-only stream that fails once more than `cap` bytes have come out of it."""
+
+    def __init__(self, raw: BinaryIO, cap: int):
+        self._raw, self._cap, self._read = raw, cap, 0
+
+    def read(self, size: int = READ_CHUNK) -> bytes:
+        try:
+            data = self._raw.read(size)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+            raise FeedError(f"the zip archive is corrupt: {exc}") from exc
+        self._read += len(data)
+        if self._read > self._cap:
+            raise FeedError(f"the feed's XML is larger than the {self._cap:,}-byte cap")
+        return data
+
+
+@contextlib.contextmanager
+def open_feed(path: Path, max_xml_bytes: int) -> Iterator[BinaryIO]:
+    """The XML document inside `path` (a zip with one .xml member, or a bare .xml), as a capped stream."""
+    with path.open("rb") as fh:
+        head = fh.read(512)
+        fh.seek(0)
+        if not head:
+            raise FeedError("the feed file is empty")
+        if head.startswith(b"PK"):
+            with _zip_member(fh, max_xml_bytes) as member:
+                yield _CappedReader(member, max_xml_bytes)
+            return
+        start = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+        if re.match(rb"(?i)<!doctype\s+html|<html|<head|<body", start):
+            raise FeedError("the server sent a web page (HTML) instead of the feed")
+        if not start.startswith(b"<"):
+            raise FeedError("the feed is neither a zip archive nor an XML document")
+        yield _CappedReader(fh, max_xml_bytes)
+
+
+@contextlib.contextmanager
+def _zip_member(fh: BinaryIO, max_xml_bytes: int) -> Iterator[BinaryIO]:
+    try:
+        archive = zipfile.ZipFile(fh)
+    except zipfile.BadZipFile as exc:
+        raise FeedError(f"the zip archive is truncated or corrupt ({exc})") from exc
+    with archive:
+        members = [m for m in archive.infolist() if not m.is_dir()]
+        xml_members = [m for m in members if m.filename.lower().endswith(".xml")]
+        if len(xml_members) != 1:
+            names = ", ".join(m.filename for m in members[:5]) or "nothing"
+            raise FeedError(f"the zip archive must hold exactly one .xml file; it holds {names}")
+        member = xml_members[0]
+        if member.file_size > max_xml_bytes:
+            raise FeedError(
+                f"the zip archive would expand to {member.file_size:,} bytes, over the {max_xml_bytes:,}-byte cap"
+            )
+        try:
+            stream = archive.open(member)
+        except (zipfile.BadZipFile, RuntimeError, NotImplementedError) as exc:
+            raise FeedError(f"cannot read {member.filename} from the zip archive: {exc}") from exc
+        with stream:
+            yield stream
+
+
+# --------------------------------------------------------------------------- parse
+
+
+class StationEntry(NamedTuple):
+    """One <pdv>: the station's columns, its prices and its out-of-stock records."""
+
+    station: dict
+    prices: list[tuple[int, int, int, dt.datetime]]  # (station_id, gastype_id, price in 1/1000 EUR, maj UTC)
+    ruptures: list[tuple[int, int, dt.datetime | None, dt.datetime | None, str | None]]
+
+
+@dataclass
+class ParseReport:
+    root: str | None = None
+    stations: int = 0
+    prices: int = 0
+    rejected: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    price_units: Counter = field(default_factory=Counter)
+
+    def reject(self, reason: str) -> None:
+        self.rejected += 1
+        self.reasons[reason] += 1
+
+
+_MOJIBAKE = re.compile("[\xc2-\xf4][\x80-\xbf]+")
+_C1 = re.compile("(.?)([\x80-\x9f])")
+_CP1252_PUNCTUATION = frozenset("\u2019\u2018\u201c\u201d\u2013\u2014\u2026\u20ac")
+
+
+def repair_text(text: str | None) -> str:
+    """Undo the two encoding accidents of the feed: UTF-8 bytes read as Latin-1, and stray C1 bytes."""
+    if not text:
+        return ""
+    text = text.strip()
+    if _MOJIBAKE.search(text):
+        text = _MOJIBAKE.sub(_decode_utf8_run, text)
+    if _C1.search(text):
+        text = _C1.sub(_map_c1, text)
+    return text
+
+
+def _decode_utf8_run(match: re.Match) -> str:
+    run = match.group()
+    try:
+        return run.encode("latin-1").decode("utf-8")
+    except UnicodeDecodeError:
+        return run
+
+
+def _map_c1(match: re.Match) -> str:
+    before, c1 = match.groups()
+    byte = c1.encode("latin-1")
+    as_cp1252 = byte.decode("cp1252", errors="replace")
+    if as_cp1252.isalpha() or as_cp1252 in _CP1252_PUNCTUATION:
+        return before + as_cp1252
+    # A UTF-8 continuation byte whose 0xC3 lead was lost or replaced by the bare letter:
+    # "Saint-E\x89tienne" was "Saint-\xc3\x89tienne".
+    letter = chr(byte[0] + 0x40)
+    if before and unicodedata.normalize("NFD", letter)[0] == before:
+        return letter
+    return before + letter
+
+
+def parse_price_milli(raw: str | None, units: Counter | None = None) -> int | None:
+    """Price in thousandths of a euro, or None when absent or implausible.
+
+    Old files give integer thousandths ("1167"), newer ones euros ("1.167",
+    "2", "2.09"). A decimal point or a value of 100 or more settles the unit;
+    a small integer ("1") follows the unit most of the document used so far,
+    so the 0.001 EUR placeholders of old files are not read as 1 EUR.
+    """
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        return None
+    if value != value or value in (float("inf"), float("-inf")):
+        return None
+    if "." in raw:
+        in_thousandths = False
+    elif value >= 100:
+        in_thousandths = True
+    else:
+        in_thousandths = units is not None and units["thousandths"] > units["euros"]
+    if units is not None:
+        units["thousandths" if in_thousandths else "euros"] += 1
+    milli = round(value) if in_thousandths else round(value * 1000)
+    return milli if MIN_PRICE_MILLI < milli <= MAX_PRICE_MILLI else None
+
+
+def parse_paris_time(raw: str | None, cache: dict | None = None) -> dt.datetime | None:
+    """A feed timestamp (Paris wall clock, ' ' or 'T', optional fraction) as aware UTC, or None if bogus."""
+    if not raw:
+        return None
+    if cache is not None and raw in cache:
+        return cache[raw]
+    try:
+        wall = dt.datetime.fromisoformat(raw.strip())
+    except ValueError:
+        value = None
+    else:
+        value = None if wall.year < EARLIEST_PLAUSIBLE_YEAR else wall.replace(tzinfo=PARIS).astimezone(UTC)
+    if cache is not None:
+        cache[raw] = value
+    return value
+
+
+def parse_coordinates(lat_raw: str | None, lon_raw: str | None, zip_code: str) -> tuple[float | None, float | None]:
+    """Degrees from the feed's "x 100000" strings, repairing the known mistakes; None when unusable."""
+    try:
+        lat, lon = float(lat_raw), float(lon_raw)
+    except (TypeError, ValueError):
+        return None, None
+    if lat == 0 or lon == 0 or lat != lat or lon != lon:
+        return None, None
+    if abs(lat) >= 180:
+        lat /= 100000
+    if abs(lon) >= 180:
+        lon /= 100000
+    if zip_code.startswith("97"):
+        return (lat, lon) if abs(lat) <= 90 and abs(lon) <= 180 else (None, None)
+    if METROPOLE_LON[0] <= lat <= METROPOLE_LON[1] and METROPOLE_LAT[0] <= lon <= METROPOLE_LAT[1]:
+        lat, lon = lon, lat
+    if METROPOLE_LAT[0] <= lat <= METROPOLE_LAT[1] and METROPOLE_LON[0] <= lon <= METROPOLE_LON[1]:
+        return round(lat, 7), round(lon, 7)
+    return None, None
+
+
+def _hhmm(raw: str | None) -> str:
+    return (raw or "").replace(".", ":")[:5]
+
+
+def _parse_horaires(element) -> list[dict]:
+    days = []
+    for jour in element:
+        if jour.tag != "jour":
+            continue
+        try:
+            day = int(jour.get("id", ""))
+        except ValueError:
+            continue
+        hours = [[_hhmm(h.get("ouverture")), _hhmm(h.get("fermeture"))] for h in jour if h.tag == "horaire"]
+        days.append({"day": day, "closed": jour.get("ferme") == "1", "hours": hours})
+    return days
+
+
+def _parse_ouverture(element) -> list[dict]:
+    closed_days = {d.strip() for d in (element.get("saufjour") or "").split(";") if d.strip()}
+    hours = [[_hhmm(element.get("debut")), _hhmm(element.get("fin"))]] if element.get("debut") else []
+    return [
+        {"day": i, "closed": name in closed_days, "hours": [] if name in closed_days else hours}
+        for i, name in enumerate(WEEKDAYS, start=1)
+    ]
+
+
+def _parse_pdv(pdv, report: ParseReport, times: dict) -> StationEntry | None:
+    attrib = pdv.attrib
+    try:
+        station_id = int(attrib.get("id", ""))
+    except ValueError:
+        report.reject("station without a valid id")
+        return None
+    zip_code = (attrib.get("cp") or "").strip()[:5]
+    latitude, longitude = parse_coordinates(attrib.get("latitude"), attrib.get("longitude"), zip_code)
+    road_type = attrib.get("pop") if attrib.get("pop") in ROAD_TYPES else "R"
+    address = town = ""
+    automate = False
+    opening_hours = None
+    services: list[str] = []
+    prices: list[tuple] = []
+    ruptures: list[tuple] = []
+    for child in pdv:
+        tag = child.tag
+        if tag == "prix":
+            if not child.attrib:
+                continue
+            try:
+                fuel = int(child.get("id", ""))
+            except ValueError:
+                fuel = 0
+            milli = parse_price_milli(child.get("valeur"), report.price_units)
+            maj = parse_paris_time(child.get("maj"), times)
+            if fuel not in FUEL_IDS:
+                report.reject("unknown fuel")
+            elif milli is None:
+                report.reject("implausible price")
+            elif maj is None:
+                report.reject("missing or implausible price time")
+            else:
+                prices.append((station_id, fuel, milli, maj))
+        elif tag == "rupture":
+            if not child.attrib:
+                continue
+            try:
+                fuel = int(child.get("id", ""))
+            except ValueError:
+                fuel = 0
+            if fuel not in FUEL_IDS:
+                report.reject("unknown fuel")
+                continue
+            kind = child.get("type")
+            ruptures.append(
+                (
+                    station_id,
+                    fuel,
+                    parse_paris_time(child.get("debut"), times),
+                    parse_paris_time(child.get("fin"), times),
+                    kind if kind in RUPTURE_KINDS else None,
+                )
+            )
+        elif tag == "adresse":
+            address = repair_text(child.text)
+        elif tag == "ville":
+            town = repair_text(child.text)
+        elif tag == "horaires":
+            automate = child.get("automate-24-24") == "1"
+            opening_hours = _parse_horaires(child)
+        elif tag == "ouverture":
+            if child.attrib:
+                opening_hours = _parse_ouverture(child)
+        elif tag == "services":
+            services = [repair_text(s.text) for s in child if s.tag == "service" and s.text and s.text.strip()]
+    station = {
+        "id": station_id,
+        "latitude": latitude,
+        "longitude": longitude,
+        "zip_code": zip_code,
+        "town": town,
+        "address": address,
+        "road_type": road_type,
+        "automate_24_24": automate,
+        "opening_hours": opening_hours,
+        "services": services,
+    }
+    return StationEntry(station, prices, ruptures)
+
+
+def parse_feed(stream: BinaryIO, report: ParseReport) -> Iterator[StationEntry]:
+    """Stream the <pdv> elements of a feed document, one entry each, in constant memory.
+
+    Entities are never resolved, nothing is fetched from the network, and a
+    document that carries a DOCTYPE is refused outright.
+    """
+    context = etree.iterparse(
+        stream,
+        events=("end",),
+        tag="pdv",
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
+    )
+    times: dict[str, dt.datetime | None] = {}
+    try:
+        for _, pdv in context:
+            if report.root is None:
+                _check_document(pdv.getroottree(), report)
+            entry = _parse_pdv(pdv, report, times)
+            pdv.clear(keep_tail=False)
+            parent = pdv.getparent()
+            while parent is not None and pdv.getprevious() is not None:
+                del parent[0]
+            if entry is None:
+                continue
+            report.stations += 1
+            report.prices += len(entry.prices)
+            yield entry
+            if len(times) > 100_000:
+                times.clear()
+    except etree.XMLSyntaxError as exc:
+        raise FeedError(f"the feed's XML is malformed or truncated: {exc}") from exc
+    if report.root is None:
+        if context.root is None:
+            raise FeedError("the feed holds no XML document")
+        _check_document(context.root.getroottree(), report)
+
+
+def _check_document(tree, report: ParseReport) -> None:
+    if tree.docinfo.doctype:
+        raise FeedError("the feed declares a DOCTYPE, which a genuine feed never does; refused")
+    root = tree.getroot().tag
+    if root != "pdv_liste":
+        raise FeedError(f"the feed's root element is <{root}>, expected <pdv_liste>")
+    report.root = root

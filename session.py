@@ -1,0 +1,105 @@
+"""Engines, sessions and the explicit `init_db()`; nothing happens at import.
+
+On SQLite every connection runs in WAL mode with foreign keys on and a busy
+timeout, and transactions are opened explicitly: readers get a consistent
+snapshot (`BEGIN`), writers take the write lock up front (`BEGIN IMMEDIATE`,
+through `writer()`), so a writer never fails half-way with `database is locked`
+when another process committed in between.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
+from sqlalchemy.orm import sessionmaker
+
+from models import GasType
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 15_000
+FUEL_TYPES = {1: "Gazole", 2: "SP95", 3: "E85", 4: "GPLc", 5: "E10", 6: "SP98"}
+# Arbitrary constant key for pg_advisory_xact_lock: serialises concurrent init_db() calls.
+PG_MIGRATION_LOCK = 7_251_946
+
+
+def make_engine(url: str) -> Engine:
+    engine = create_engine(url, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _configure_sqlite_connection)
+        event.listen(engine, "begin", _begin_sqlite_transaction)
+    return engine
+
+
+def _configure_sqlite_connection(dbapi_connection, _record) -> None:
+    dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.close()
+
+
+def _begin_sqlite_transaction(conn: Connection) -> None:
+    immediate = conn.get_execution_options().get("sqlite_immediate", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def writer(engine: Engine) -> Engine:
+    """The same engine, whose transactions take the SQLite write lock at BEGIN."""
+    return engine.execution_options(sqlite_immediate=True)
+
+
+def session_factory(engine: Engine) -> sessionmaker:
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def init_db(engine: Engine) -> None:
+    """Create or upgrade the schema to the newest migration and seed reference data.
+
+    Safe to call from several processes at once and on a database that already
+    holds data: migrations only ever add to what is there.
+    """
+    if engine.dialect.name == "sqlite":
+        _sqlite_path(engine).parent.mkdir(parents=True, exist_ok=True)
+    else:
+        _create_server_database(engine)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with writer(engine).begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
+        config.attributes["connection"] = conn
+        if _predates_migrations(conn):
+            command.stamp(config, "0001")
+        command.upgrade(config, "head")
+        seed_gas_types(conn)
+
+
+def _create_server_database(engine: Engine) -> None:
+    # Imported here: sqlalchemy_utils costs ~10 MB of RSS, which the SQLite-only ETL process never needs.
+    from sqlalchemy_utils import create_database, database_exists
+
+    if not database_exists(engine.url):
+        create_database(engine.url)
+
+
+def _sqlite_path(engine: Engine) -> Path:
+    return Path(engine.url.database or ":memory:").resolve()
+
+
+def _predates_migrations(conn: Connection) -> bool:
+    """A database made by the first schema before migrations existed has its tables but no version."""
+    has_version = MigrationContext.configure(conn).get_current_revision() is not None
+    return not has_version and inspect(conn).has_table("stations")
+
+
+def seed_gas_types(conn: Connection) -> None:
+    known = set(conn.scalars(select(GasType.id)))
+    missing = [{"id": i, "name": n} for i, n in FUEL_TYPES.items() if i not in known]
+    if missing:
+        conn.execute(GasType.__table__.insert(), missing)

@@ -1,0 +1,94 @@
+"""Shared fixtures: an isolated data dir and database per test, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy_utils import create_database, drop_database
+
+from session import init_db, make_engine
+from settings import load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SHARED = ROOT.parent / "shared"
+REAL_FEEDS = SHARED / "feeds" / "real"
+PG_URL = os.environ.get("CARBUROAM_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+_pg_state: dict[str, bool] = {}
+
+
+def postgres_available() -> bool:
+    if "up" not in _pg_state:
+        try:
+            probe = create_engine(PG_URL, connect_args={"connect_timeout": 3})
+            with probe.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            probe.dispose()
+            _pg_state["up"] = True
+        except OperationalError:
+            _pg_state["up"] = False
+    return _pg_state["up"]
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "data"
+    path.mkdir()
+    return path
+
+
+def _base_env(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> None:
+    monkeypatch.setenv("CARBUROAM_DATA_DIR", str(data_dir))
+    monkeypatch.delenv("CARBUROAM_DATABASE_URL", raising=False)
+    monkeypatch.setenv("CARBUROAM_FEED_URL", str(FIXTURES / "feed_a.zip"))
+    monkeypatch.setenv("ETL_HTTP_BACKOFF", "0.01")
+    monkeypatch.setenv("ETL_CONNECT_TIMEOUT", "2")
+    monkeypatch.setenv("ETL_READ_TIMEOUT", "2")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
+def database_url(request, monkeypatch, data_dir):
+    """A fresh, empty database: a SQLite file in the data dir, or a new PostgreSQL database."""
+    _base_env(monkeypatch, data_dir)
+    if request.param == "sqlite":
+        url = f"sqlite:///{data_dir / 'db.sqlite3'}"
+        monkeypatch.setenv("CARBUROAM_DATABASE_URL", url)
+        yield url
+        return
+    if not postgres_available():
+        pytest.skip(f"no PostgreSQL server answers at {make_url(PG_URL).render_as_string(hide_password=True)}")
+    url = make_url(PG_URL).set(database=f"carburoam_test_{uuid.uuid4().hex[:12]}").render_as_string(False)
+    create_database(url)
+    monkeypatch.setenv("CARBUROAM_DATABASE_URL", url)
+    try:
+        yield url
+    finally:
+        drop_database(url)
+
+
+@pytest.fixture
+def settings(database_url):
+    """Settings for an isolated data dir and database; feeds are local files, HTTP retries are fast."""
+    return load_settings()
+
+
+@pytest.fixture
+def sqlite_settings(monkeypatch, data_dir):
+    """Like `settings`, on SQLite only (for tests about processes rather than SQL)."""
+    _base_env(monkeypatch, data_dir)
+    return load_settings()
+
+
+@pytest.fixture
+def engine(settings):
+    engine = make_engine(settings.database_url)
+    init_db(engine)
+    yield engine
+    engine.dispose()
