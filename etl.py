@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -22,14 +23,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 import pidfile
-from feed import FeedError, ParseReport, feed_file, open_feed, parse_feed
+from feed import FeedError, FeedIdentity, ParseReport, feed_file, identify_feed, open_feed, parse_feed
 from loader import Snapshot, load_history_batch, load_snapshot
-from models import EtlRun
-from session import init_db, make_engine, writer
+from models import EtlRun, Station
+from session import init_db, make_engine, session_factory, writer
 from settings import PROJECT_DIR, Settings, load_settings
 from utils import utcnow
 
@@ -64,12 +65,13 @@ class RunSummary:
         )
 
 
-def last_success(engine: Engine) -> EtlRun | None:
-    with engine.connect() as conn:
-        row = conn.execute(
-            select(EtlRun).where(EtlRun.status == "success").order_by(EtlRun.started_at.desc()).limit(1)
-        ).first()
-    return EtlRun(**row._mapping) if row else None
+def last_success(engine: Engine, kind: str | None = None) -> EtlRun | None:
+    """The newest successful run (of `kind`, when given)."""
+    query = select(EtlRun).where(EtlRun.status == "success")
+    if kind is not None:
+        query = query.where(EtlRun.kind == kind)
+    with session_factory(engine)() as session:
+        return session.scalars(query.order_by(EtlRun.started_at.desc(), EtlRun.id.desc()).limit(1)).first()
 
 
 def _record_failure(engine: Engine, kind: str, source: str, started: dt.datetime, reason: str) -> None:
@@ -99,8 +101,8 @@ def _one_line(exc: BaseException) -> str:
 def _check_station_count(found: int, engine: Engine, force: bool) -> None:
     if found == 0:
         raise EtlError("the feed lists no station; nothing was loaded")
-    previous = last_success(engine)
-    if previous and previous.kind == "run" and not force and found < MIN_STATION_RATIO * previous.stations:
+    previous = last_success(engine, "run")
+    if previous and not force and found < MIN_STATION_RATIO * previous.stations:
         raise EtlError(
             f"the feed lists {found:,} stations, under half of the {previous.stations:,} of the last "
             "successful run; refusing it (use --force to load it anyway)"
@@ -114,15 +116,20 @@ def run_pass(engine: Engine, settings: Settings, source: str | None = None, forc
     clock = time.perf_counter()
     report = ParseReport()
     try:
-        with feed_file(source, settings.data_dir, settings) as path, open_feed(path, settings.max_xml_bytes) as xml:
-            snapshot = Snapshot.collect(parse_feed(xml, report))
+        with feed_file(source, settings.data_dir, settings) as path:
+            identity = identify_feed(path, settings.max_xml_bytes)
+            previous = last_success(engine)
+            if not force and _same_feed(previous, identity):
+                return _confirm_unchanged(engine, previous, source, started, clock)
+            with open_feed(path, settings.max_xml_bytes) as xml:
+                snapshot = Snapshot.collect(parse_feed(xml, report))
         _check_station_count(report.stations, engine, force)
         with writer(engine).begin() as conn:
             counts = load_snapshot(conn, snapshot, started)
             summary = RunSummary(
                 source, counts.stations, counts.prices, counts.changes, report.rejected, time.perf_counter() - clock
             )
-            conn.execute(EtlRun.__table__.insert(), _run_row("run", started, summary))
+            conn.execute(EtlRun.__table__.insert(), _run_row("run", started, summary, identity))
     except (FeedError, EtlError) as exc:
         _record_failure(engine, "run", source, started, str(exc))
         raise EtlError(str(exc)) from exc
@@ -137,7 +144,27 @@ def run_pass(engine: Engine, settings: Settings, source: str | None = None, forc
     return summary
 
 
-def _run_row(kind: str, started: dt.datetime, summary: RunSummary) -> dict:
+def _same_feed(previous: EtlRun | None, identity: FeedIdentity) -> bool:
+    return (
+        previous is not None
+        and previous.kind == "run"
+        and (previous.feed_size, previous.feed_crc32) == (identity.size, identity.crc32)
+    )
+
+
+def _confirm_unchanged(engine: Engine, previous: EtlRun, source: str, started: dt.datetime, clock: float) -> RunSummary:
+    """The feed is the one loaded last time: only mark its stations as seen again and record the run."""
+    identity = FeedIdentity(previous.feed_size, previous.feed_crc32)
+    with writer(engine).begin() as conn:
+        conn.execute(update(Station).where(Station.last_seen_at == previous.started_at).values(last_seen_at=started))
+        summary = RunSummary(
+            source, previous.stations, previous.prices, 0, previous.rejected, time.perf_counter() - clock
+        )
+        conn.execute(EtlRun.__table__.insert(), _run_row("run", started, summary, identity))
+    return summary
+
+
+def _run_row(kind: str, started: dt.datetime, summary: RunSummary, identity: FeedIdentity | None = None) -> dict:
     return {
         "kind": kind,
         "started_at": started,
@@ -149,6 +176,8 @@ def _run_row(kind: str, started: dt.datetime, summary: RunSummary) -> dict:
         "changes": summary.changes,
         "rejected": summary.rejected,
         "duration_seconds": summary.seconds,
+        "feed_size": identity and identity.size,
+        "feed_crc32": identity and identity.crc32,
     }
 
 
@@ -225,7 +254,9 @@ def serve(settings: Settings) -> int:
 
     def on_signal(signum, _frame):
         log.info("received %s, stopping", signal.Signals(signum).name)
-        stop.set()
+        # Not stop.set() here: the handler runs in the main thread, which may hold the
+        # Event's lock inside stop.wait(); setting it from another thread cannot deadlock.
+        threading.Thread(target=stop.set, daemon=True).start()
         if busy.is_set():
             raise Interrupted()
 
@@ -289,6 +320,7 @@ def ensure_scheduler(settings: Settings | None = None) -> int:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 cwd=PROJECT_DIR,
+                env={**os.environ, **settings.environ()},
                 start_new_session=True,
             )
         pidfile.write_pid(settings.pid_file, child.pid)

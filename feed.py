@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import logging
 import re
 import tempfile
@@ -32,6 +33,8 @@ from utils import PARIS, UTC
 log = logging.getLogger(__name__)
 
 FUEL_IDS = frozenset(range(1, 7))
+_FUELS_BY_TEXT = {str(i): i for i in FUEL_IDS}
+_UNSEEN = object()
 ROAD_TYPES = frozenset("RAN")
 RUPTURE_KINDS = frozenset({"temporaire", "definitive"})
 MIN_PRICE_MILLI, MAX_PRICE_MILLI = 100, 5000  # plausible when 0.10 < price <= 5.00 EUR/L
@@ -162,49 +165,90 @@ class _CappedReader:
         return data
 
 
+@dataclass(frozen=True)
+class FeedIdentity:
+    """Size and CRC-32 of a feed's XML: equal identities mean the same document."""
+
+    size: int
+    crc32: int
+
+
+def identify_feed(path: Path, max_xml_bytes: int) -> FeedIdentity:
+    """The identity of the XML in `path`; from the zip directory when zipped, else by reading the file."""
+    with _opened(path) as (fh, head):
+        if _is_zip(head):
+            with _zip_archive(fh) as archive:
+                member = _xml_member(archive, max_xml_bytes)
+                return FeedIdentity(member.file_size, member.CRC)
+        _check_xml_head(head)
+        crc = 0
+        while chunk := fh.read(1 << 20):
+            crc = zlib.crc32(chunk, crc)
+        return FeedIdentity(fh.tell(), crc)
+
+
 @contextlib.contextmanager
 def open_feed(path: Path, max_xml_bytes: int) -> Iterator[BinaryIO]:
     """The XML document inside `path` (a zip with one .xml member, or a bare .xml), as a capped stream."""
+    with _opened(path) as (fh, head):
+        if _is_zip(head):
+            with _zip_archive(fh) as archive:
+                member = _xml_member(archive, max_xml_bytes)
+                try:
+                    stream = archive.open(member)
+                except (zipfile.BadZipFile, RuntimeError, NotImplementedError) as exc:
+                    raise FeedError(f"cannot read {member.filename} from the zip archive: {exc}") from exc
+                with stream:
+                    yield _CappedReader(stream, max_xml_bytes)
+            return
+        _check_xml_head(head)
+        yield _CappedReader(fh, max_xml_bytes)
+
+
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[tuple[BinaryIO, bytes]]:
     with path.open("rb") as fh:
         head = fh.read(512)
         fh.seek(0)
         if not head:
             raise FeedError("the feed file is empty")
-        if head.startswith(b"PK"):
-            with _zip_member(fh, max_xml_bytes) as member:
-                yield _CappedReader(member, max_xml_bytes)
-            return
-        start = head.lstrip(b"\xef\xbb\xbf \t\r\n")
-        if re.match(rb"(?i)<!doctype\s+html|<html|<head|<body", start):
-            raise FeedError("the server sent a web page (HTML) instead of the feed")
-        if not start.startswith(b"<"):
-            raise FeedError("the feed is neither a zip archive nor an XML document")
-        yield _CappedReader(fh, max_xml_bytes)
+        yield fh, head
+
+
+def _is_zip(head: bytes) -> bool:
+    return head.startswith(b"PK")
+
+
+def _check_xml_head(head: bytes) -> None:
+    start = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if re.match(rb"(?i)<!doctype\s+html|<html|<head|<body", start):
+        raise FeedError("the server sent a web page (HTML) instead of the feed")
+    if not start.startswith(b"<"):
+        raise FeedError("the feed is neither a zip archive nor an XML document")
 
 
 @contextlib.contextmanager
-def _zip_member(fh: BinaryIO, max_xml_bytes: int) -> Iterator[BinaryIO]:
+def _zip_archive(fh: BinaryIO) -> Iterator[zipfile.ZipFile]:
     try:
         archive = zipfile.ZipFile(fh)
     except zipfile.BadZipFile as exc:
         raise FeedError(f"the zip archive is truncated or corrupt ({exc})") from exc
     with archive:
-        members = [m for m in archive.infolist() if not m.is_dir()]
-        xml_members = [m for m in members if m.filename.lower().endswith(".xml")]
-        if len(xml_members) != 1:
-            names = ", ".join(m.filename for m in members[:5]) or "nothing"
-            raise FeedError(f"the zip archive must hold exactly one .xml file; it holds {names}")
-        member = xml_members[0]
-        if member.file_size > max_xml_bytes:
-            raise FeedError(
-                f"the zip archive would expand to {member.file_size:,} bytes, over the {max_xml_bytes:,}-byte cap"
-            )
-        try:
-            stream = archive.open(member)
-        except (zipfile.BadZipFile, RuntimeError, NotImplementedError) as exc:
-            raise FeedError(f"cannot read {member.filename} from the zip archive: {exc}") from exc
-        with stream:
-            yield stream
+        yield archive
+
+
+def _xml_member(archive: zipfile.ZipFile, max_xml_bytes: int) -> zipfile.ZipInfo:
+    members = [m for m in archive.infolist() if not m.is_dir()]
+    xml_members = [m for m in members if m.filename.lower().endswith(".xml")]
+    if len(xml_members) != 1:
+        names = ", ".join(m.filename for m in members[:5]) or "nothing"
+        raise FeedError(f"the zip archive must hold exactly one .xml file; it holds {names}")
+    member = xml_members[0]
+    if member.file_size > max_xml_bytes:
+        raise FeedError(
+            f"the zip archive would expand to {member.file_size:,} bytes, over the {max_xml_bytes:,}-byte cap"
+        )
+    return member
 
 
 # --------------------------------------------------------------------------- parse
@@ -242,6 +286,8 @@ def repair_text(text: str | None) -> str:
     if not text:
         return ""
     text = text.strip()
+    if text.isascii():
+        return text
     if _MOJIBAKE.search(text):
         text = _MOJIBAKE.sub(_decode_utf8_run, text)
     if _C1.search(text):
@@ -339,7 +385,18 @@ def _hhmm(raw: str | None) -> str:
     return (raw or "").replace(".", ":")[:5]
 
 
-def _parse_horaires(element) -> list[dict]:
+# Opening hours travel as hashable tuples, one per day: (day 1-7, closed, ((opens, closes), ...)).
+OpeningHours = tuple[tuple[int, bool, tuple[tuple[str, str], ...]], ...]
+
+
+def opening_hours_document(hours: OpeningHours | None) -> list[dict] | None:
+    """The JSON shape stored for a station: [{"day": 1, "closed": false, "hours": [["07:30", "21:30"]]}, ...]."""
+    if hours is None:
+        return None
+    return [{"day": day, "closed": closed, "hours": [list(span) for span in spans]} for day, closed, spans in hours]
+
+
+def _parse_horaires(element) -> OpeningHours:
     days = []
     for jour in element:
         if jour.tag != "jour":
@@ -348,100 +405,139 @@ def _parse_horaires(element) -> list[dict]:
             day = int(jour.get("id", ""))
         except ValueError:
             continue
-        hours = [[_hhmm(h.get("ouverture")), _hhmm(h.get("fermeture"))] for h in jour if h.tag == "horaire"]
-        days.append({"day": day, "closed": jour.get("ferme") == "1", "hours": hours})
-    return days
+        spans = tuple((_hhmm(h.get("ouverture")), _hhmm(h.get("fermeture"))) for h in jour if h.tag == "horaire")
+        days.append((day, jour.get("ferme") == "1", spans))
+    return tuple(days)
 
 
-def _parse_ouverture(element) -> list[dict]:
+def _parse_ouverture(element) -> OpeningHours:
     closed_days = {d.strip() for d in (element.get("saufjour") or "").split(";") if d.strip()}
-    hours = [[_hhmm(element.get("debut")), _hhmm(element.get("fin"))]] if element.get("debut") else []
-    return [
-        {"day": i, "closed": name in closed_days, "hours": [] if name in closed_days else hours}
-        for i, name in enumerate(WEEKDAYS, start=1)
-    ]
+    spans = ((_hhmm(element.get("debut")), _hhmm(element.get("fin"))),) if element.get("debut") else ()
+    return tuple(
+        (i, name in closed_days, () if name in closed_days else spans) for i, name in enumerate(WEEKDAYS, start=1)
+    )
 
 
-def _parse_pdv(pdv, report: ParseReport, times: dict) -> StationEntry | None:
-    attrib = pdv.attrib
-    try:
-        station_id = int(attrib.get("id", ""))
-    except ValueError:
-        report.reject("station without a valid id")
-        return None
-    zip_code = (attrib.get("cp") or "").strip()[:5]
-    latitude, longitude = parse_coordinates(attrib.get("latitude"), attrib.get("longitude"), zip_code)
-    road_type = attrib.get("pop") if attrib.get("pop") in ROAD_TYPES else "R"
-    address = town = ""
-    automate = False
-    opening_hours = None
-    services: list[str] = []
-    prices: list[tuple] = []
-    ruptures: list[tuple] = []
-    for child in pdv:
-        tag = child.tag
-        if tag == "prix":
-            if not child.attrib:
-                continue
-            try:
-                fuel = int(child.get("id", ""))
-            except ValueError:
-                fuel = 0
-            milli = parse_price_milli(child.get("valeur"), report.price_units)
-            maj = parse_paris_time(child.get("maj"), times)
-            if fuel not in FUEL_IDS:
-                report.reject("unknown fuel")
-            elif milli is None:
-                report.reject("implausible price")
-            elif maj is None:
-                report.reject("missing or implausible price time")
-            else:
-                prices.append((station_id, fuel, milli, maj))
-        elif tag == "rupture":
-            if not child.attrib:
-                continue
-            try:
-                fuel = int(child.get("id", ""))
-            except ValueError:
-                fuel = 0
-            if fuel not in FUEL_IDS:
-                report.reject("unknown fuel")
-                continue
-            kind = child.get("type")
-            ruptures.append(
-                (
-                    station_id,
-                    fuel,
-                    parse_paris_time(child.get("debut"), times),
-                    parse_paris_time(child.get("fin"), times),
-                    kind if kind in RUPTURE_KINDS else None,
+def _parse_services(element) -> tuple[str, ...]:
+    return tuple(_service_label(s.text) for s in element if s.tag == "service" and s.text and s.text.strip())
+
+
+@functools.lru_cache(maxsize=1024)
+def _service_label(raw: str) -> str:
+    return repair_text(raw)
+
+
+class _PdvParser:
+    """Turns <pdv> elements into entries, remembering values that repeat across stations.
+
+    A feed holds a few hundred distinct prices, opening-hour blocks and service
+    lists for 10,000 stations, so each distinct one is decoded only once.
+    """
+
+    def __init__(self, report: ParseReport):
+        self.report = report
+        self.times: dict[str, dt.datetime | None] = {}
+        self.prices: dict[str, int | None] = {}
+        self.blocks: dict[bytes, OpeningHours | tuple[str, ...]] = {}
+
+    def price(self, raw: str | None) -> int | None:
+        if raw in self.prices:
+            return self.prices[raw]
+        milli = parse_price_milli(raw, self.report.price_units)
+        if raw and ("." in raw or (milli or 0) >= MIN_PRICE_MILLI):  # the unit did not depend on context
+            self.prices[raw] = milli
+        return milli
+
+    def block(self, element, parse):
+        key = etree.tostring(element)
+        value = self.blocks.get(key)
+        if value is None:
+            value = self.blocks[key] = parse(element)
+        return value
+
+    def entry(self, pdv) -> StationEntry | None:
+        report, times, prices_seen = self.report, self.times, self.prices
+        attrib = pdv.attrib
+        try:
+            station_id = int(attrib.get("id", ""))
+        except ValueError:
+            report.reject("station without a valid id")
+            return None
+        zip_code = (attrib.get("cp") or "").strip()[:5]
+        latitude, longitude = parse_coordinates(attrib.get("latitude"), attrib.get("longitude"), zip_code)
+        pop = attrib.get("pop")
+        address = town = ""
+        automate = False
+        opening_hours = None
+        services: tuple[str, ...] = ()
+        prices: list[tuple] = []
+        ruptures: list[tuple] = []
+        for child in pdv:
+            tag = child.tag
+            if tag == "prix":
+                raw_fuel = child.get("id")
+                if raw_fuel is None and not len(child.attrib):
+                    continue  # <prix/>: a station without any price
+                fuel = _FUELS_BY_TEXT.get(raw_fuel)
+                raw_price = child.get("valeur")
+                milli = prices_seen.get(raw_price, _UNSEEN)
+                if milli is _UNSEEN:
+                    milli = self.price(raw_price)
+                raw_time = child.get("maj")
+                maj = times.get(raw_time, _UNSEEN)
+                if maj is _UNSEEN:
+                    maj = parse_paris_time(raw_time, times)
+                if fuel is None:
+                    report.reject("unknown fuel")
+                elif milli is None:
+                    report.reject("implausible price")
+                elif maj is None:
+                    report.reject("missing or implausible price time")
+                else:
+                    prices.append((station_id, fuel, milli, maj))
+            elif tag == "rupture":
+                raw_fuel = child.get("id")
+                if raw_fuel is None and not len(child.attrib):
+                    continue
+                fuel = _FUELS_BY_TEXT.get(raw_fuel)
+                if fuel is None:
+                    report.reject("unknown fuel")
+                    continue
+                kind = child.get("type")
+                ruptures.append(
+                    (
+                        station_id,
+                        fuel,
+                        parse_paris_time(child.get("debut"), times),
+                        parse_paris_time(child.get("fin"), times),
+                        kind if kind in RUPTURE_KINDS else None,
+                    )
                 )
-            )
-        elif tag == "adresse":
-            address = repair_text(child.text)
-        elif tag == "ville":
-            town = repair_text(child.text)
-        elif tag == "horaires":
-            automate = child.get("automate-24-24") == "1"
-            opening_hours = _parse_horaires(child)
-        elif tag == "ouverture":
-            if child.attrib:
-                opening_hours = _parse_ouverture(child)
-        elif tag == "services":
-            services = [repair_text(s.text) for s in child if s.tag == "service" and s.text and s.text.strip()]
-    station = {
-        "id": station_id,
-        "latitude": latitude,
-        "longitude": longitude,
-        "zip_code": zip_code,
-        "town": town,
-        "address": address,
-        "road_type": road_type,
-        "automate_24_24": automate,
-        "opening_hours": opening_hours,
-        "services": services,
-    }
-    return StationEntry(station, prices, ruptures)
+            elif tag == "adresse":
+                address = repair_text(child.text)
+            elif tag == "ville":
+                town = repair_text(child.text)
+            elif tag == "horaires":
+                automate = child.get("automate-24-24") == "1"
+                opening_hours = self.block(child, _parse_horaires)
+            elif tag == "ouverture":
+                if child.attrib:
+                    opening_hours = self.block(child, _parse_ouverture)
+            elif tag == "services":
+                services = self.block(child, _parse_services)
+        station = {
+            "id": station_id,
+            "latitude": latitude,
+            "longitude": longitude,
+            "zip_code": zip_code,
+            "town": town,
+            "address": address,
+            "road_type": pop if pop in ROAD_TYPES else "R",
+            "automate_24_24": automate,
+            "opening_hours": opening_hours,
+            "services": services,
+        }
+        return StationEntry(station, prices, ruptures)
 
 
 def parse_feed(stream: BinaryIO, report: ParseReport) -> Iterator[StationEntry]:
@@ -461,12 +557,12 @@ def parse_feed(stream: BinaryIO, report: ParseReport) -> Iterator[StationEntry]:
         remove_comments=True,
         remove_pis=True,
     )
-    times: dict[str, dt.datetime | None] = {}
+    parser = _PdvParser(report)
     try:
         for _, pdv in context:
             if report.root is None:
                 _check_document(pdv.getroottree(), report)
-            entry = _parse_pdv(pdv, report, times)
+            entry = parser.entry(pdv)
             pdv.clear(keep_tail=False)
             parent = pdv.getparent()
             while parent is not None and pdv.getprevious() is not None:
@@ -476,8 +572,8 @@ def parse_feed(stream: BinaryIO, report: ParseReport) -> Iterator[StationEntry]:
             report.stations += 1
             report.prices += len(entry.prices)
             yield entry
-            if len(times) > 100_000:
-                times.clear()
+            if len(parser.times) > 100_000:  # a yearly archive has millions of distinct times
+                parser.times.clear()
     except etree.XMLSyntaxError as exc:
         raise FeedError(f"the feed's XML is malformed or truncated: {exc}") from exc
     if report.root is None:

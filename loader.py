@@ -1,25 +1,42 @@
 """Writing a parsed feed into the database with bulk, dialect-aware statements.
 
-Every function takes a connection inside a transaction opened by the caller,
-and compares the feed with what is stored so that only real changes are
-written: an unchanged feed costs one read of each table and no row writes
-besides the stations' `last_seen_at`.
+Every function takes a connection inside a transaction opened by the caller.
+The feed is compared with what is stored, in the database's own encoding
+(integer thousandths, UTC text on SQLite, JSON text), so only real changes are
+written and each distinct value is encoded once rather than once per row.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import Connection, Table, delete, select, tuple_, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    Dialect,
+    MetaData,
+    Table,
+    TypeDecorator,
+    bindparam,
+    delete,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
-from feed import StationEntry
-from models import Price, PriceHistory, Rupture, Station
+from feed import StationEntry, opening_hours_document
+from models import Price, PriceHistory, Rupture, Station, json_text, sqlite_time_text
+from utils import UTC
 
 BATCH_ROWS = 5_000
+PRICE_ROW = ("station_id", "gastype_id", "price", "updated_at")
+HISTORY_ROW = ("station_id", "gastype_id", "updated_at", "price")
+RUPTURE_ROW = ("station_id", "gastype_id", "started_at", "ended_at", "kind")
 STATION_COLUMNS = (
     "latitude",
     "longitude",
@@ -58,6 +75,56 @@ class LoadCounts:
     changes: int = 0
 
 
+@functools.cache
+def storage_table(table: Table, dialect_name: str) -> Table:
+    """`table` with each column typed as what the database stores, so values bind without conversion."""
+    dialect = (postgresql if dialect_name == "postgresql" else sqlite).dialect()
+    columns = []
+    for column in table.columns:
+        kind = column.type.load_dialect_impl(dialect) if isinstance(column.type, TypeDecorator) else column.type
+        columns.append(Column(column.name, kind, primary_key=column.primary_key))
+    return Table(table.name, MetaData(), *columns)
+
+
+class Encoder:
+    """Encodes feed values the way the models store them, remembering each distinct value."""
+
+    def __init__(self, dialect: Dialect):
+        self.sqlite = dialect.name == "sqlite"
+        self._times: dict[dt.datetime, Any] = {}
+        self._documents: dict[Hashable, str] = {}
+
+    def time(self, moment: dt.datetime | None) -> Any:
+        if moment is None or not self.sqlite:
+            return moment
+        text = self._times.get(moment)
+        if text is None:
+            text = self._times[moment] = sqlite_time_text(moment)
+        return text
+
+    def document(self, value: Hashable, shape=list) -> str | None:
+        if value is None:
+            return None
+        text = self._documents.get(value)
+        if text is None:
+            text = self._documents[value] = json_text(shape(value))
+        return text
+
+    def station_values(self, station: dict) -> tuple:
+        """The station's STATION_COLUMNS, encoded."""
+        return (
+            station["latitude"],
+            station["longitude"],
+            station["zip_code"],
+            station["town"],
+            station["address"],
+            station["road_type"],
+            station["automate_24_24"],
+            self.document(station["opening_hours"], opening_hours_document),
+            self.document(station["services"]),
+        )
+
+
 def _insert(conn: Connection, table: Table):
     return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
 
@@ -67,151 +134,154 @@ def _batches(rows: Sequence, size: int = BATCH_ROWS) -> Iterable[Sequence]:
         yield rows[start : start + size]
 
 
-def upsert(conn: Connection, table: Table, rows: Sequence[dict], update_columns: Sequence[str] = ()) -> None:
-    """INSERT ... ON CONFLICT (primary key) DO UPDATE the given columns, or DO NOTHING without any."""
+def upsert(
+    conn: Connection,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[tuple],
+    update_columns: Sequence[str] = (),
+    where=None,
+) -> None:
+    """INSERT ... ON CONFLICT (primary key) DO UPDATE `update_columns`, or DO NOTHING without any.
+
+    `rows` are tuples matching `columns`, already in storage encoding (see
+    `storage_table`). SQLAlchemy builds and compiles the statement once; the
+    driver's executemany then runs it with no per-row processing.
+    """
     if not rows:
         return
-    stmt = _insert(conn, table)
+    stmt = _insert(conn, table).values({name: bindparam(name) for name in columns})
     keys = [c.name for c in table.primary_key.columns]
     if update_columns:
-        stmt = stmt.on_conflict_do_update(index_elements=keys, set_={c: stmt.excluded[c] for c in update_columns})
+        set_ = {c: stmt.excluded[c] for c in update_columns}
+        stmt = stmt.on_conflict_do_update(index_elements=keys, set_=set_, where=where and where(table, stmt))
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=keys)
+    compiled = stmt.compile(dialect=conn.dialect)
+    if compiled.positional:
+        order = [columns.index(name) for name in compiled.positiontup]
+        if order != list(range(len(columns))):
+            rows = [tuple(row[i] for i in order) for row in rows]
+    else:
+        rows = [dict(zip(columns, row, strict=True)) for row in rows]
     for batch in _batches(rows):
-        conn.execute(stmt, list(batch))
+        conn.exec_driver_sql(str(compiled), list(batch))
 
 
-def _delete_keys(conn: Connection, table: Table, keys: Sequence[tuple[int, int]]) -> None:
+def _delete_pairs(conn: Connection, table: Table, keys: Sequence[tuple[int, int]]) -> None:
     key_columns = tuple_(table.c.station_id, table.c.gastype_id)
     for batch in _batches(keys, 1_000):
         conn.execute(delete(table).where(key_columns.in_(list(batch))))
 
 
-def _euros(milli: int) -> Decimal:
-    return Decimal(milli).scaleb(-3)
+def _storage(conn: Connection, model) -> Table:
+    return storage_table(model.__table__, conn.dialect.name)
 
 
 def load_snapshot(conn: Connection, snapshot: Snapshot, seen_at: dt.datetime) -> LoadCounts:
     """Make the database hold exactly this feed's stations, prices and ruptures; add new history."""
-    counts = LoadCounts(stations=len(snapshot.stations))
-    load_stations(conn, snapshot.stations, seen_at)
-    counts.prices, counts.changes = load_prices(conn, snapshot.prices)
-    load_ruptures(conn, snapshot.ruptures)
-    return counts
+    encoder = Encoder(conn.dialect)
+    load_stations(conn, encoder, snapshot.stations, seen_at)
+    prices, changes = load_prices(conn, encoder, snapshot.prices)
+    load_ruptures(conn, encoder, snapshot.ruptures)
+    return LoadCounts(stations=len(snapshot.stations), prices=prices, changes=changes)
 
 
-def load_stations(conn: Connection, stations: list[dict], seen_at: dt.datetime) -> None:
-    table = Station.__table__
-    stored = {
-        row[0]: tuple(row[1:]) for row in conn.execute(select(table.c.id, *(table.c[name] for name in STATION_COLUMNS)))
-    }
+def load_stations(conn: Connection, encoder: Encoder, stations: list[dict], seen_at: dt.datetime) -> None:
+    table = _storage(conn, Station)
+    stored = {row[0]: tuple(row[1:]) for row in conn.execute(select(table.c.id, *map(table.c.get, STATION_COLUMNS)))}
+    seen = encoder.time(seen_at)
     changed, unchanged = [], []
     for station in stations:
-        values = tuple(station[name] for name in STATION_COLUMNS)
+        values = encoder.station_values(station)
         if stored.get(station["id"]) == values:
             unchanged.append(station["id"])
         else:
-            changed.append({**station, "last_seen_at": seen_at})
-    upsert(conn, table, changed, (*STATION_COLUMNS, "last_seen_at"))
+            changed.append((station["id"], *values, seen))
+    upsert(conn, table, ("id", *STATION_COLUMNS, "last_seen_at"), changed, (*STATION_COLUMNS, "last_seen_at"))
     for batch in _batches(unchanged):
-        conn.execute(update(table).where(table.c.id.in_(list(batch))).values(last_seen_at=seen_at))
+        conn.execute(update(table).where(table.c.id.in_(list(batch))).values(last_seen_at=seen))
 
 
-def load_prices(conn: Connection, observations: list[tuple[int, int, int, dt.datetime]]) -> tuple[int, int]:
+def load_prices(conn: Connection, encoder: Encoder, observations: list[tuple]) -> tuple[int, int]:
     """Current prices become the feed's (newest `maj` per pair); new observations go to history.
 
-    Returns (current prices, pairs whose price or time changed or that are new).
+    Returns (current prices, pairs that are new or whose price or time changed).
     """
-    table = Price.__table__
+    table = _storage(conn, Price)
     stored = {
-        (station, fuel): (price, updated_at)
-        for station, fuel, price, updated_at in conn.execute(
+        (station, fuel): (milli, updated_at)
+        for station, fuel, milli, updated_at in conn.execute(
             select(table.c.station_id, table.c.gastype_id, table.c.price, table.c.updated_at)
         )
     }
-    current: dict[tuple[int, int], tuple[int, dt.datetime]] = {}
+    current: dict[tuple[int, int], tuple[int, Any]] = {}
+    history: dict[tuple[int, int, Any], int] = {}
     for station, fuel, milli, maj in observations:
+        when = encoder.time(maj)
         newest = current.get((station, fuel))
-        if newest is None or maj > newest[1]:
-            current[(station, fuel)] = (milli, maj)
-
-    history, seen = [], set()
-    for station, fuel, milli, maj in observations:
-        key = (station, fuel, maj)
+        if newest is None or maj > newest[2]:
+            current[(station, fuel)] = (milli, when, maj)
         known = stored.get((station, fuel))
-        if key in seen or (known is not None and known[1] == maj):
-            continue  # a stored current price is already in the history
-        seen.add(key)
-        history.append({"station_id": station, "gastype_id": fuel, "updated_at": maj, "price": _euros(milli)})
-
-    changed = []
-    for (station, fuel), (milli, maj) in current.items():
-        price = _euros(milli)
-        if stored.get((station, fuel)) != (price, maj):
-            changed.append({"station_id": station, "gastype_id": fuel, "price": price, "updated_at": maj})
-    gone = [key for key in stored if key not in current]
-
-    upsert(conn, PriceHistory.__table__, history)
-    upsert(conn, table, changed, ("price", "updated_at"))
-    _delete_keys(conn, table, gone)
+        if known is None or known[1] != when:  # a stored current price is already in the history
+            history.setdefault((station, fuel, when), milli)
+    changed = [
+        (station, fuel, milli, when)
+        for (station, fuel), (milli, when, _) in current.items()
+        if stored.get((station, fuel)) != (milli, when)
+    ]
+    upsert(conn, _storage(conn, PriceHistory), HISTORY_ROW, [(*key, milli) for key, milli in history.items()])
+    upsert(conn, table, PRICE_ROW, changed, ("price", "updated_at"))
+    _delete_pairs(conn, table, [key for key in stored if key not in current])
     return len(current), len(changed)
 
 
-def load_ruptures(conn: Connection, ruptures: list[tuple]) -> None:
+def load_ruptures(conn: Connection, encoder: Encoder, ruptures: list[tuple]) -> None:
     """The out-of-stock table becomes the feed's; of two records for one fuel, the latest start wins."""
-    table = Rupture.__table__
+    table = _storage(conn, Rupture)
     stored = {
         (station, fuel): (started, ended, kind)
         for station, fuel, started, ended, kind in conn.execute(
             select(table.c.station_id, table.c.gastype_id, table.c.started_at, table.c.ended_at, table.c.kind)
         )
     }
-    current: dict[tuple[int, int], tuple] = {}
-    never = dt.datetime.min.replace(tzinfo=dt.UTC)
+    never = dt.datetime.min.replace(tzinfo=UTC)
+    latest: dict[tuple[int, int], tuple] = {}
     for station, fuel, started, ended, kind in ruptures:
-        kept = current.get((station, fuel))
+        kept = latest.get((station, fuel))
         if kept is None or (started or never) >= (kept[0] or never):
-            current[(station, fuel)] = (started, ended, kind)
-    changed = [
-        {"station_id": s, "gastype_id": f, "started_at": v[0], "ended_at": v[1], "kind": v[2]}
-        for (s, f), v in current.items()
-        if stored.get((s, f)) != v
-    ]
-    upsert(conn, table, changed, ("started_at", "ended_at", "kind"))
-    _delete_keys(conn, table, [key for key in stored if key not in current])
+            latest[(station, fuel)] = (started, ended, kind)
+    current = {key: (encoder.time(s), encoder.time(e), k) for key, (s, e, k) in latest.items()}
+    changed = [(*key, *value) for key, value in current.items() if stored.get(key) != value]
+    upsert(conn, table, RUPTURE_ROW, changed, RUPTURE_ROW[2:])
+    _delete_pairs(conn, table, [key for key in stored if key not in current])
 
 
 def load_history_batch(conn: Connection, entries: list[StationEntry], seen_at: dt.datetime) -> int:
     """Backfill: add a batch of past observations; current prices move only where the batch is newer.
 
     Stations unknown so far are added; known stations keep their current details.
-    Returns the number of observations sent (duplicates of stored ones are ignored).
+    Returns the number of distinct observations in the batch (stored ones are skipped).
     """
-    upsert(conn, Station.__table__, [{**e.station, "last_seen_at": seen_at} for e in entries])
+    encoder = Encoder(conn.dialect)
+    seen = encoder.time(seen_at)
+    stations = [(e.station["id"], *encoder.station_values(e.station), seen) for e in entries]
+    upsert(conn, _storage(conn, Station), ("id", *STATION_COLUMNS, "last_seen_at"), stations)
     newest: dict[tuple[int, int], tuple[int, dt.datetime]] = {}
-    history: dict[tuple[int, int, dt.datetime], dict] = {}
+    history: dict[tuple[int, int, Any], int] = {}
     for entry in entries:
         for station, fuel, milli, maj in entry.prices:
-            history.setdefault(
-                (station, fuel, maj),
-                {"station_id": station, "gastype_id": fuel, "updated_at": maj, "price": _euros(milli)},
-            )
+            history.setdefault((station, fuel, encoder.time(maj)), milli)
             kept = newest.get((station, fuel))
             if kept is None or maj > kept[1]:
                 newest[(station, fuel)] = (milli, maj)
-    upsert(conn, PriceHistory.__table__, list(history.values()))
-
-    table = Price.__table__
-    stmt = _insert(conn, table)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["station_id", "gastype_id"],
-        set_={"price": stmt.excluded.price, "updated_at": stmt.excluded.updated_at},
-        where=table.c.updated_at < stmt.excluded.updated_at,
+    upsert(conn, _storage(conn, PriceHistory), HISTORY_ROW, [(*key, milli) for key, milli in history.items()])
+    upsert(
+        conn,
+        _storage(conn, Price),
+        PRICE_ROW,
+        [(s, f, milli, encoder.time(maj)) for (s, f), (milli, maj) in newest.items()],
+        ("price", "updated_at"),
+        where=lambda table, stmt: table.c.updated_at < stmt.excluded.updated_at,
     )
-    rows = [
-        {"station_id": s, "gastype_id": f, "price": _euros(milli), "updated_at": maj}
-        for (s, f), (milli, maj) in newest.items()
-    ]
-    for batch in _batches(rows):
-        conn.execute(stmt, list(batch))
     return len(history)

@@ -8,11 +8,12 @@ timestamps timezone-aware, stored as UTC.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
+    BigInteger,
     CheckConstraint,
     DateTime,
     Float,
@@ -31,23 +32,55 @@ THOUSAND = Decimal(1000)
 
 
 class UTCDateTime(TypeDecorator):
-    """Aware datetimes in, aware UTC datetimes out, on every backend."""
+    """Aware datetimes in, aware UTC datetimes out, on every backend.
+
+    PostgreSQL stores them as timestamptz. SQLite has no time type: they are
+    stored as UTC ISO text (`sqlite_time_text`), which sorts in time order.
+    """
 
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: dt.datetime | None, dialect) -> dt.datetime | None:
+    def load_dialect_impl(self, dialect):
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(26))
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: dt.datetime | None, dialect) -> dt.datetime | str | None:
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError(f"naive datetime {value!r}: timestamps must be timezone-aware")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        return sqlite_time_text(value) if dialect.name == "sqlite" else value.astimezone(UTC)
 
-    def process_result_value(self, value: dt.datetime | None, dialect) -> dt.datetime | None:
+    def process_result_value(self, value: dt.datetime | str | None, dialect) -> dt.datetime | None:
         if value is None:
             return None
+        if isinstance(value, str):
+            value = dt.datetime.fromisoformat(value)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def sqlite_time_text(moment: dt.datetime) -> str:
+    """'2024-05-08 10:51:04' (UTC; '.ffffff' only when there are microseconds): sorts as time does."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ")
+
+
+class JSONText(TypeDecorator):
+    """A JSON document kept as plain text, identical on every backend."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect) -> str | None:
+        return None if value is None else json_text(value)
+
+    def process_result_value(self, value: str | None, dialect) -> Any:
+        return None if value is None else json.loads(value)
+
+
+def json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 class Euros(TypeDecorator):
@@ -66,11 +99,11 @@ class Euros(TypeDecorator):
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {  # noqa: RUF012 - read by SQLAlchemy at class creation
+    type_annotation_map = {
         dt.datetime: UTCDateTime,
         Decimal: Euros,
-        dict[str, Any]: JSON,
-        list[Any]: JSON,
+        dict[str, Any]: JSONText,
+        list[Any]: JSONText,
     }
 
 
@@ -106,7 +139,7 @@ class Price(Base):
     """The current price of one fuel at one station."""
 
     __tablename__ = "prices"
-    __table_args__ = (Index("ix_prices_gastype_price", "gastype_id", "price"),)
+    __table_args__ = {"sqlite_with_rowid": False}
 
     station_id: Mapped[int] = mapped_column(ForeignKey("stations.id", ondelete="CASCADE"), primary_key=True)
     gastype_id: Mapped[int] = mapped_column(ForeignKey("gas_types.id"), primary_key=True)
@@ -118,6 +151,7 @@ class PriceHistory(Base):
     """One row per observed price declaration; never rewritten."""
 
     __tablename__ = "price_history"
+    __table_args__ = {"sqlite_with_rowid": False}  # the composite key is the table: one B-tree, not two
 
     station_id: Mapped[int] = mapped_column(ForeignKey("stations.id", ondelete="CASCADE"), primary_key=True)
     gastype_id: Mapped[int] = mapped_column(ForeignKey("gas_types.id"), primary_key=True)
@@ -131,6 +165,7 @@ class Rupture(Base):
     __tablename__ = "ruptures"
     __table_args__ = (
         CheckConstraint("kind IS NULL OR kind IN ('temporaire', 'definitive')", name="rupture_kind_known"),
+        {"sqlite_with_rowid": False},
     )
 
     station_id: Mapped[int] = mapped_column(ForeignKey("stations.id", ondelete="CASCADE"), primary_key=True)
@@ -200,4 +235,7 @@ class EtlRun(Base):
     changes: Mapped[int] = mapped_column(default=0)
     rejected: Mapped[int] = mapped_column(default=0)
     duration_seconds: Mapped[float] = mapped_column(default=0.0)
+    # Size and CRC-32 of the feed's XML: a feed identical to the last one loaded needs no parsing.
+    feed_size: Mapped[int | None] = mapped_column(BigInteger)
+    feed_crc32: Mapped[int | None] = mapped_column(BigInteger)
     error: Mapped[str | None] = mapped_column(Text)

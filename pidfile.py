@@ -12,12 +12,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 
 SCHEDULER_MARKERS = ("etl.py", "serve")
+EXEC_RETRIES, EXEC_RETRY_SECONDS = 50, 0.01
 
 
 class AlreadyRunning(Exception):
@@ -40,9 +42,10 @@ def locked(pid_file: Path) -> Iterator[None]:
 
 def read_pid(pid_file: Path) -> int | None:
     try:
-        return int(pid_file.read_text().strip())
+        pid = int(pid_file.read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
+    return pid if pid > 0 else None
 
 
 def is_scheduler(pid: int | None) -> bool:
@@ -51,9 +54,15 @@ def is_scheduler(pid: int | None) -> bool:
         return False
     try:
         process = psutil.Process(pid)
+        cmdline = process.cmdline()
+        # A process caught in the middle of exec() shows an empty command line for an instant.
+        for _ in range(EXEC_RETRIES):
+            if cmdline or process.status() == psutil.STATUS_ZOMBIE:
+                break
+            time.sleep(EXEC_RETRY_SECONDS)
+            cmdline = process.cmdline()
         if process.status() == psutil.STATUS_ZOMBIE:
             return False
-        cmdline = process.cmdline()
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
     return any(arg.endswith(SCHEDULER_MARKERS[0]) for arg in cmdline) and SCHEDULER_MARKERS[1] in cmdline

@@ -1,8 +1,8 @@
 """Configuration, read in one place.
 
 Every setting comes from the environment first, then from the top level of
-`.streamlit/secrets.toml`, then from the default below.  `load_settings()` is
-cheap and has no side effects; callers decide when to read it.
+`.streamlit/secrets.toml`, then from its default. `load_settings()` is cheap and
+has no side effects; callers decide when to read it.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent
@@ -19,20 +19,24 @@ OFFICIAL_FEED_URL = "https://donnees.roulez-eco.fr/opendata/instantane_ruptures"
 MB = 1024 * 1024
 
 
+def _setting(env: str, default: str, kind: type = str):
+    return field(metadata={"env": env, "default": default, "kind": kind})
+
+
 @dataclass(frozen=True)
 class Settings:
-    data_dir: Path
-    database_url: str
-    feed_url: str
-    interval_seconds: int
-    retry_seconds: int
-    http_connect_timeout: float
-    http_read_timeout: float
-    http_retries: int
-    http_backoff: float
-    max_download_bytes: int
-    max_xml_bytes: int
-    max_backfill_xml_bytes: int
+    data_dir: Path = _setting("CARBUROAM_DATA_DIR", str(PROJECT_DIR), Path)
+    database_url: str = _setting("CARBUROAM_DATABASE_URL", "sqlite:///db.sqlite3")
+    feed_url: str = _setting("CARBUROAM_FEED_URL", OFFICIAL_FEED_URL)
+    interval_seconds: int = _setting("ETL_INTERVAL_SECONDS", "3600", int)
+    retry_seconds: int = _setting("ETL_RETRY_SECONDS", "300", int)
+    http_connect_timeout: float = _setting("ETL_CONNECT_TIMEOUT", "10", float)
+    http_read_timeout: float = _setting("ETL_READ_TIMEOUT", "60", float)
+    http_retries: int = _setting("ETL_HTTP_RETRIES", "3", int)
+    http_backoff: float = _setting("ETL_HTTP_BACKOFF", "1.0", float)
+    max_download_mb: int = _setting("ETL_MAX_DOWNLOAD_MB", "100", int)
+    max_xml_mb: int = _setting("ETL_MAX_XML_MB", "200", int)
+    max_backfill_xml_mb: int = _setting("ETL_MAX_BACKFILL_XML_MB", "2048", int)
 
     @property
     def outputs_dir(self) -> Path:
@@ -41,6 +45,22 @@ class Settings:
     @property
     def pid_file(self) -> Path:
         return self.data_dir / "etl.pid"
+
+    @property
+    def max_download_bytes(self) -> int:
+        return self.max_download_mb * MB
+
+    @property
+    def max_xml_bytes(self) -> int:
+        return self.max_xml_mb * MB
+
+    @property
+    def max_backfill_xml_bytes(self) -> int:
+        return self.max_backfill_xml_mb * MB
+
+    def environ(self) -> dict[str, str]:
+        """These settings as environment variables, so a child process loads exactly them."""
+        return {f.metadata["env"]: str(getattr(self, f.name)) for f in fields(self)}
 
 
 def _read_secrets(path: Path) -> dict:
@@ -61,36 +81,17 @@ def _anchor_sqlite_path(url: str, data_dir: Path) -> str:
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     secrets = _read_secrets(SECRETS_FILE)
-
-    def get(name: str, default: str) -> str:
-        value = env.get(name)
-        if value is None or value == "":
-            value = secrets.get(name, default)
-        return str(value)
-
-    def get_number(name: str, default: float, kind: type = int):
-        raw = get(name, str(default))
+    values = {}
+    for setting in fields(Settings):
+        name, kind = setting.metadata["env"], setting.metadata["kind"]
+        raw = env.get(name) or secrets.get(name) or setting.metadata["default"]
         try:
-            value = kind(raw)
+            value = kind(str(raw))
         except ValueError:
             raise ValueError(f"{name} must be a number, got {raw!r}") from None
-        if value < 0:
+        if kind in (int, float) and value < 0:
             raise ValueError(f"{name} must not be negative, got {raw!r}")
-        return value
-
-    data_dir = Path(get("CARBUROAM_DATA_DIR", str(PROJECT_DIR))).expanduser().resolve()
-    database_url = _anchor_sqlite_path(get("CARBUROAM_DATABASE_URL", "sqlite:///db.sqlite3"), data_dir)
-    return Settings(
-        data_dir=data_dir,
-        database_url=database_url,
-        feed_url=get("CARBUROAM_FEED_URL", OFFICIAL_FEED_URL),
-        interval_seconds=get_number("ETL_INTERVAL_SECONDS", 3600),
-        retry_seconds=get_number("ETL_RETRY_SECONDS", 300),
-        http_connect_timeout=get_number("ETL_CONNECT_TIMEOUT", 10.0, float),
-        http_read_timeout=get_number("ETL_READ_TIMEOUT", 60.0, float),
-        http_retries=get_number("ETL_HTTP_RETRIES", 3),
-        http_backoff=get_number("ETL_HTTP_BACKOFF", 1.0, float),
-        max_download_bytes=get_number("ETL_MAX_DOWNLOAD_MB", 100) * MB,
-        max_xml_bytes=get_number("ETL_MAX_XML_MB", 200) * MB,
-        max_backfill_xml_bytes=get_number("ETL_MAX_BACKFILL_XML_MB", 2048) * MB,
-    )
+        values[setting.name] = value
+    values["data_dir"] = values["data_dir"].expanduser().resolve()
+    values["database_url"] = _anchor_sqlite_path(values["database_url"], values["data_dir"])
+    return Settings(**values)

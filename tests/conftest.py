@@ -63,6 +63,8 @@ def database_url(request, monkeypatch, data_dir):
         yield url
         return
     if not postgres_available():
+        if os.environ.get("CARBUROAM_REQUIRE_POSTGRES"):
+            pytest.fail(f"CARBUROAM_REQUIRE_POSTGRES is set but no PostgreSQL server answers at {PG_URL}")
         pytest.skip(f"no PostgreSQL server answers at {make_url(PG_URL).render_as_string(hide_password=True)}")
     url = make_url(PG_URL).set(database=f"carburoam_test_{uuid.uuid4().hex[:12]}").render_as_string(False)
     create_database(url)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 02:20:00.398650
+Create Date: 2026-11-28
 """
 
 from alembic import op
@@ -14,13 +14,16 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
+# Aware UTC times: timestamptz on PostgreSQL, sortable UTC text on SQLite (see models.UTCDateTime).
+UTC_TIME = sa.DateTime(timezone=True).with_variant(sa.String(length=26), "sqlite")
+
 
 def upgrade() -> None:
     op.create_table('etl_runs',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('kind', sa.String(length=16), nullable=False),
-    sa.Column('started_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('finished_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('started_at', UTC_TIME, nullable=False),
+    sa.Column('finished_at', UTC_TIME, nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('source', sa.Text(), nullable=False),
     sa.Column('stations', sa.Integer(), nullable=False),
@@ -29,6 +32,8 @@ def upgrade() -> None:
     sa.Column('rejected', sa.Integer(), nullable=False),
     sa.Column('duration_seconds', sa.Double(), nullable=False),
     sa.Column('error', sa.Text(), nullable=True),
+    sa.Column('feed_size', sa.BigInteger(), nullable=True),
+    sa.Column('feed_crc32', sa.BigInteger(), nullable=True),
     sa.CheckConstraint("status IN ('success', 'failed')", name='status_known'),
     sa.PrimaryKeyConstraint('id')
     )
@@ -49,9 +54,9 @@ def upgrade() -> None:
     sa.Column('address', sa.String(length=250), nullable=False),
     sa.Column('road_type', sa.String(length=1), nullable=False),
     sa.Column('automate_24_24', sa.Boolean(), nullable=False),
-    sa.Column('opening_hours', sa.JSON(), nullable=True),
-    sa.Column('services', sa.JSON(), nullable=False),
-    sa.Column('last_seen_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('opening_hours', sa.Text(), nullable=True),
+    sa.Column('services', sa.Text(), nullable=False),
+    sa.Column('last_seen_at', UTC_TIME, nullable=False),
     sa.CheckConstraint("road_type IN ('R', 'A', 'N')", name='road_type_known'),
     sa.PrimaryKeyConstraint('id')
     )
@@ -64,7 +69,7 @@ def upgrade() -> None:
     sa.Column('email', sa.String(length=254), nullable=False),
     sa.Column('name', sa.String(length=120), nullable=False),
     sa.Column('role', sa.String(length=8), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_at', UTC_TIME, nullable=False),
     sa.CheckConstraint("role IN ('user', 'admin')", name='role_known'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('email'),
@@ -81,33 +86,35 @@ def upgrade() -> None:
     op.create_table('price_history',
     sa.Column('station_id', sa.Integer(), nullable=False),
     sa.Column('gastype_id', sa.Integer(), nullable=False),
-    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', UTC_TIME, nullable=False),
     sa.Column('price', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['gastype_id'], ['gas_types.id'], ),
     sa.ForeignKeyConstraint(['station_id'], ['stations.id'], ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('station_id', 'gastype_id', 'updated_at')
+    sa.PrimaryKeyConstraint('station_id', 'gastype_id', 'updated_at'),
+    sqlite_with_rowid=False,
     )
     op.create_table('prices',
     sa.Column('station_id', sa.Integer(), nullable=False),
     sa.Column('gastype_id', sa.Integer(), nullable=False),
     sa.Column('price', sa.Integer(), nullable=False),
-    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', UTC_TIME, nullable=False),
     sa.ForeignKeyConstraint(['gastype_id'], ['gas_types.id'], ),
     sa.ForeignKeyConstraint(['station_id'], ['stations.id'], ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('station_id', 'gastype_id')
+    sa.PrimaryKeyConstraint('station_id', 'gastype_id'),
+    sqlite_with_rowid=False,
     )
-    op.create_index('ix_prices_gastype_price', 'prices', ['gastype_id', 'price'])
 
     op.create_table('ruptures',
     sa.Column('station_id', sa.Integer(), nullable=False),
     sa.Column('gastype_id', sa.Integer(), nullable=False),
-    sa.Column('started_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('ended_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('started_at', UTC_TIME, nullable=True),
+    sa.Column('ended_at', UTC_TIME, nullable=True),
     sa.Column('kind', sa.String(length=16), nullable=True),
     sa.CheckConstraint("kind IS NULL OR kind IN ('temporaire', 'definitive')", name='rupture_kind_known'),
     sa.ForeignKeyConstraint(['gastype_id'], ['gas_types.id'], ),
     sa.ForeignKeyConstraint(['station_id'], ['stations.id'], ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('station_id', 'gastype_id')
+    sa.PrimaryKeyConstraint('station_id', 'gastype_id'),
+    sqlite_with_rowid=False,
     )
     op.create_table('user_gastypes',
     sa.Column('user_id', sa.Integer(), nullable=False),
@@ -121,10 +128,10 @@ def upgrade() -> None:
     sa.Column('user_id', sa.Integer(), nullable=False),
     sa.Column('code_hash', sa.String(length=128), nullable=False),
     sa.Column('purpose', sa.String(length=32), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_at', UTC_TIME, nullable=False),
+    sa.Column('expires_at', UTC_TIME, nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('used_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('used_at', UTC_TIME, nullable=True),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id')
     )
@@ -138,7 +145,6 @@ def downgrade() -> None:
     op.drop_table('verification_codes')
     op.drop_table('user_gastypes')
     op.drop_table('ruptures')
-    op.drop_index('ix_prices_gastype_price', table_name='prices')
 
     op.drop_table('prices')
     op.drop_table('price_history')
