@@ -19,8 +19,8 @@ OFFICIAL_FEED_URL = "https://donnees.roulez-eco.fr/opendata/instantane_ruptures"
 MB = 1024 * 1024
 
 
-def _setting(env: str, default: str, kind: type = str):
-    return field(metadata={"env": env, "default": default, "kind": kind})
+def _setting(env: str, default: str, kind: type = str, secret: bool = False):
+    return field(repr=not secret, metadata={"env": env, "default": default, "kind": kind})
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,16 @@ class Settings:
     max_download_mb: int = _setting("ETL_MAX_DOWNLOAD_MB", "100", int)
     max_xml_mb: int = _setting("ETL_MAX_XML_MB", "200", int)
     max_backfill_xml_mb: int = _setting("ETL_MAX_BACKFILL_XML_MB", "2048", int)
+    load_mode: str = _setting("LOAD_MODE", "local")
+    bucket_name_store: str = _setting("BUCKET_NAME_STORE", "")
+    credentials_object_key: str = _setting("CREDENTIALS_OBJECT_KEY", "credentials.yaml")
+    smtp_host: str = _setting("SMTP_HOST", "")
+    smtp_port: int = _setting("SMTP_PORT", "587", int)
+    smtp_user: str = _setting("SMTP_USER", "")
+    smtp_password: str = _setting("SMTP_PASSWORD", "", secret=True)
+    smtp_from: str = _setting("SMTP_FROM", "Carburoam <no-reply@localhost>")
+    smtp_security: str = _setting("SMTP_SECURITY", "starttls")
+    smtp_timeout: float = _setting("SMTP_TIMEOUT", "10", float)
 
     @property
     def outputs_dir(self) -> Path:
@@ -45,6 +55,14 @@ class Settings:
     @property
     def pid_file(self) -> Path:
         return self.data_dir / "etl.pid"
+
+    @property
+    def credentials_file(self) -> Path:
+        return self.data_dir / "credentials.yaml"
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.outputs_dir / "mail"
 
     @property
     def max_download_bytes(self) -> int:
@@ -78,6 +96,11 @@ def _anchor_sqlite_path(url: str, data_dir: Path) -> str:
     return f"{prefix}:///{data_dir / path}"
 
 
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     secrets = _read_secrets(SECRETS_FILE)
@@ -92,6 +115,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         if kind in (int, float) and value < 0:
             raise ValueError(f"{name} must not be negative, got {raw!r}")
         values[setting.name] = value
+    _check_choice("LOAD_MODE", values["load_mode"], ("local", "remote"))
+    _check_choice("SMTP_SECURITY", values["smtp_security"], ("starttls", "ssl", "none"))
+    if values["load_mode"] == "remote" and not values["bucket_name_store"]:
+        raise ValueError("LOAD_MODE=remote needs BUCKET_NAME_STORE, the S3 bucket that keeps the credentials")
     values["data_dir"] = values["data_dir"].expanduser().resolve()
     values["database_url"] = _anchor_sqlite_path(values["database_url"], values["data_dir"])
     return Settings(**values)
