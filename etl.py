@@ -51,6 +51,7 @@ class Interrupted(BaseException):
 
 @dataclass
 class RunSummary:
+    kind: str
     source: str
     stations: int
     prices: int
@@ -59,6 +60,11 @@ class RunSummary:
     seconds: float
 
     def __str__(self) -> str:
+        if self.kind == "backfill":
+            return (
+                f"added {self.changes:,} observations to the price history from {self.stations:,} stations "
+                f"({self.rejected:,} rejected) from {self.source} in {self.seconds:.1f} s"
+            )
         return (
             f"loaded {self.stations:,} stations and {self.prices:,} prices "
             f"({self.changes:,} changed, {self.rejected:,} rejected) from {self.source} in {self.seconds:.1f} s"
@@ -127,7 +133,13 @@ def run_pass(engine: Engine, settings: Settings, source: str | None = None, forc
         with writer(engine).begin() as conn:
             counts = load_snapshot(conn, snapshot, started)
             summary = RunSummary(
-                source, counts.stations, counts.prices, counts.changes, report.rejected, time.perf_counter() - clock
+                "run",
+                source,
+                counts.stations,
+                counts.prices,
+                counts.changes,
+                report.rejected,
+                time.perf_counter() - clock,
             )
             conn.execute(EtlRun.__table__.insert(), _run_row("run", started, summary, identity))
     except (FeedError, EtlError) as exc:
@@ -158,7 +170,7 @@ def _confirm_unchanged(engine: Engine, previous: EtlRun, source: str, started: d
     with writer(engine).begin() as conn:
         conn.execute(update(Station).where(Station.last_seen_at == previous.started_at).values(last_seen_at=started))
         summary = RunSummary(
-            source, previous.stations, previous.prices, 0, previous.rejected, time.perf_counter() - clock
+            "run", source, previous.stations, previous.prices, 0, previous.rejected, time.perf_counter() - clock
         )
         conn.execute(EtlRun.__table__.insert(), _run_row("run", started, summary, identity))
     return summary
@@ -208,7 +220,13 @@ def backfill(engine: Engine, settings: Settings, source: str) -> RunSummary:
         if report.stations == 0:
             raise EtlError("the file lists no station; nothing was loaded")
         summary = RunSummary(
-            source, report.stations, observations, observations, report.rejected, time.perf_counter() - clock
+            "backfill",
+            source,
+            report.stations,
+            observations,
+            observations,
+            report.rejected,
+            time.perf_counter() - clock,
         )
         with writer(engine).begin() as conn:
             conn.execute(EtlRun.__table__.insert(), _run_row("backfill", started, summary))
@@ -357,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(message)s" if serving else "%(message)s",
         stream=sys.stdout if serving else sys.stderr,
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         settings = load_settings()
     except ValueError as exc:
@@ -364,8 +383,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if serving:
         return serve(settings)
+    engine = make_engine(settings.database_url)
     try:
-        engine = make_engine(settings.database_url)
         init_db(engine)
         if args.command == "run":
             summary = run_pass(engine, settings, args.source, args.force)
@@ -377,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
     except SQLAlchemyError as exc:
         log.error("etl: cannot prepare the database: %s", _one_line(exc))
         return 1
+    finally:
+        engine.dispose()
     print(summary)
     return 0
 

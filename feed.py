@@ -10,9 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
-import logging
 import re
-import tempfile
 import unicodedata
 import zipfile
 import zlib
@@ -23,14 +21,9 @@ from pathlib import Path
 from typing import BinaryIO, NamedTuple
 from urllib.parse import urlsplit
 
-import requests
 from lxml import etree
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
 from utils import PARIS, UTC
-
-log = logging.getLogger(__name__)
 
 FUEL_IDS = frozenset(range(1, 7))
 _FUELS_BY_TEXT = {str(i): i for i in FUEL_IDS}
@@ -39,7 +32,6 @@ ROAD_TYPES = frozenset("RAN")
 RUPTURE_KINDS = frozenset({"temporaire", "definitive"})
 MIN_PRICE_MILLI, MAX_PRICE_MILLI = 100, 5000  # plausible when 0.10 < price <= 5.00 EUR/L
 EARLIEST_PLAUSIBLE_YEAR = 2000
-DOWNLOAD_CHUNK = 1 << 16
 READ_CHUNK = 1 << 16
 # Metropolitan France (Corsica included) with a margin; overseas stations are checked by postcode.
 METROPOLE_LAT, METROPOLE_LON = (41.0, 51.6), (-5.8, 10.0)
@@ -57,6 +49,9 @@ class FeedError(Exception):
 def feed_file(source: str, download_dir: Path, settings) -> Iterator[Path]:
     """The feed as a local file: a path is used in place, a URL is downloaded and removed afterwards."""
     if urlsplit(source).scheme in ("http", "https"):
+        # Imported here: requests weighs ~6 MB, which a run from a local file never needs.
+        from fetch import fetch_feed
+
         path = fetch_feed(source, download_dir, settings)
         try:
             yield path
@@ -67,82 +62,6 @@ def feed_file(source: str, download_dir: Path, settings) -> Iterator[Path]:
     if not path.is_file():
         raise FeedError(f"no feed file at {path}")
     yield path
-
-
-def _http_session(settings) -> requests.Session:
-    retry = Retry(
-        total=settings.http_retries,
-        connect=settings.http_retries,
-        read=settings.http_retries,
-        status=settings.http_retries,
-        backoff_factor=settings.http_backoff,
-        status_forcelist=(500, 502, 503, 504),
-        allowed_methods=frozenset({"GET"}),
-        raise_on_status=False,
-    )
-    session = requests.Session()
-    session.mount("http://", HTTPAdapter(max_retries=retry))
-    session.mount("https://", HTTPAdapter(max_retries=retry))
-    return session
-
-
-def fetch_feed(url: str, download_dir: Path, settings) -> Path:
-    """Download `url` into a temporary file under `download_dir`, refusing more than the size cap."""
-    host = urlsplit(url).hostname or url
-    cap = settings.max_download_bytes
-    download_dir.mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, removed by the caller
-        dir=download_dir, prefix="feed-", suffix=".download", delete=False
-    )
-    path = Path(tmp.name)
-    try:
-        with (
-            tmp,
-            _http_session(settings) as session,
-            session.get(
-                url, stream=True, timeout=(settings.http_connect_timeout, settings.http_read_timeout)
-            ) as response,
-        ):
-            if response.status_code != 200:
-                raise FeedError(f"the feed server {host} answered HTTP {response.status_code}")
-            announced = int(response.headers.get("Content-Length") or 0)
-            if announced > cap:
-                raise FeedError(f"the feed is {announced:,} bytes, over the {cap:,}-byte download cap")
-            received = 0
-            for chunk in response.iter_content(DOWNLOAD_CHUNK):
-                received += len(chunk)
-                if received > cap:
-                    raise FeedError(f"the feed exceeded the {cap:,}-byte download cap")
-                tmp.write(chunk)
-    except requests.exceptions.SSLError as exc:
-        path.unlink(missing_ok=True)
-        raise FeedError(f"TLS certificate verification failed for {host}: {_root_cause(exc)}") from exc
-    except requests.exceptions.Timeout as exc:
-        path.unlink(missing_ok=True)
-        raise FeedError(f"the feed server {host} did not answer in time ({_root_cause(exc)})") from exc
-    except requests.exceptions.ConnectionError as exc:
-        path.unlink(missing_ok=True)
-        raise FeedError(f"could not download the feed from {host}: {_root_cause(exc)}") from exc
-    except requests.exceptions.RequestException as exc:
-        path.unlink(missing_ok=True)
-        raise FeedError(f"the download from {host} failed: {_root_cause(exc)}") from exc
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _root_cause(exc: BaseException) -> str:
-    """The innermost reason requests and urllib3 wrap around a network error, on one line."""
-    cause = exc
-    while True:
-        inner = getattr(cause, "reason", None)
-        if not isinstance(inner, BaseException):
-            inner = cause.args[0] if cause.args and isinstance(cause.args[0], BaseException) else None
-        if inner is None:
-            break
-        cause = inner
-    return (str(cause) or type(cause).__name__).splitlines()[0][:300]
 
 
 # --------------------------------------------------------------------------- open
@@ -181,6 +100,9 @@ def identify_feed(path: Path, max_xml_bytes: int) -> FeedIdentity:
                 member = _xml_member(archive, max_xml_bytes)
                 return FeedIdentity(member.file_size, member.CRC)
         _check_xml_head(head)
+        size = path.stat().st_size
+        if size > max_xml_bytes:
+            raise FeedError(f"the feed's XML is {size:,} bytes, over the {max_xml_bytes:,}-byte cap")
         crc = 0
         while chunk := fh.read(1 << 20):
             crc = zlib.crc32(chunk, crc)
@@ -546,6 +468,7 @@ def parse_feed(stream: BinaryIO, report: ParseReport) -> Iterator[StationEntry]:
     Entities are never resolved, nothing is fetched from the network, and a
     document that carries a DOCTYPE is refused outright.
     """
+    etree.clear_error_log()  # libxml2's log is per thread: its first fatal entry is then this document's
     context = etree.iterparse(
         stream,
         events=("end",),
@@ -575,7 +498,9 @@ def parse_feed(stream: BinaryIO, report: ParseReport) -> Iterator[StationEntry]:
             if len(parser.times) > 100_000:  # a yearly archive has millions of distinct times
                 parser.times.clear()
     except etree.XMLSyntaxError as exc:
-        raise FeedError(f"the feed's XML is malformed or truncated: {exc}") from exc
+        first = next(iter(exc.error_log.filter_from_fatals()), None)
+        detail = f"{first.message}, line {first.line}, column {first.column}" if first else str(exc)
+        raise FeedError(f"the feed's XML is malformed or truncated: {detail}") from exc
     if report.root is None:
         if context.root is None:
             raise FeedError("the feed holds no XML document")

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Hashable, Iterable, Sequence
+import itertools
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ from utils import UTC
 BATCH_ROWS = 5_000
 PRICE_ROW = ("station_id", "gastype_id", "price", "updated_at")
 HISTORY_ROW = ("station_id", "gastype_id", "updated_at", "price")
+NOTHING = (None, None)
 RUPTURE_ROW = ("station_id", "gastype_id", "started_at", "ended_at", "kind")
 STATION_COLUMNS = (
     "latitude",
@@ -129,27 +131,27 @@ def _insert(conn: Connection, table: Table):
     return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
 
 
-def _batches(rows: Sequence, size: int = BATCH_ROWS) -> Iterable[Sequence]:
-    for start in range(0, len(rows), size):
-        yield rows[start : start + size]
+def _batches(rows: Iterable, size: int = BATCH_ROWS) -> Iterator[list]:
+    iterator = iter(rows)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
 
 
 def upsert(
     conn: Connection,
     table: Table,
     columns: Sequence[str],
-    rows: Sequence[tuple],
+    rows: Iterable[tuple],
     update_columns: Sequence[str] = (),
     where=None,
-) -> None:
+) -> int:
     """INSERT ... ON CONFLICT (primary key) DO UPDATE `update_columns`, or DO NOTHING without any.
 
     `rows` are tuples matching `columns`, already in storage encoding (see
-    `storage_table`). SQLAlchemy builds and compiles the statement once; the
-    driver's executemany then runs it with no per-row processing.
+    `storage_table`); an iterator is consumed batch by batch. SQLAlchemy builds
+    and compiles the statement once; the driver's executemany then runs it
+    with no per-row processing. Returns the number of rows inserted or updated.
     """
-    if not rows:
-        return
     stmt = _insert(conn, table).values({name: bindparam(name) for name in columns})
     keys = [c.name for c in table.primary_key.columns]
     if update_columns:
@@ -161,17 +163,17 @@ def upsert(
     if compiled.positional:
         order = [columns.index(name) for name in compiled.positiontup]
         if order != list(range(len(columns))):
-            rows = [tuple(row[i] for i in order) for row in rows]
+            rows = (tuple(row[i] for i in order) for row in rows)
     else:
-        rows = [dict(zip(columns, row, strict=True)) for row in rows]
-    for batch in _batches(rows):
-        conn.exec_driver_sql(str(compiled), list(batch))
+        rows = (dict(zip(columns, row, strict=True)) for row in rows)
+    sql = str(compiled)
+    return sum(conn.exec_driver_sql(sql, batch).rowcount for batch in _batches(rows))
 
 
 def _delete_pairs(conn: Connection, table: Table, keys: Sequence[tuple[int, int]]) -> None:
     key_columns = tuple_(table.c.station_id, table.c.gastype_id)
     for batch in _batches(keys, 1_000):
-        conn.execute(delete(table).where(key_columns.in_(list(batch))))
+        conn.execute(delete(table).where(key_columns.in_(batch)))
 
 
 def _storage(conn: Connection, model) -> Table:
@@ -189,18 +191,26 @@ def load_snapshot(conn: Connection, snapshot: Snapshot, seen_at: dt.datetime) ->
 
 def load_stations(conn: Connection, encoder: Encoder, stations: list[dict], seen_at: dt.datetime) -> None:
     table = _storage(conn, Station)
-    stored = {row[0]: tuple(row[1:]) for row in conn.execute(select(table.c.id, *map(table.c.get, STATION_COLUMNS)))}
+    # Stored rows are kept as a hash of their values: 10,000 stations' JSON would cost megabytes.
+    stored = {
+        row[0]: hash(tuple(row[1:])) for row in conn.execute(select(table.c.id, *map(table.c.get, STATION_COLUMNS)))
+    }
     seen = encoder.time(seen_at)
     changed, unchanged = [], []
     for station in stations:
         values = encoder.station_values(station)
-        if stored.get(station["id"]) == values:
+        if stored.get(station["id"]) == hash(values):
             unchanged.append(station["id"])
         else:
             changed.append((station["id"], *values, seen))
     upsert(conn, table, ("id", *STATION_COLUMNS, "last_seen_at"), changed, (*STATION_COLUMNS, "last_seen_at"))
     for batch in _batches(unchanged):
-        conn.execute(update(table).where(table.c.id.in_(list(batch))).values(last_seen_at=seen))
+        conn.execute(update(table).where(table.c.id.in_(batch)).values(last_seen_at=seen))
+
+
+def _pair(station: int, fuel: int) -> int:
+    """One int for a (station, fuel) pair: a compact dictionary key (fuel ids are 1-6)."""
+    return station << 3 | fuel
 
 
 def load_prices(conn: Connection, encoder: Encoder, observations: list[tuple]) -> tuple[int, int]:
@@ -209,30 +219,29 @@ def load_prices(conn: Connection, encoder: Encoder, observations: list[tuple]) -
     Returns (current prices, pairs that are new or whose price or time changed).
     """
     table = _storage(conn, Price)
+    # Stored prices as {pair: (price, hash of time)}: compact enough for 40,000 rows.
     stored = {
-        (station, fuel): (milli, updated_at)
+        _pair(station, fuel): (milli, hash(updated_at))
         for station, fuel, milli, updated_at in conn.execute(
             select(table.c.station_id, table.c.gastype_id, table.c.price, table.c.updated_at)
         )
     }
-    current: dict[tuple[int, int], tuple[int, Any]] = {}
-    history: dict[tuple[int, int, Any], int] = {}
+    current: dict[int, tuple[int, int, int, Any]] = {}
     for station, fuel, milli, maj in observations:
         when = encoder.time(maj)
-        newest = current.get((station, fuel))
-        if newest is None or maj > newest[2]:
-            current[(station, fuel)] = (milli, when, maj)
-        known = stored.get((station, fuel))
-        if known is None or known[1] != when:  # a stored current price is already in the history
-            history.setdefault((station, fuel, when), milli)
-    changed = [
-        (station, fuel, milli, when)
-        for (station, fuel), (milli, when, _) in current.items()
-        if stored.get((station, fuel)) != (milli, when)
-    ]
-    upsert(conn, _storage(conn, PriceHistory), HISTORY_ROW, [(*key, milli) for key, milli in history.items()])
+        newest = current.get(_pair(station, fuel))
+        if newest is None or when > newest[3]:  # encoded times sort as the times do
+            current[_pair(station, fuel)] = (station, fuel, milli, when)
+    history = (
+        (station, fuel, when, milli)
+        for station, fuel, milli, when in ((s, f, m, encoder.time(t)) for s, f, m, t in observations)
+        # A stored current price is already in the history; duplicates are skipped by the database.
+        if stored.get(_pair(station, fuel), NOTHING)[1] != hash(when)
+    )
+    changed = [row for key, row in current.items() if stored.get(key) != (row[2], hash(row[3]))]
+    upsert(conn, _storage(conn, PriceHistory), HISTORY_ROW, history)
     upsert(conn, table, PRICE_ROW, changed, ("price", "updated_at"))
-    _delete_pairs(conn, table, [key for key in stored if key not in current])
+    _delete_pairs(conn, table, [(key >> 3, key & 7) for key in stored if key not in current])
     return len(current), len(changed)
 
 
@@ -261,27 +270,28 @@ def load_history_batch(conn: Connection, entries: list[StationEntry], seen_at: d
     """Backfill: add a batch of past observations; current prices move only where the batch is newer.
 
     Stations unknown so far are added; known stations keep their current details.
-    Returns the number of distinct observations in the batch (stored ones are skipped).
+    Returns the number of observations added to the history (those already stored are skipped).
     """
     encoder = Encoder(conn.dialect)
     seen = encoder.time(seen_at)
     stations = [(e.station["id"], *encoder.station_values(e.station), seen) for e in entries]
     upsert(conn, _storage(conn, Station), ("id", *STATION_COLUMNS, "last_seen_at"), stations)
-    newest: dict[tuple[int, int], tuple[int, dt.datetime]] = {}
-    history: dict[tuple[int, int, Any], int] = {}
+    newest: dict[tuple[int, int], tuple[int, Any]] = {}
+    history = []
     for entry in entries:
         for station, fuel, milli, maj in entry.prices:
-            history.setdefault((station, fuel, encoder.time(maj)), milli)
+            when = encoder.time(maj)
+            history.append((station, fuel, when, milli))
             kept = newest.get((station, fuel))
-            if kept is None or maj > kept[1]:
-                newest[(station, fuel)] = (milli, maj)
-    upsert(conn, _storage(conn, PriceHistory), HISTORY_ROW, [(*key, milli) for key, milli in history.items()])
+            if kept is None or when > kept[1]:
+                newest[(station, fuel)] = (milli, when)
+    added = upsert(conn, _storage(conn, PriceHistory), HISTORY_ROW, history)
     upsert(
         conn,
         _storage(conn, Price),
         PRICE_ROW,
-        [(s, f, milli, encoder.time(maj)) for (s, f), (milli, maj) in newest.items()],
+        [(*key, *value) for key, value in newest.items()],
         ("price", "updated_at"),
         where=lambda table, stmt: table.c.updated_at < stmt.excluded.updated_at,
     )
-    return len(history)
+    return added

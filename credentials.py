@@ -1,0 +1,328 @@
+"""The store of the streamlit-authenticator credentials document.
+
+The document is the dict `Authenticate` is built from:
+
+    {"credentials": {"usernames": {username: {email, first_name, last_name, password, roles,
+                                              failed_login_attempts, logged_in, ...}}},
+     "cookie": {"name": ..., "key": ..., "expiry_days": ...}}
+
+It lives in a local YAML file (`LocalCredentialStore`) or in an S3 object
+(`S3CredentialStore`); it never touches the SQL database. Every change goes
+through `update(change)`, a read-modify-write that never loses a concurrent
+writer's change: the local store holds an exclusive lock around it, the S3
+store writes with `IfMatch` on the ETag it read and re-applies the change on a
+conflict. `change` may therefore run more than once and must only modify the
+document it is given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import fcntl
+import hashlib
+import logging
+import os
+import random
+import secrets
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import boto3
+import yaml
+from botocore.client import BaseClient
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ReadTimeoutError
+from botocore.exceptions import ConnectionError as S3ConnectionError
+
+from settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Document = dict[str, Any]
+
+COOKIE_NAME = "carburoam_auth"
+COOKIE_EXPIRY_DAYS = 30
+MAX_ATTEMPTS = 10
+BACKOFF_BASE_SECONDS = 0.05
+BACKOFF_MAX_SECONDS = 2.0
+S3_CONFIG = Config(connect_timeout=3, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"})
+CONFLICT_STATUSES = {409, 412}  # ConditionalRequestConflict, PreconditionFailed
+
+
+class StoreError(Exception):
+    """The credentials document could not be read or changed; the message is fit to show a user."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached or read; nothing was written."""
+
+
+class StoreConflict(StoreError):
+    """Other writers kept changing the document; the change was given up and nothing was written."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A document as read, with an opaque version; `stale` when it is a remembered copy."""
+
+    document: Document
+    version: str
+    stale: bool = False
+
+
+class CredentialStore(Protocol):
+    def load(self) -> Snapshot: ...
+
+    def update(self, change: Callable[[Document], T]) -> T: ...
+
+
+def new_document() -> Document:
+    """An empty credentials document with a fresh random cookie key."""
+    return {
+        "credentials": {"usernames": {}},
+        "cookie": {"name": COOKIE_NAME, "key": secrets.token_urlsafe(32), "expiry_days": COOKIE_EXPIRY_DAYS},
+    }
+
+
+def check_document(document: object) -> Document:
+    """`document` if it has the shape `Authenticate` is built from, else ValueError saying what is wrong."""
+    if not isinstance(document, dict):
+        raise ValueError("it is not a mapping")
+    credentials = document.get("credentials")
+    if not isinstance(credentials, dict) or not isinstance(credentials.get("usernames"), dict):
+        raise ValueError("it has no credentials.usernames mapping")
+    cookie = document.get("cookie")
+    if not isinstance(cookie, dict) or not all(cookie.get(k) for k in ("name", "key", "expiry_days")):
+        raise ValueError("its cookie section lacks a name, key or expiry_days")
+    return document
+
+
+def _parse(data: bytes, where: str) -> Document:
+    try:
+        return check_document(yaml.safe_load(data))
+    except (yaml.YAMLError, ValueError) as exc:
+        problem = str(exc).splitlines()[0]
+        raise StoreUnavailable(
+            f"{where} is not a valid credentials document ({problem}). It was left untouched: "
+            "fix it or restore it from a backup."
+        ) from exc
+
+
+def _dump(document: Document) -> bytes:
+    return yaml.safe_dump(check_document(document), sort_keys=False, allow_unicode=True).encode()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Replace `path` with `data`: a reader sees the old file or the new one, never a partial one."""
+    # mkstemp creates the file with mode 0600 before anything is written to it.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # makes the rename itself durable
+    finally:
+        os.close(dir_fd)
+
+
+class LocalCredentialStore:
+    """The document as a YAML file (mode 0600), created with a new cookie key on first use.
+
+    Reads and read-modify-writes hold an exclusive flock on a sibling `.lock` file, so a write
+    is always based on the newest document and no update is ever lost, across threads and
+    processes alike.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def load(self) -> Snapshot:
+        with self._locked():
+            return self._read()
+
+    def update(self, change: Callable[[Document], T]) -> T:
+        with self._locked():
+            document = copy.deepcopy(self._read().document)
+            result = change(document)
+            self._write(document)
+            return result
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_CREAT | os.O_RDWR, 0o600)
+        except OSError as exc:
+            raise StoreUnavailable(f"The credentials file {self.path} cannot be locked: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def _read(self) -> Snapshot:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            document = new_document()
+            version = self._write(document)
+            log.info("created the credentials file %s with a new random cookie key", self.path)
+            return Snapshot(document, version)
+        except OSError as exc:
+            raise StoreUnavailable(f"The credentials file {self.path} cannot be read: {exc.strerror}") from exc
+        return Snapshot(_parse(data, f"The credentials file {self.path}"), _sha256(data))
+
+    def _write(self, document: Document) -> str:
+        data = _dump(document)
+        try:
+            _write_atomically(self.path, data)
+        except OSError as exc:
+            raise StoreUnavailable(f"The credentials file {self.path} cannot be written: {exc.strerror}") from exc
+        return _sha256(data)
+
+
+def _error_code(exc: ClientError) -> str:
+    return exc.response.get("Error", {}).get("Code", "")
+
+
+def _http_status(exc: ClientError) -> int:
+    return exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+
+
+class S3CredentialStore:
+    """The document as a YAML object in S3, written only with `IfMatch`/`IfNoneMatch` conditions.
+
+    The last document read or written is remembered, so that `load()` during an outage still
+    returns it (marked stale) and known users can sign in; `update()` during an outage raises
+    `StoreUnavailable` and writes nothing.
+    """
+
+    def __init__(self, bucket: str, key: str, client: BaseClient | None = None, *, attempts: int = MAX_ATTEMPTS):
+        self.bucket = bucket
+        self.key = key
+        self.attempts = attempts
+        self._client = client
+        self._client_lock = threading.Lock()
+        self._last_good: Snapshot | None = None
+
+    @property
+    def client(self) -> BaseClient:
+        # The default boto3 session is not thread-safe, so each store gets a session of its own.
+        with self._client_lock:
+            if self._client is None:
+                self._client = boto3.session.Session().client("s3", config=S3_CONFIG)
+            return self._client
+
+    def load(self) -> Snapshot:
+        try:
+            return self._fetch()
+        except StoreUnavailable as exc:
+            last = self._last_good
+            if last is None:
+                raise
+            log.warning("serving the last good copy of s3://%s/%s: %s", self.bucket, self.key, exc)
+            return dataclasses.replace(last, document=copy.deepcopy(last.document), stale=True)
+
+    def update(self, change: Callable[[Document], T]) -> T:
+        for attempt in range(self.attempts):
+            snapshot = self._fetch()
+            document = copy.deepcopy(snapshot.document)
+            result = change(document)
+            if self._put(document, IfMatch=snapshot.version):
+                return result
+            log.debug("s3://%s/%s changed since it was read (attempt %d), retrying", self.bucket, self.key, attempt + 1)
+            # Jitter spreads out writers that collided so that they do not collide again.
+            time.sleep(random.uniform(0, min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt)))  # noqa: S311
+        raise StoreConflict(
+            f"The accounts were changed by others {self.attempts} times while saving; please try again."
+        )
+
+    def _fetch(self) -> Snapshot:
+        """The newest document, creating the object on first use."""
+        snapshot = self._get() or self._put(new_document(), IfNoneMatch="*") or self._get()
+        if snapshot is None:
+            raise StoreConflict("The accounts document was deleted while being created; please try again.")
+        return snapshot
+
+    def _get(self) -> Snapshot | None:
+        """The stored document, or None if there is no object yet."""
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self.key)
+            data = response["Body"].read()
+        except ClientError as exc:
+            if _error_code(exc) == "NoSuchKey":
+                return None
+            raise self._unavailable(exc) from exc
+        except BotoCoreError as exc:
+            raise self._unavailable(exc) from exc
+        snapshot = Snapshot(_parse(data, f"The credentials object s3://{self.bucket}/{self.key}"), response["ETag"])
+        self._remember(snapshot)
+        return snapshot
+
+    def _put(self, document: Document, **condition: str) -> Snapshot | None:
+        """Write `document` if `condition` holds; None if it does not (someone else wrote first)."""
+        try:
+            response = self.client.put_object(
+                Bucket=self.bucket, Key=self.key, Body=_dump(document), ContentType="application/yaml", **condition
+            )
+        except ClientError as exc:
+            if _http_status(exc) in CONFLICT_STATUSES:
+                return None
+            raise self._unavailable(exc) from exc
+        except BotoCoreError as exc:
+            raise self._unavailable(exc) from exc
+        if "IfNoneMatch" in condition:
+            log.info("created s3://%s/%s with a new random cookie key", self.bucket, self.key)
+        snapshot = Snapshot(document, response["ETag"])
+        self._remember(snapshot)
+        return snapshot
+
+    def _remember(self, snapshot: Snapshot) -> None:
+        # A private copy: callers (streamlit-authenticator among them) mutate the documents they get.
+        self._last_good = dataclasses.replace(snapshot, document=copy.deepcopy(snapshot.document))
+
+    def _unavailable(self, exc: ClientError | BotoCoreError) -> StoreUnavailable:
+        if isinstance(exc, ClientError):
+            code = _error_code(exc)
+            if code == "NoSuchBucket":
+                reason = f"its storage bucket {self.bucket!r} does not exist"
+            elif code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch") or _http_status(exc) == 403:
+                reason = f"access to its storage bucket {self.bucket!r} was denied"
+            else:
+                reason = f"its storage answered {code or _http_status(exc)}"
+        elif isinstance(exc, S3ConnectionError):
+            reason = "its storage server cannot be reached"
+        elif isinstance(exc, ReadTimeoutError):
+            reason = "its storage server did not answer in time"
+        elif isinstance(exc, NoCredentialsError):
+            reason = "no storage credentials are configured"
+        else:
+            reason = "its storage did not answer properly"
+        log.warning("credentials store s3://%s/%s unavailable (%s): %r", self.bucket, self.key, reason, exc)
+        return StoreUnavailable(f"The account service is unreachable right now ({reason}). Please try again later.")
+
+
+def credential_store(settings: Settings) -> CredentialStore:
+    """The store `LOAD_MODE` selects; nothing is read, created or connected until it is used."""
+    if settings.load_mode == "remote":
+        return S3CredentialStore(settings.bucket_name_store, settings.credentials_object_key)
+    return LocalCredentialStore(settings.credentials_file)
