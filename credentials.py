@@ -79,9 +79,17 @@ class Snapshot:
 
 
 class CredentialStore(Protocol):
-    def load(self) -> Snapshot: ...
+    def load(self) -> Snapshot:
+        """The newest document (created on first use); raises StoreUnavailable."""
+        ...
 
-    def update(self, change: Callable[[Document], T]) -> T: ...
+    def update(self, change: Callable[[Document], T]) -> T:
+        """Apply `change` to a copy of the newest document and save it; return what `change` returned.
+
+        An exception from `change` propagates and nothing is written. Raises StoreUnavailable
+        or StoreConflict, having written nothing; ValueError if `change` broke the document's shape.
+        """
+        ...
 
 
 def new_document() -> Document:
@@ -92,7 +100,7 @@ def new_document() -> Document:
     }
 
 
-def check_document(document: object) -> Document:
+def _check_document(document: object) -> Document:
     """`document` if it has the shape `Authenticate` is built from, else ValueError saying what is wrong."""
     if not isinstance(document, dict):
         raise ValueError("it is not a mapping")
@@ -100,14 +108,19 @@ def check_document(document: object) -> Document:
     if not isinstance(credentials, dict) or not isinstance(credentials.get("usernames"), dict):
         raise ValueError("it has no credentials.usernames mapping")
     cookie = document.get("cookie")
-    if not isinstance(cookie, dict) or not all(cookie.get(k) for k in ("name", "key", "expiry_days")):
-        raise ValueError("its cookie section lacks a name, key or expiry_days")
+    if (
+        not isinstance(cookie, dict)
+        or not cookie.get("name")
+        or not cookie.get("key")
+        or not isinstance(cookie.get("expiry_days"), int | float)
+    ):
+        raise ValueError("its cookie section needs a name, a key and expiry_days")
     return document
 
 
 def _parse(data: bytes, where: str) -> Document:
     try:
-        return check_document(yaml.safe_load(data))
+        return _check_document(yaml.safe_load(data))
     except (yaml.YAMLError, ValueError) as exc:
         problem = str(exc).splitlines()[0]
         raise StoreUnavailable(
@@ -117,7 +130,10 @@ def _parse(data: bytes, where: str) -> Document:
 
 
 def _dump(document: Document) -> bytes:
-    return yaml.safe_dump(check_document(document), sort_keys=False, allow_unicode=True).encode()
+    try:
+        return yaml.safe_dump(_check_document(document), sort_keys=False, allow_unicode=True).encode()
+    except yaml.representer.RepresenterError as exc:
+        raise ValueError(f"the document holds a value YAML cannot store: {exc}") from exc
 
 
 def _sha256(data: bytes) -> str:
@@ -258,7 +274,13 @@ class S3CredentialStore:
 
     def _fetch(self) -> Snapshot:
         """The newest document, creating the object on first use."""
-        snapshot = self._get() or self._put(new_document(), IfNoneMatch="*") or self._get()
+        snapshot = self._get()
+        if snapshot is None:
+            snapshot = self._put(new_document(), IfNoneMatch="*")
+            if snapshot is None:
+                snapshot = self._get()  # another writer created it first: use theirs
+            else:
+                log.info("created s3://%s/%s with a new random cookie key", self.bucket, self.key)
         if snapshot is None:
             raise StoreConflict("The accounts document was deleted while being created; please try again.")
         return snapshot
@@ -285,13 +307,12 @@ class S3CredentialStore:
                 Bucket=self.bucket, Key=self.key, Body=_dump(document), ContentType="application/yaml", **condition
             )
         except ClientError as exc:
-            if _http_status(exc) in CONFLICT_STATUSES:
+            # NoSuchKey: the object was deleted since it was read; the retry recreates it.
+            if _http_status(exc) in CONFLICT_STATUSES or _error_code(exc) == "NoSuchKey":
                 return None
             raise self._unavailable(exc) from exc
         except BotoCoreError as exc:
             raise self._unavailable(exc) from exc
-        if "IfNoneMatch" in condition:
-            log.info("created s3://%s/%s with a new random cookie key", self.bucket, self.key)
         snapshot = Snapshot(document, response["ETag"])
         self._remember(snapshot)
         return snapshot

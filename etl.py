@@ -125,7 +125,7 @@ def run_pass(engine: Engine, settings: Settings, source: str | None = None, forc
         with feed_file(source, settings.data_dir, settings) as path:
             identity = identify_feed(path, settings.max_xml_bytes)
             previous = last_success(engine)
-            if not force and _same_feed(previous, identity):
+            if not force and _same_feed(engine, previous, identity):
                 return _confirm_unchanged(engine, previous, source, started, clock)
             with open_feed(path, settings.max_xml_bytes) as xml:
                 snapshot = Snapshot.collect(parse_feed(xml, report))
@@ -156,12 +156,18 @@ def run_pass(engine: Engine, settings: Settings, source: str | None = None, forc
     return summary
 
 
-def _same_feed(previous: EtlRun | None, identity: FeedIdentity) -> bool:
-    return (
-        previous is not None
-        and previous.kind == "run"
-        and (previous.feed_size, previous.feed_crc32) == (identity.size, identity.crc32)
-    )
+def _same_feed(engine: Engine, previous: EtlRun | None, identity: FeedIdentity) -> bool:
+    """Whether the database still holds exactly this feed, as loaded by the last successful run."""
+    if previous is None or previous.kind != "run":
+        return False
+    if (previous.feed_size, previous.feed_crc32) != (identity.size, identity.crc32):
+        return False
+    # A backfill commits batch by batch: even a failed one may have moved current prices since.
+    with session_factory(engine)() as session:
+        backfilled_since = session.scalar(
+            select(EtlRun.id).where(EtlRun.kind == "backfill", EtlRun.started_at >= previous.started_at).limit(1)
+        )
+    return backfilled_since is None
 
 
 def _confirm_unchanged(engine: Engine, previous: EtlRun, source: str, started: dt.datetime, clock: float) -> RunSummary:

@@ -32,7 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from feed import StationEntry, opening_hours_document
 from models import Price, PriceHistory, Rupture, Station, json_text, sqlite_time_text
-from utils import UTC
+from utils import UTC, fold
 
 BATCH_ROWS = 5_000
 PRICE_ROW = ("station_id", "gastype_id", "price", "updated_at")
@@ -49,6 +49,7 @@ STATION_COLUMNS = (
     "automate_24_24",
     "opening_hours",
     "services",
+    "search_text",
 )
 
 
@@ -124,6 +125,7 @@ class Encoder:
             station["automate_24_24"],
             self.document(station["opening_hours"], opening_hours_document),
             self.document(station["services"]),
+            fold(f"{station['address']} {station['zip_code']} {station['town']}"),
         )
 
 
@@ -274,7 +276,15 @@ def load_history_batch(conn: Connection, entries: list[StationEntry], seen_at: d
     """
     encoder = Encoder(conn.dialect)
     seen = encoder.time(seen_at)
-    stations = [(e.station["id"], *encoder.station_values(e.station), seen) for e in entries]
+    # A station known only from an archive was last seen at its newest price, not today.
+    stations = [
+        (
+            e.station["id"],
+            *encoder.station_values(e.station),
+            encoder.time(max(p[3] for p in e.prices)) if e.prices else seen,
+        )
+        for e in entries
+    ]
     upsert(conn, _storage(conn, Station), ("id", *STATION_COLUMNS, "last_seen_at"), stations)
     newest: dict[tuple[int, int], tuple[int, Any]] = {}
     history = []

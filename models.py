@@ -132,6 +132,8 @@ class Station(Base):
     automate_24_24: Mapped[bool] = mapped_column(default=False)
     opening_hours: Mapped[list[Any] | None]
     services: Mapped[list[Any]] = mapped_column(default=list)
+    # Address, postcode and town folded by utils.fold, for case- and accent-blind search.
+    search_text: Mapped[str] = mapped_column(Text, default="")
     last_seen_at: Mapped[dt.datetime]
 
 
@@ -187,6 +189,10 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(120))
     role: Mapped[str] = mapped_column(String(8), default="user")
     created_at: Mapped[dt.datetime]
+    # Yearly consumption for the savings estimate: litres per year, or distance and L/100 km.
+    litres_per_year: Mapped[float | None] = mapped_column(Float)
+    km_per_year: Mapped[float | None] = mapped_column(Float)
+    litres_per_100km: Mapped[float | None] = mapped_column(Float)
 
 
 class UserGasType(Base):

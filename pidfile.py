@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 
 SCHEDULER_MARKERS = ("etl.py", "serve")
-EXEC_RETRIES, EXEC_RETRY_SECONDS = 50, 0.01
+EXEC_GRACE_SECONDS, EXEC_RETRY_SECONDS = 1.0, 0.01
 
 
 class AlreadyRunning(Exception):
@@ -54,15 +54,14 @@ def is_scheduler(pid: int | None) -> bool:
         return False
     try:
         process = psutil.Process(pid)
-        cmdline = process.cmdline()
-        # A process caught in the middle of exec() shows an empty command line for an instant.
-        for _ in range(EXEC_RETRIES):
-            if cmdline or process.status() == psutil.STATUS_ZOMBIE:
-                break
-            time.sleep(EXEC_RETRY_SECONDS)
-            cmdline = process.cmdline()
         if process.status() == psutil.STATUS_ZOMBIE:
             return False
+        cmdline = process.cmdline()
+        # A process caught in the middle of exec() shows an empty command line for an instant;
+        # only a process that has just started can be in that state (kernel threads always are).
+        while not cmdline and time.time() - process.create_time() < EXEC_GRACE_SECONDS:
+            time.sleep(EXEC_RETRY_SECONDS)
+            cmdline = process.cmdline()
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
     return any(arg.endswith(SCHEDULER_MARKERS[0]) for arg in cmdline) and SCHEDULER_MARKERS[1] in cmdline

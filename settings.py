@@ -19,7 +19,17 @@ OFFICIAL_FEED_URL = "https://donnees.roulez-eco.fr/opendata/instantane_ruptures"
 MB = 1024 * 1024
 
 
-def _setting(env: str, default: str, kind: type = str, secret: bool = False):
+def flag(raw: str) -> bool:
+    """'on'/'off' (or true/false, yes/no, 1/0) as a bool."""
+    value = raw.strip().lower()
+    if value in ("on", "true", "yes", "1"):
+        return True
+    if value in ("off", "false", "no", "0"):
+        return False
+    raise ValueError(f"on or off, got {raw!r}")
+
+
+def _setting(env: str, default: str, kind=str, secret: bool = False):
     return field(repr=not secret, metadata={"env": env, "default": default, "kind": kind})
 
 
@@ -47,6 +57,10 @@ class Settings:
     smtp_from: str = _setting("SMTP_FROM", "Carburoam <no-reply@localhost>")
     smtp_security: str = _setting("SMTP_SECURITY", "starttls")
     smtp_timeout: float = _setting("SMTP_TIMEOUT", "10", float)
+    etl_autostart: bool = _setting("ETL_AUTOSTART", "on", flag)
+    registration_captcha: bool = _setting("REGISTRATION_CAPTCHA", "on", flag)
+    map_provider: str = _setting("MAP_PROVIDER", "carto")
+    stale_after_days: int = _setting("PRICE_STALE_DAYS", "7", int)
 
     @property
     def outputs_dir(self) -> Path:
@@ -78,7 +92,13 @@ class Settings:
 
     def environ(self) -> dict[str, str]:
         """These settings as environment variables, so a child process loads exactly them."""
-        return {f.metadata["env"]: str(getattr(self, f.name)) for f in fields(self)}
+        return {f.metadata["env"]: _as_text(getattr(self, f.name)) for f in fields(self)}
+
+
+def _as_text(value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
 
 
 def _read_secrets(path: Path) -> dict:
@@ -110,13 +130,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raw = env.get(name) or secrets.get(name) or setting.metadata["default"]
         try:
             value = kind(str(raw))
-        except ValueError:
-            raise ValueError(f"{name} must be a number, got {raw!r}") from None
+        except ValueError as exc:
+            expected = "a number" if kind in (int, float) else str(exc).split(", got")[0]
+            raise ValueError(f"{name} must be {expected}, got {raw!r}") from None
         if kind in (int, float) and value < 0:
             raise ValueError(f"{name} must not be negative, got {raw!r}")
         values[setting.name] = value
     _check_choice("LOAD_MODE", values["load_mode"], ("local", "remote"))
     _check_choice("SMTP_SECURITY", values["smtp_security"], ("starttls", "ssl", "none"))
+    _check_choice("MAP_PROVIDER", values["map_provider"], ("carto", "none"))
     if values["load_mode"] == "remote" and not values["bucket_name_store"]:
         raise ValueError("LOAD_MODE=remote needs BUCKET_NAME_STORE, the S3 bucket that keeps the credentials")
     values["data_dir"] = values["data_dir"].expanduser().resolve()

@@ -1,13 +1,36 @@
-"""Small pure helpers: time zones and the clock."""
+"""Small pure helpers: time zones, the clock, text folding for search, and distances."""
 
 from __future__ import annotations
 
 import datetime as dt
+import math
+import re
+import unicodedata
 from zoneinfo import ZoneInfo
 
+VERSION = "0.1.0"
 UTC = dt.UTC
 PARIS = ZoneInfo("Europe/Paris")
+EARTH_RADIUS_KM = 6371.0088  # mean radius
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(UTC)
+
+
+_NOT_WORD = re.compile(r"[^a-z0-9]+")
+
+
+def fold(text: str) -> str:
+    """Lower case, no accents, words separated by single spaces: 'Saint-Étienne' -> 'saint etienne'."""
+    decomposed = unicodedata.normalize("NFKD", text.replace("œ", "oe").replace("Œ", "OE"))
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+    return _NOT_WORD.sub(" ", plain).strip()
+
+
+def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance in km between two points given in degrees."""
+    phi1, phi2 = math.radians(lat1), math.radians(lat2)
+    half_dphi, half_dlambda = math.radians(lat2 - lat1) / 2, math.radians(lon2 - lon1) / 2
+    a = math.sin(half_dphi) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(half_dlambda) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(min(a, 1.0)))

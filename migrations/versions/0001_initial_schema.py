@@ -56,6 +56,7 @@ def upgrade() -> None:
     sa.Column('automate_24_24', sa.Boolean(), nullable=False),
     sa.Column('opening_hours', sa.Text(), nullable=True),
     sa.Column('services', sa.Text(), nullable=False),
+    sa.Column('search_text', sa.Text(), nullable=False),
     sa.Column('last_seen_at', UTC_TIME, nullable=False),
     sa.CheckConstraint("road_type IN ('R', 'A', 'N')", name='road_type_known'),
     sa.PrimaryKeyConstraint('id')
@@ -70,6 +71,9 @@ def upgrade() -> None:
     sa.Column('name', sa.String(length=120), nullable=False),
     sa.Column('role', sa.String(length=8), nullable=False),
     sa.Column('created_at', UTC_TIME, nullable=False),
+    sa.Column('litres_per_year', sa.Float(), nullable=True),
+    sa.Column('km_per_year', sa.Float(), nullable=True),
+    sa.Column('litres_per_100km', sa.Float(), nullable=True),
     sa.CheckConstraint("role IN ('user', 'admin')", name='role_known'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('email'),
