@@ -117,6 +117,7 @@ def main() -> int:
             member = archive.infolist()[0]
             archive.extract(member, work)
             xml_path = work / member.filename
+            size_mb = xml_path.stat().st_size / 1e6
         with zipfile.ZipFile(daily) as archive:
             observations = archive.read(archive.infolist()[0]).count(b"<prix ")
 
@@ -131,7 +132,6 @@ def main() -> int:
         backfill_dir.mkdir()
         rss_backfill, wall_backfill = peak_rss_mb(backfill_dir, "backfill", "--source", str(daily))
 
-    size_mb = xml_path.stat().st_size / 1e6
     print(f"feed: {args.stations:,} stations, {size_mb:.1f} MB of XML; SQLite; best of {args.repeat}")
     print(f"bare lxml iterparse of the XML        {bare:7.3f} s   1.00x")
     for label, seconds in passes.items():

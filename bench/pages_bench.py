@@ -1,0 +1,150 @@
+"""Page benchmark: how long a person waits for each page to redraw, on a realistic database.
+
+    python bench/pages_bench.py [--stations 10000] [--runs 20]
+
+Loads a generated feed of N stations into a fresh SQLite database, creates a
+user following 20 stations and 3 fuels, then reports the median of --runs:
+- script reruns (Streamlit's AppTest) of the dashboard with the whole frame
+  (sign-in check, navigation, sidebar), and of the dashboard, stations page
+  (with a town searched, 10 km around) and demo page scripts;
+- the price-board and stations-in-view queries on their own.
+Targets: every page rerun <= 250 ms, each query <= 20 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+GEN_FEED = ROOT.parent / "shared" / "tools" / "gen_feed.py"
+PAGE_TARGET_MS, QUERY_TARGET_MS = 250, 20
+PASSWORD = "bench password 1"
+
+
+def median_ms(action: Callable[[], object], runs: int) -> float:
+    timings = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        action()
+        timings.append((time.perf_counter() - started) * 1000)
+    return statistics.median(timings)
+
+
+def prepare(work: Path, stations: int) -> tuple[int, str, tuple[float, float, float, float]]:
+    """Load the feed, create the user with 20 favourites and 3 fuels; return (user id, a town, a view box)."""
+    from sqlalchemy import select
+
+    import etl
+    import preferences
+    from auth import Accounts
+    from credentials import credential_store
+    from models import Station
+    from session import init_db, make_engine, session_factory, writer
+    from settings import load_settings
+
+    feed = work / "feed.zip"
+    subprocess.run(
+        [sys.executable, str(GEN_FEED), "--stations", str(stations), "--seed", "3", "--out", str(feed)],
+        check=True,
+        capture_output=True,
+    )
+    settings = load_settings()
+    engine = make_engine(settings.database_url)
+    init_db(engine)
+    etl.run_pass(engine, settings, str(feed))
+    account = Accounts(settings, credential_store(settings), engine).register(
+        "bench", "bench@example.org", "Bench", "User", PASSWORD, PASSWORD
+    )
+    with session_factory(engine)() as session:
+        town = session.scalar(select(Station.town).where(Station.latitude.is_not(None)).limit(1))
+        centre = session.execute(select(Station.latitude, Station.longitude).where(Station.town == town).limit(1)).one()
+        near = session.scalars(
+            select(Station.id).where(Station.latitude.is_not(None)).order_by(Station.id).limit(20)
+        ).all()
+    with session_factory(writer(engine)).begin() as session:
+        for station_id in near:
+            preferences.follow_station(session, account.user_id, station_id, f"Station {station_id}")
+        preferences.set_fuels(session, account.user_id, [1, 2, 5])
+    engine.dispose()
+    box = (centre[0] - 0.25, centre[1] - 0.35, centre[0] + 0.25, centre[1] + 0.35)  # about 55 x 55 km
+    return account.user_id, town, box
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stations", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=20)
+    args = parser.parse_args()
+    if not GEN_FEED.exists():
+        print(f"needs {GEN_FEED} (the shared feed generator)", file=sys.stderr)
+        return 2
+    logging.disable(logging.WARNING)
+
+    with tempfile.TemporaryDirectory(prefix="carburoam-pages-") as tmp:
+        os.environ.update(CARBUROAM_DATA_DIR=tmp, ETL_AUTOSTART="off", REGISTRATION_CAPTCHA="off", MAP_PROVIDER="none")
+        user_id, town, box = prepare(Path(tmp), args.stations)
+
+        from streamlit.testing.v1 import AppTest
+
+        import queries
+        from session import make_engine, session_factory
+        from settings import load_settings
+
+        at = AppTest.from_file(str(ROOT / "home.py"), default_timeout=60)
+        at.run()
+        inputs = {field.label: field for field in at.sidebar.text_input}
+        inputs["Username"].input("bench")
+        inputs["Password"].input(PASSWORD)
+        next(button for button in at.sidebar.button if button.label == "Sign in").click()
+
+        def whole_app() -> None:
+            # AppTest reruns only the page script unless told to start from the entry script again.
+            at._finished_page_script_hash = ""
+            at.run()
+
+        whole_app()
+        assert at.title[0].value == "My prices today", [t.value for t in at.title]
+        results = {"dashboard, whole app (frame + page)": median_ms(whole_app, args.runs)}
+        at.switch_page("pages/dashboard.py").run()
+        results["dashboard page"] = median_ms(at.run, args.runs)
+
+        at.switch_page("pages/stations.py").run()
+        at.text_input[0].input(town)
+        at.radio[0].set_value("Within 10 km")
+        next(button for button in at.button if button.label == "Search").click().run()
+        found = len(at.dataframe[0].value) if at.dataframe else 0
+        results[f"stations page ('{town}', 10 km: {found} stations)"] = median_ms(at.run, args.runs)
+
+        at.switch_page("pages/demo.py").run()
+        results["demo page"] = median_ms(at.run, args.runs)
+
+        engine = make_engine(load_settings().database_url)
+        Session = session_factory(engine)
+        with Session() as session:
+            board = median_ms(lambda: queries.favourites_board(session, user_id), args.runs)
+            in_view = median_ms(lambda: queries.stations_in_box(session, *box, fuel_id=1), args.runs)
+            shown = len(queries.stations_in_box(session, *box, fuel_id=1))
+        engine.dispose()
+
+    print(f"{args.stations:,} stations, a user with 20 stations and 3 fuels; SQLite; median of {args.runs}")
+    for label, ms in results.items():
+        verdict = "ok" if ms <= PAGE_TARGET_MS else "OVER"
+        print(f"rerun {label:<55} {ms:7.1f} ms  (target <= {PAGE_TARGET_MS} ms: {verdict})")
+    for label, ms in (("price board (60 rows)", board), (f"stations in view ({shown} stations)", in_view)):
+        verdict = "ok" if ms <= QUERY_TARGET_MS else "OVER"
+        print(f"query {label:<55} {ms:7.1f} ms  (target <= {QUERY_TARGET_MS} ms: {verdict})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""Read-side benchmark: the page queries on a full-size database, against the 20 ms target.
+
+    python bench/queries_bench.py [--stations 10000] [--repeat 20]
+
+Generates a feed of N stations (../shared/tools/gen_feed.py) in a temporary
+directory, loads it with the ETL into a fresh SQLite database there, creates a
+user following 20 stations and 3 fuels, then prints the median of --repeat
+timings of each query, each in its own session as a page runs it, and its ratio
+to the target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import etl  # noqa: E402
+import preferences  # noqa: E402
+import queries  # noqa: E402
+from models import Station, User  # noqa: E402
+from session import init_db, make_engine, session_factory, writer  # noqa: E402
+from settings import load_settings  # noqa: E402
+from utils import EARTH_RADIUS_KM, utcnow  # noqa: E402
+
+GEN_FEED = ROOT.parent / "shared" / "tools" / "gen_feed.py"
+TARGET_MS = 20.0
+PARIS_CENTRE = (48.8566, 2.3522)
+BOX_SIDE_KM = 50.0
+NEAR_RADIUS_KM = 10.0
+FAVOURITES = 20
+FUELS = (1, 2, 5)
+
+
+def box_around(latitude: float, longitude: float, side_km: float) -> tuple[float, float, float, float]:
+    """(south, west, north, east) of a square of `side_km` centred on the point (flat-earth approximation)."""
+    half_lat = math.degrees(side_km / 2 / EARTH_RADIUS_KM)
+    half_lon = half_lat / math.cos(math.radians(latitude))
+    return latitude - half_lat, longitude - half_lon, latitude + half_lat, longitude + half_lon
+
+
+def seed_user(Session) -> int:
+    """A user following the 20 stations nearest central Paris, and Gazole, SP95 and E10."""
+    with Session() as session, session.begin():
+        user = User(username="bench", email="bench@example.org", name="Bench", created_at=utcnow())
+        session.add(user)
+        session.flush()
+        nearest = queries.stations_near(session, *PARIS_CENTRE, 50, limit=FAVOURITES)
+        for number, hit in enumerate(nearest, start=1):
+            preferences.follow_station(session, user.id, hit.station.id, f"Favourite {number}")
+        preferences.set_fuels(session, user.id, FUELS)
+        return user.id
+
+
+def most_common_town(Session) -> str:
+    with Session() as session:
+        statement = select(Station.town).group_by(Station.town).order_by(func.count().desc(), Station.town).limit(1)
+        return session.scalar(statement)
+
+
+def median_ms(Session, query: Callable, repeat: int) -> tuple[float, int]:
+    """Median wall time in ms of `query(session)` in a fresh session each time, and its row count."""
+    timings = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        with Session() as session, session.begin():
+            rows = query(session)
+        timings.append((time.perf_counter() - started) * 1000)
+    return statistics.median(timings), len(rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stations", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=20)
+    args = parser.parse_args()
+    if not GEN_FEED.is_file():
+        sys.exit(f"{GEN_FEED} is missing: this benchmark needs ../shared/tools/gen_feed.py")
+
+    with tempfile.TemporaryDirectory(prefix="queries-bench-") as work_dir:
+        work = Path(work_dir)
+        feed = work / "feed.zip"
+        subprocess.run(
+            [sys.executable, str(GEN_FEED), "--stations", str(args.stations), "--out", str(feed)], check=True
+        )
+        os.environ["CARBUROAM_DATA_DIR"] = str(work)
+        os.environ["CARBUROAM_DATABASE_URL"] = f"sqlite:///{work / 'bench.sqlite3'}"
+        settings = load_settings()
+        engine = make_engine(settings.database_url)
+        init_db(engine)
+        print(etl.run_pass(engine, settings, str(feed)))
+
+        Session = session_factory(engine)
+        user_id = seed_user(session_factory(writer(engine)))
+        town = most_common_town(Session)
+        with Session() as session:
+            demo = dict(queries.demo_stations(session, (1, 2)))
+        box = box_around(*PARIS_CENTRE, BOX_SIDE_KM)
+        cases = [
+            (
+                f"favourites_board ({FAVOURITES} stations x {len(FUELS)} fuels)",
+                lambda s: queries.favourites_board(s, user_id),
+            ),
+            (
+                f"stations_in_box ({BOX_SIDE_KM:.0f} x {BOX_SIDE_KM:.0f} km, Gazole)",
+                lambda s: queries.stations_in_box(s, *box, 1),
+            ),
+            (
+                f"stations_near ({NEAR_RADIUS_KM:.0f} km, Gazole)",
+                lambda s: queries.stations_near(s, *PARIS_CENTRE, NEAR_RADIUS_KM, fuel_id=1),
+            ),
+            (f"search_stations ({town!r})", lambda s: queries.search_stations(s, town)),
+            (f"find_stations ({town!r}, 10 km, Gazole)", lambda s: queries.find_stations(s, town, 10, 1)),
+            ("demo_stations (Gazole + SP95)", lambda s: queries.demo_stations(s, (1, 2))),
+            ("board_for (demo: 3 stations x 2 fuels)", lambda s: queries.board_for(s, demo, (1, 2))),
+            ("freshness", lambda s: [queries.freshness(s)]),
+        ]
+
+        print(f"\nmedian of {args.repeat} runs, each in its own session; target {TARGET_MS:.0f} ms per query")
+        print(f"{'query':<52} {'rows':>6} {'median':>10} {'/ target':>9}")
+        for label, query in cases:
+            median, rows = median_ms(Session, query, args.repeat)
+            print(f"{label:<52} {rows:>6} {median:>7.2f} ms {median / TARGET_MS:>9.2f}")
+        engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

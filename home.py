@@ -1,0 +1,14 @@
+"""Carburoam's entry point (`streamlit run home.py`): the frame around every page."""
+
+import streamlit as st
+
+import shell
+
+st.set_page_config(page_title="Carburoam", page_icon=":material/local_gas_station:", layout="wide")
+app = shell.resources()
+shell.start_scheduler(app.settings)
+account = shell.sign_in(app)
+page = st.navigation(shell.pages_for(account))
+shell.draw_sidebar(account)
+shell.show_flash()
+page.run()

@@ -1,0 +1,38 @@
+import datetime as dt
+
+import streamlit as st
+
+import queries
+import shell
+import ui
+from models import User
+from preferences import yearly_litres
+from savings import savings_per_fuel
+from utils import utcnow
+
+app = shell.resources()
+account = shell.require_account()
+now = utcnow()
+stale_after = dt.timedelta(days=app.settings.stale_after_days)
+
+st.title("My prices today")
+with app.Session() as session:
+    fresh = queries.freshness(session)
+    favourites = queries.user_favourites(session, account.user_id)
+    fuel_ids = queries.user_fuel_ids(session, account.user_id)
+    rows = queries.favourites_board(session, account.user_id)
+    litres = yearly_litres(session.get(User, account.user_id))
+
+ui.show_freshness(fresh, app.settings.interval_seconds, now)
+if not favourites:
+    st.info("You don't follow any station yet. Find yours on the map, give them a name, and their prices appear here.")
+    st.page_link("pages/stations.py", label="Find stations", icon=":material/map:")
+elif not fuel_ids:
+    st.info("Choose the fuels you buy, and their prices at your stations appear here.")
+    st.page_link("pages/profile.py", label="Choose my fuels", icon=":material/person:")
+else:
+    ui.show_board(rows, savings_per_fuel(rows, litres, stale_after, now), now, stale_after)
+    st.caption(
+        f"Savings use your yearly consumption of {litres:,.0f} L (change it in your profile). "
+        f"Prices older than {app.settings.stale_after_days} days are shown but not counted."
+    )

@@ -1,0 +1,13 @@
+import streamlit as st
+
+st.title("Carburoam")
+st.markdown(
+    "Stop overpaying at the pump: follow your stations and your fuels, see at a glance where "
+    "to fill up today, and how much that saves you in a year."
+)
+st.info("Sign in with the form in the sidebar, or:", icon=":material/login:")
+left, middle, right = st.columns(3)
+left.page_link("pages/register.py", label="Create an account", icon=":material/person_add:")
+middle.page_link("pages/demo.py", label="Try the demo, no account needed", icon=":material/play_circle:")
+right.page_link("pages/forgot.py", label="Forgot your password or username?", icon=":material/key:")
+st.page_link("pages/about.py", label="Where the prices come from", icon=":material/info:")

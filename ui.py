@@ -1,0 +1,265 @@
+"""Widgets shared by the pages: price boards, freshness, savings, the stations map, safe text.
+
+Functions here draw; they never query the database. Anything a person typed
+(station names, their own name) is escaped before it reaches Markdown.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+
+import pandas as pd
+import pydeck as pdk
+import streamlit as st
+
+import auth
+from queries import BoardRow, Freshness, MapStation, StationPrice
+from savings import Savings
+from utils import PARIS
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$&:])")
+MAP_LAYER = "stations"
+CHEAP, DEAR, NO_PRICE = (46, 160, 67), (214, 39, 40), (150, 150, 150)
+FAVOURITE_OUTLINE, SELECTED_OUTLINE = (20, 20, 20), (0, 90, 220)
+
+
+def escape_markdown(text: str) -> str:
+    """`text` shown literally inside Markdown: no formatting, links or HTML can come out of it."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+def paris_time(moment: dt.datetime) -> str:
+    return moment.astimezone(PARIS).strftime("%d/%m/%Y %H:%M")
+
+
+def age(moment: dt.datetime, now: dt.datetime) -> str:
+    """'just now', '12 min ago', '3 h ago', '4 days ago'."""
+    seconds = max(0, int((now - moment).total_seconds()))
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h ago"
+    return f"{seconds // 86400} days ago"
+
+
+def euros(price: Decimal) -> str:
+    return f"{price:.3f} €"
+
+
+def show_freshness(fresh: Freshness, interval_seconds: int, now: dt.datetime) -> None:
+    """When prices were last refreshed, with a warning when that is not to be trusted."""
+    if fresh.last_success_at is None:
+        if fresh.last_run_failed:
+            st.warning(f"The prices could not be downloaded yet ({fresh.last_run_error}). Carburoam will retry.")
+        else:
+            st.info("Prices are still loading: the first download takes a minute or two. Come back shortly.")
+        return
+    line = f"Prices updated {paris_time(fresh.last_success_at)} ({age(fresh.last_success_at, now)})."
+    if fresh.last_run_failed:
+        st.warning(f"{line} The latest update failed ({fresh.last_run_error}); these prices may be out of date.")
+    elif (now - fresh.last_success_at).total_seconds() > 2 * interval_seconds:
+        st.warning(f"{line} That is longer ago than usual; these prices may be out of date.")
+    else:
+        st.caption(line)
+
+
+def _status(row: BoardRow, now: dt.datetime, stale_after: dt.timedelta) -> str:
+    if row.rupture == "definitive":
+        return "Out of stock (for good)"
+    if row.out_of_stock:
+        return "Out of stock (for now)"
+    if row.price is None:
+        return "No price declared"
+    if row.is_stale(now, stale_after):
+        return f"Old price ({age(row.updated_at, now)}): not counted"
+    return ""
+
+
+def _board_order(row: BoardRow, now: dt.datetime, stale_after: dt.timedelta) -> tuple:
+    """Buyable fresh prices first, cheapest first; then old prices; out of stock and missing last."""
+    if not row.available:
+        return (2, Decimal(0), row.name)
+    return (1 if row.is_stale(now, stale_after) else 0, row.price, row.name)
+
+
+def show_board(
+    rows: Sequence[BoardRow], savings: dict[str, Savings | None], now: dt.datetime, stale_after: dt.timedelta
+) -> None:
+    """One table per fuel, cheapest first, with what choosing well saves in a year."""
+    fuels: dict[str, list[BoardRow]] = {}
+    for row in rows:
+        fuels.setdefault(row.fuel, []).append(row)
+    for fuel, fuel_rows in fuels.items():
+        st.subheader(fuel)
+        ordered = sorted(fuel_rows, key=lambda row: _board_order(row, now, stale_after))
+        table = pd.DataFrame(
+            {
+                "Station": [row.name for row in ordered],
+                "Address": [f"{row.address}, {row.zip_code} {row.town}" for row in ordered],
+                "Price": [euros(row.price) if row.price is not None else "—" for row in ordered],
+                "Updated": [
+                    f"{paris_time(row.updated_at)} ({age(row.updated_at, now)})" if row.updated_at else "—"
+                    for row in ordered
+                ],
+                "": [_status(row, now, stale_after) for row in ordered],
+            }
+        )
+        st.dataframe(table, hide_index=True, width="stretch")
+        show_savings(savings.get(fuel))
+
+
+def show_savings(saving: Savings | None) -> None:
+    if saving is None:
+        st.caption("Follow at least two stations with a recent price for this fuel to see what you can save.")
+        return
+    difference = saving.dearest.price - saving.cheapest.price
+    st.markdown(
+        f"Filling up at **{escape_markdown(saving.cheapest.name)}** rather than "
+        f"**{escape_markdown(saving.dearest.name)}** saves about **{saving.amount:.2f} € a year**."
+    )
+    st.caption(
+        f"({euros(saving.dearest.price)} − {euros(saving.cheapest.price)}) × {saving.litres:,.0f} L a year "
+        f"= {difference:.3f} € × {saving.litres:,.0f} L"
+    )
+
+
+def _colour(price: Decimal | None, low: Decimal, high: Decimal) -> tuple[int, int, int]:
+    if price is None:
+        return NO_PRICE
+    share = float((price - low) / (high - low)) if high > low else 0.0
+    return tuple(round(c + (d - c) * share) for c, d in zip(CHEAP, DEAR, strict=True))
+
+
+def _tooltip(station: MapStation, prices: Iterable[StationPrice]) -> str:
+    lines = [f"{station.address}, {station.zip_code} {station.town}"]
+    lines += [f"{p.fuel}: {euros(p.price)}" for p in prices]
+    return "\n".join(lines)
+
+
+def station_map(
+    stations: Sequence[MapStation],
+    prices: dict[int, list[StationPrice]],
+    favourites: set[int],
+    selected: int | None,
+    map_provider: str,
+    key: str,
+) -> int | None:
+    """The stations as points coloured by price (green cheap, red dear, grey none); returns the clicked one."""
+    located = [s for s in stations if s.latitude is not None and s.longitude is not None]
+    if not located:
+        st.caption("No station to show on the map yet.")
+        return None
+    priced = [s.price for s in located if s.price is not None and not s.out_of_stock]
+    low, high = (min(priced), max(priced)) if priced else (Decimal(0), Decimal(0))
+    points = [
+        {
+            "id": s.id,
+            "position": [s.longitude, s.latitude],
+            "colour": [*_colour(None if s.out_of_stock else s.price, low, high), 220],
+            "outline": [*(SELECTED_OUTLINE if s.id == selected else FAVOURITE_OUTLINE), 255],
+            "outline_width": 3 if s.id == selected else (2 if s.id in favourites else 0),
+            "radius": 9 if s.id in favourites or s.id == selected else 5,
+            "label": _tooltip(s, prices.get(s.id, ())),
+        }
+        for s in located
+    ]
+    layer = pdk.Layer(
+        "ScatterplotLayer",
+        id=MAP_LAYER,
+        data=points,
+        get_position="position",
+        get_fill_color="colour",
+        get_line_color="outline",
+        get_line_width="outline_width",
+        get_radius="radius",
+        radius_units="pixels",
+        line_width_units="pixels",
+        stroked=True,
+        pickable=True,
+    )
+    latitudes = [s.latitude for s in located]
+    longitudes = [s.longitude for s in located]
+    spread = max(max(latitudes) - min(latitudes), max(longitudes) - min(longitudes), 0.01)
+    view = pdk.ViewState(
+        latitude=(max(latitudes) + min(latitudes)) / 2,
+        longitude=(max(longitudes) + min(longitudes)) / 2,
+        zoom=max(4.5, min(14.0, 8.5 - 1.44 * math.log2(spread))),
+    )
+    deck = pdk.Deck(
+        layers=[layer],
+        initial_view_state=view,
+        tooltip={"text": "{label}"},
+        map_provider=None if map_provider == "none" else map_provider,
+        map_style=None if map_provider == "none" else "light",
+    )
+    event = st.pydeck_chart(deck, on_select="rerun", selection_mode="single-object", key=key)
+    chosen = event.selection.get("objects", {}).get(MAP_LAYER) if event else None
+    return chosen[0]["id"] if chosen else None
+
+
+RADIUS_CHOICES = {"Only the matching stations": 0, "Within 5 km": 5, "Within 10 km": 10, "Within 20 km": 20}
+
+
+def search_form(key: str) -> tuple[str, float]:
+    """A town, postcode or address, and how far around it to look; returns (text, radius in km)."""
+    with st.form(f"{key}-search"):
+        text = st.text_input("Town, postcode or address", placeholder="e.g. Lyon, 69003 or rue de la Gare")
+        around = st.radio("Show", list(RADIUS_CHOICES), horizontal=True)
+        st.form_submit_button("Search", icon=":material/search:")
+    return text.strip(), RADIUS_CHOICES[around]
+
+
+def station_table(stations: Sequence[MapStation], fuel: str, favourites: dict[int, str], key: str) -> int | None:
+    """The stations found, one row each; returns the one whose row was selected."""
+    table = pd.DataFrame(
+        {
+            "Station": [favourites.get(s.id, "") for s in stations],
+            "Address": [s.address for s in stations],
+            "Town": [f"{s.zip_code} {s.town}" for s in stations],
+            fuel: [
+                "out of stock" if s.out_of_stock else (euros(s.price) if s.price is not None else "—") for s in stations
+            ],
+        }
+    )
+    event = st.dataframe(
+        table, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row", key=key
+    )
+    picked = event.selection.rows if event else []
+    return stations[picked[0]].id if picked else None
+
+
+def station_summary(station: MapStation, prices: Sequence[StationPrice], now: dt.datetime) -> None:
+    st.markdown(f"**{escape_markdown(station.address)}**, {escape_markdown(f'{station.zip_code} {station.town}')}")
+    if not prices:
+        st.caption("This station declares no price at the moment.")
+    for price in prices:
+        st.write(f"{price.fuel}: {euros(price.price)} — {paris_time(price.updated_at)} ({age(price.updated_at, now)})")
+
+
+_LIBRARY_MESSAGES = {
+    "Username is not valid": auth.USERNAME_RULE,
+    "Email is not valid": auth.EMAIL_INVALID,
+    "First name is not valid": f"Please enter your first name (at most {auth.NAME_MAX_CHARS} characters).",
+    "Last name is not valid": f"Please enter your last name (at most {auth.NAME_MAX_CHARS} characters).",
+    "Password/repeat password fields cannot be empty": "Please type the password twice.",
+    "Passwords do not match": auth.PASSWORDS_DIFFER,
+    "No new password provided": "Please type the new password twice.",
+    "New and current passwords are the same": auth.SAME_PASSWORD,
+    "Password is incorrect": auth.WRONG_CURRENT_PASSWORD,
+    "Captcha not entered": "Please type the characters shown in the picture.",
+    "Captcha entered incorrectly": "The characters typed don't match the picture; please try again.",
+    "Email already taken": auth.EMAIL_TAKEN,
+    "Username/email already taken": "That username or e-mail address is already used by another account.",
+    "New and current values are the same": "Nothing changed.",
+}
+
+
+def explain_account_error(message: str) -> str:
+    """streamlit-authenticator's terse messages in plain language (ours pass through unchanged)."""
+    return _LIBRARY_MESSAGES.get(message, message)
