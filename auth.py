@@ -268,6 +268,12 @@ def _role_of(entry: Entry) -> str:
     return "admin" if "admin" in (entry.get("roles") or []) else "user"
 
 
+def credential_version_in(document: Document, username: str) -> int | None:
+    """The account's credential version in `document`; None when it has no account."""
+    entry = _users(document).get(normalise_username(username))
+    return None if entry is None else _version_of(entry)
+
+
 def _version_of(entry: Entry) -> int:
     return int(entry.get("credential_version") or 1)
 
@@ -662,8 +668,7 @@ class Accounts:
     # ----------------------------------------------------------------- credentials
 
     def credential_version(self, username: str) -> int | None:
-        entry = _users(self.store.load().document).get(normalise_username(username))
-        return None if entry is None else _version_of(entry)
+        return credential_version_in(self.store.load().document, username)
 
     def change_password(
         self, username: str, current: str, new: str, repeat: str, now: dt.datetime | None = None

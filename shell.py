@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
 import etl
-from auth import Account, AccountError, Accounts, AccountValidator, SignInThrottled
+from auth import Account, AccountError, Accounts, AccountValidator, SignInThrottled, credential_version_in
 from credentials import CredentialStore, StoreError, credential_store
 from session import init_db, make_engine, session_factory, writer
 from settings import Settings, load_settings
@@ -157,7 +157,7 @@ def sign_in(app: Resources) -> Account | None:
     st.session_state[AUTHENTICATOR_KEY] = authenticator
     account = current_account()
     if account is not None:
-        if app.accounts.credential_version(account.username) != account.credential_version:
+        if credential_version_in(document, account.username) != account.credential_version:
             authenticator.logout(location="unrendered")
             st.sidebar.info("Your password changed, or your account was removed: please sign in again.")
             return _drop_session_account()
