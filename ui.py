@@ -234,6 +234,19 @@ def station_table(stations: Sequence[MapStation], fuel: str, favourites: dict[in
     return stations[picked[0]].id if picked else None
 
 
+def remember_latest_pick(key: str, *picks: int | None) -> None:
+    """Keep in `st.session_state[key]` the station picked last, whichever widget picked it.
+
+    Map and table keep their selections across reruns, so the newest pick is
+    the one that differs from what each widget held on the previous run.
+    """
+    previous = st.session_state.get(f"{key}-picks", (None,) * len(picks))
+    for before, pick in zip(previous, picks, strict=True):
+        if pick is not None and pick != before:
+            st.session_state[key] = pick
+    st.session_state[f"{key}-picks"] = picks
+
+
 def station_summary(station: MapStation, prices: Sequence[StationPrice], now: dt.datetime) -> None:
     st.markdown(f"**{escape_markdown(station.address)}**, {escape_markdown(f'{station.zip_code} {station.town}')}")
     if not prices:

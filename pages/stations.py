@@ -42,8 +42,7 @@ if stations:
         st.caption(f"Colours show the price of {fuel_names[fuel_id]}: green cheaper, red dearer, grey no price.")
     with list_column:
         picked_in_list = ui.station_table(stations, fuel_names[fuel_id], favourites, "list")
-if picked_on_map or picked_in_list:
-    st.session_state[SELECTED] = picked_on_map or picked_in_list
+ui.remember_latest_pick(SELECTED, picked_on_map, picked_in_list)
 
 selected = next((s for s in stations if s.id == st.session_state.get(SELECTED)), None)
 if selected is not None:
