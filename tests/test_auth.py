@@ -14,11 +14,9 @@ import email
 import email.policy
 import os
 import re
-import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from email.message import EmailMessage
 
 import bcrypt
@@ -58,6 +56,7 @@ from conftest import ROOT
 from credentials import LocalCredentialStore, StoreUnavailable
 from mailer import USER_MESSAGE, MailError
 from models import Base, CustomStation, Station, User, UserGasType, VerificationCode
+from net import free_port, run_together
 from session import session_factory
 from settings import Settings
 
@@ -164,12 +163,6 @@ def live_codes(engine: Engine, user_id: int) -> int:
         )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Inbox:
     """An aiosmtpd handler keeping every message it accepts."""
 
@@ -188,27 +181,6 @@ def smtp_inbox() -> Iterator[tuple[int, Inbox]]:
     controller.start()
     yield port, inbox
     controller.stop()
-
-
-def run_together(count: int, work: Callable[[int], object]) -> None:
-    """Run `work(0..count-1)` in threads released at the same instant; re-raise the first error."""
-    barrier = threading.Barrier(count)
-    errors: list[BaseException] = []
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            work(i)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
 
 
 # --------------------------------------------------------------------------- rules

@@ -8,12 +8,10 @@ real threads and real processes started together behind a barrier; nothing sleep
 from __future__ import annotations
 
 import os
-import socket
 import stat
 import subprocess
 import sys
 import tempfile
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,6 +34,7 @@ from credentials import (
     credential_store,
     new_document,
 )
+from net import free_port, run_together
 from settings import Settings, load_settings
 
 REGION = "eu-west-3"
@@ -87,27 +86,6 @@ def add_user(name: str) -> Callable[[Document], str]:
 
 def usernames(snapshot: Snapshot) -> set[str]:
     return set(snapshot.document["credentials"]["usernames"])
-
-
-def run_together(count: int, work: Callable[[int], object]) -> None:
-    """Run `work(0..count-1)` in threads released at the same instant; re-raise the first error."""
-    barrier = threading.Barrier(count)
-    errors: list[BaseException] = []
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            work(i)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
 
 
 # --------------------------------------------------------------------------- document
@@ -277,13 +255,6 @@ def start_moto() -> tuple[ThreadedMotoServer, str]:
     server.start()
     host, port = server.get_host_and_port()
     return server, f"http://{host}:{port}"
-
-
-def free_port() -> int:
-    """A port nothing listens on (bound then released at once)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def s3_client() -> BaseClient:

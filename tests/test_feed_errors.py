@@ -26,34 +26,17 @@ from sqlalchemy import select
 
 import etl
 from conftest import FIXTURES, ROOT
-from models import Base, EtlRun, Price, PriceHistory, Rupture, Station
+from db_snapshot import DATA_TABLES, etl_runs, table_rows
+from models import Base
 from settings import load_settings
 
 FEED_A = FIXTURES / "feed_a.zip"
 FEED_B = FIXTURES / "feed_b.zip"
-DATA_TABLES = (Station, Price, PriceHistory, Rupture)
 XML_DECL = b'<?xml version="1.0" encoding="ISO-8859-1" standalone="yes"?>\n'
 ONE_MB_CAP = r"1,048,576-byte cap"
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def table_rows(engine) -> dict[str, list[tuple]]:
-    """Every row of the four data tables, ordered by primary key."""
-    with engine.connect() as conn:
-        return {
-            model.__tablename__: [
-                tuple(row)
-                for row in conn.execute(select(model.__table__).order_by(*model.__table__.primary_key.columns))
-            ]
-            for model in DATA_TABLES
-        }
-
-
-def etl_runs(engine) -> list:
-    with engine.connect() as conn:
-        return list(conn.execute(select(EtlRun.__table__).order_by(EtlRun.id)))
 
 
 def whole_database_text(engine) -> str:

@@ -9,8 +9,6 @@ feed_a, and must leave its four data tables exactly as they were, record a faile
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import ipaddress
 import socket
 import ssl
 import threading
@@ -19,41 +17,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from sqlalchemy import select
 
 import etl
+from certs import Certificate, self_signed_certificate, tls_server_context
 from conftest import FIXTURES
-from models import EtlRun, Price, PriceHistory, Rupture, Station
+from db_snapshot import etl_runs, table_rows
 from settings import load_settings
 
 FEED_A = FIXTURES / "feed_a.zip"
 FEED_A_BYTES = FEED_A.read_bytes()
-DATA_TABLES = (Station, Price, PriceHistory, Rupture)
 MB = 1024 * 1024
 
 
 # --------------------------------------------------------------------------- database helpers
-
-
-def table_rows(engine) -> dict[str, list[tuple]]:
-    """Every row of the four data tables, ordered by primary key."""
-    with engine.connect() as conn:
-        return {
-            model.__tablename__: [
-                tuple(row)
-                for row in conn.execute(select(model.__table__).order_by(*model.__table__.primary_key.columns))
-            ]
-            for model in DATA_TABLES
-        }
-
-
-def etl_runs(engine) -> list:
-    with engine.connect() as conn:
-        return list(conn.execute(select(EtlRun.__table__).order_by(EtlRun.id)))
 
 
 def leftover_downloads(settings) -> list[Path]:
@@ -313,45 +289,12 @@ def test_download_just_under_the_cap_is_accepted(engine, settings, serve, monkey
 # --------------------------------------------------------------------------- TLS
 
 
-def _certificate(directory: Path, name: str, hosts: list[str]) -> tuple[Path, Path]:
-    """A self-signed certificate (its own CA) for `hosts`, written as PEM files."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])])
-    names = [x509.IPAddress(ipaddress.ip_address(host)) if host[0].isdigit() else x509.DNSName(host) for host in hosts]
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / f"{name}.pem", directory / f"{name}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
-
-
-def _tls_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_path, key_path)
-    return context
-
-
 @pytest.fixture(scope="module")
-def certificates(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
+def certificates(tmp_path_factory) -> dict[str, Certificate]:
     directory = tmp_path_factory.mktemp("tls")
     return {
-        "localhost": _certificate(directory, "localhost", ["127.0.0.1", "localhost"]),
-        "elsewhere": _certificate(directory, "elsewhere", ["feeds.example.org"]),
+        "localhost": self_signed_certificate(directory, "localhost", ["127.0.0.1", "localhost"]),
+        "elsewhere": self_signed_certificate(directory, "elsewhere", ["feeds.example.org"]),
     }
 
 
@@ -361,7 +304,7 @@ def test_self_signed_certificate_is_refused_and_nothing_downloaded(
     # The default trust store; these variables would also override a `session.verify = False`.
     monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
-    server = serve(feed_a, tls=_tls_context(*certificates["localhost"]))
+    server = serve(feed_a, tls=tls_server_context(*certificates["localhost"]))
     reason = assert_download_refused(
         engine, settings, server.url, r"TLS certificate verification failed for 127\.0\.0\.1", loaded
     )
@@ -373,7 +316,7 @@ def test_certificate_for_another_host_is_refused(engine, settings, loaded, serve
     """Even from a trusted CA, a certificate that does not name 127.0.0.1 is refused."""
     cert_path, key_path = certificates["elsewhere"]
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert_path))
-    server = serve(feed_a, tls=_tls_context(cert_path, key_path))
+    server = serve(feed_a, tls=tls_server_context(cert_path, key_path))
     reason = assert_download_refused(engine, settings, server.url, r"TLS certificate verification failed", loaded)
     assert "127.0.0.1" in reason
     assert server.requests == []
@@ -383,7 +326,7 @@ def test_trusted_certificate_loads_the_feed(engine, settings, serve, certificate
     """Control for the TLS tests: the same server, its certificate trusted, serves a feed that loads."""
     cert_path, key_path = certificates["localhost"]
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert_path))
-    server = serve(feed_a, tls=_tls_context(cert_path, key_path))
+    server = serve(feed_a, tls=tls_server_context(cert_path, key_path))
     assert etl.run_pass(engine, settings, server.url).stations == 60
     assert server.requests == ["/opendata/instantane_ruptures"]
     assert leftover_downloads(settings) == []

@@ -1,7 +1,7 @@
 """Loading feeds into the database: idempotence, diffs, atomicity, concurrent readers, backfill.
 
 Expected values come from an independent reading of the feed files with the
-standard library (xml.etree), never from the project's own parser.
+standard library (xml.etree, in feed_reader.py), never from the project's own parser.
 """
 
 from __future__ import annotations
@@ -12,11 +12,8 @@ import subprocess
 import sys
 import threading
 import zipfile
-from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from xml.etree import ElementTree
-from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, insert, select
@@ -24,136 +21,22 @@ from sqlalchemy.exc import OperationalError
 
 import etl
 import loader
-import models
 from conftest import FIXTURES, SHARED
-from models import EtlRun, Price, PriceHistory, Rupture, Station
+from db_snapshot import contents, count, current_prices, history
+from db_snapshot import etl_runs as runs
+from feed_reader import read_feed, xml_bytes
+from models import Price, PriceHistory, Rupture, Station
 from session import make_engine
 
 UTC = dt.UTC
-PARIS = ZoneInfo("Europe/Paris")
 FEED_A = FIXTURES / "feed_a.zip"
 FEED_B = FIXTURES / "feed_b.zip"
 QUOTIDIEN = FIXTURES / "quotidien.zip"
 GEN_FEED = SHARED / "tools" / "gen_feed.py"
 REAL_QUOTIDIEN = SHARED / "feeds" / "real" / "quotidien_thocayla-Ensai_2016-12-16.zip"
-MILLI = Decimal("0.001")
-
-
-# --------------------------------------------------------------------------- independent reading
-
-
-@dataclass
-class Feed:
-    """What a feed file says, read with the standard library only."""
-
-    stations: set[int] = field(default_factory=set)
-    # (station, fuel, maj in UTC) -> euros; plausible observations only, first one kept
-    observations: dict[tuple[int, int, dt.datetime], Decimal] = field(default_factory=dict)
-    # (station, fuel, maj) keys the file lists more than once with different prices
-    conflicts: set[tuple[int, int, dt.datetime]] = field(default_factory=set)
-    # (station, fuel) -> (started UTC or None, ended UTC or None, kind or None), the latest start wins
-    ruptures: dict[tuple[int, int], tuple] = field(default_factory=dict)
-
-    @property
-    def current(self) -> dict[tuple[int, int], tuple[Decimal, dt.datetime]]:
-        newest: dict[tuple[int, int], tuple[Decimal, dt.datetime]] = {}
-        for (station, fuel, maj), price in self.observations.items():
-            if (station, fuel) not in newest or maj > newest[(station, fuel)][1]:
-                newest[(station, fuel)] = (price, maj)
-        return newest
-
-
-def _xml_bytes(path: Path) -> bytes:
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            (name,) = [n for n in archive.namelist() if n.lower().endswith(".xml")]
-            return archive.read(name)
-    return path.read_bytes()
-
-
-def _utc(raw: str | None) -> dt.datetime | None:
-    if not raw:
-        return None
-    try:
-        wall = dt.datetime.fromisoformat(raw)
-    except ValueError:
-        return None
-    return wall.replace(tzinfo=PARIS).astimezone(UTC) if wall.year >= 2000 else None
-
-
-def _euros(raw: str, file_in_thousandths: bool) -> Decimal | None:
-    raw = raw.strip()
-    if "." in raw:
-        value = Decimal(raw)
-    elif int(raw) >= 100 or file_in_thousandths:
-        value = Decimal(raw) / 1000
-    else:
-        value = Decimal(raw)
-    return value.quantize(MILLI) if Decimal("0.10") < value <= Decimal("5.00") else None
-
-
-def read_feed(path: Path) -> Feed:
-    data = _xml_bytes(path)
-    in_thousandths = len(re.findall(rb'valeur="\d{3,}"', data)) > len(re.findall(rb'valeur="[\d.]*\.', data))
-    feed = Feed()
-    for pdv in ElementTree.fromstring(data).iter("pdv"):
-        station = int(pdv.get("id"))
-        feed.stations.add(station)
-        for prix in pdv.iter("prix"):
-            if not prix.attrib or int(prix.get("id", 0)) not in range(1, 7):
-                continue
-            price, maj = _euros(prix.get("valeur"), in_thousandths), _utc(prix.get("maj"))
-            if price is not None and maj is not None:
-                key = (station, int(prix.get("id")), maj)
-                if feed.observations.setdefault(key, price) != price:
-                    feed.conflicts.add(key)
-        for rupture in pdv.iter("rupture"):
-            if not rupture.attrib:
-                continue
-            key = (station, int(rupture.get("id")))
-            started = _utc(rupture.get("debut"))
-            kind = rupture.get("type") if rupture.get("type") in ("temporaire", "definitive") else None
-            never = dt.datetime.min.replace(tzinfo=UTC)
-            if key not in feed.ruptures or (started or never) >= (feed.ruptures[key][0] or never):
-                feed.ruptures[key] = (started, _utc(rupture.get("fin")), kind)
-    return feed
 
 
 # --------------------------------------------------------------------------- database reading
-
-
-def table_rows(engine, table) -> list[tuple]:
-    with engine.connect() as conn:
-        return [tuple(row) for row in conn.execute(select(table).order_by(*table.primary_key.columns))]
-
-
-def contents(engine, *, last_seen: bool = True) -> dict[str, list[tuple]]:
-    """Every row of every table but etl_runs (optionally without the stations' last_seen_at)."""
-    result = {}
-    for table in models.Base.metadata.sorted_tables:
-        if table.name == "etl_runs":
-            continue
-        if table.name == "stations" and not last_seen:
-            columns = [c for c in table.columns if c.name != "last_seen_at"]
-            with engine.connect() as conn:
-                result[table.name] = [tuple(r) for r in conn.execute(select(*columns).order_by(table.c.id))]
-        else:
-            result[table.name] = table_rows(engine, table)
-    return result
-
-
-def current_prices(engine) -> dict[tuple[int, int], tuple[Decimal, dt.datetime]]:
-    with engine.connect() as conn:
-        rows = conn.execute(select(Price.station_id, Price.gastype_id, Price.price, Price.updated_at))
-        return {(s, f): (p, u) for s, f, p, u in rows}
-
-
-def history(engine) -> dict[tuple[int, int, dt.datetime], Decimal]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(PriceHistory.station_id, PriceHistory.gastype_id, PriceHistory.updated_at, PriceHistory.price)
-        )
-        return {(s, f, u): p for s, f, u, p in rows}
 
 
 def ruptures(engine) -> dict[tuple[int, int], tuple]:
@@ -162,16 +45,6 @@ def ruptures(engine) -> dict[tuple[int, int], tuple]:
             select(Rupture.station_id, Rupture.gastype_id, Rupture.started_at, Rupture.ended_at, Rupture.kind)
         )
         return {(s, f): (a, b, k) for s, f, a, b, k in rows}
-
-
-def runs(engine) -> list[EtlRun]:
-    with engine.connect() as conn:
-        return [row for row in conn.execute(select(EtlRun.__table__).order_by(EtlRun.id))]
-
-
-def count(engine, model) -> int:
-    with engine.connect() as conn:
-        return conn.scalar(select(func.count()).select_from(model))
 
 
 # --------------------------------------------------------------------------- idempotence and diffs
@@ -200,7 +73,7 @@ def test_loading_the_same_feed_twice_changes_nothing(engine, settings, force):
 
 def _withdraw(source: Path, target: Path, prices: int, ruptures_: int) -> Path:
     """A copy of `source` whose first `prices` <prix> and first `ruptures_` <rupture> lines are gone."""
-    data = _xml_bytes(source)
+    data = xml_bytes(source)
     data = re.sub(rb"\n\s*<prix [^>]*/>", b"", data, count=prices)
     data = re.sub(rb"\n\s*<rupture [^>]*/>", b"", data, count=ruptures_)
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:

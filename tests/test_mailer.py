@@ -7,14 +7,11 @@ SSL_CERT_FILE at it, so every other test shows that certificate verification is 
 
 from __future__ import annotations
 
-import datetime as dt
 import email
 import email.policy
-import ipaddress
 import logging
 import re
 import socket
-import ssl
 import stat
 import threading
 from collections.abc import Callable, Iterator
@@ -25,12 +22,10 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from certs import Certificate, self_signed_certificate
 from mailer import USER_MESSAGE, MailError, Message, mail_configured, send_mail
+from net import free_port
 from settings import Settings, load_settings
 
 SENDER = "Carburoam <no-reply@carburoam.test>"
@@ -69,12 +64,6 @@ class Recorder:
         return "250 Message accepted for delivery"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def check_password(server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data) -> AuthResult:
     ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
         USER.encode(),
@@ -82,17 +71,6 @@ def check_password(server: SMTP, session: Session, envelope: Envelope, mechanism
     )
     # handled=False: aiosmtpd then answers 535 itself; with its default it would say nothing.
     return AuthResult(success=ok, handled=False)
-
-
-@dataclass
-class Certificate:
-    cert_file: Path
-    key_file: Path
-
-    def server_context(self) -> ssl.SSLContext:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.cert_file, self.key_file)
-        return context
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -136,27 +114,7 @@ def smtp_server() -> Iterator[Callable[..., tuple[int, Recorder]]]:
 @pytest.fixture
 def certificate(tmp_path: Path) -> Certificate:
     """A self-signed certificate for 127.0.0.1, trusted by nobody unless a test says so."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "carburoam test mail server")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return Certificate(cert_file, key_file)
+    return self_signed_certificate(tmp_path, "cert", ["127.0.0.1"], common_name="carburoam test mail server")
 
 
 @pytest.fixture

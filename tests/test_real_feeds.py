@@ -1,7 +1,7 @@
 """Real government feed files (../shared/feeds/real) load completely and correctly.
 
 Every expectation is computed independently with the standard library
-(xml.etree over the decompressed bytes) or written out by hand from the files
+(feed_reader.py: xml.etree over the decompressed bytes) or written out by hand from the files
 and from ../shared/feeds/FORMAT.md; the project's parser is never the oracle.
 The real files are read in place and never copied into the project.
 """
@@ -12,24 +12,25 @@ import datetime as dt
 import functools
 import json
 import re
-import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from xml.etree import ElementTree
-from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
+import db_snapshot
 import etl
-import models
+import feed_reader
 from conftest import REAL_FEEDS
-from models import EtlRun, Price, PriceHistory, Rupture, Station
+from db_snapshot import count
+from db_snapshot import current_prices as stored_prices
+from db_snapshot import etl_runs as runs
+from db_snapshot import history as stored_history
+from feed_reader import Feed
+from models import Price, PriceHistory, Rupture, Station
 
 UTC = dt.UTC
-PARIS = ZoneInfo("Europe/Paris")
-MILLI = Decimal("0.001")
 
 INSTANT_ZIPS = [
     "instantane_bbohec-carber_2019-05-10.zip",
@@ -66,141 +67,16 @@ def utc(*args: int) -> dt.datetime:
 
 # --------------------------------------------------------------------------- independent reading
 
-
-@dataclass
-class RawStation:
-    cp: str
-    pop: str
-    latitude: str
-    longitude: str
-    address: str
-    town: str
-    services: list[str]
-    has_hours: bool
-    automate: bool
-
-
-@dataclass
-class Feed:
-    stations: dict[int, RawStation] = field(default_factory=dict)
-    # (station, fuel, maj UTC) -> euros, plausible observations only (first one kept)
-    observations: dict[tuple[int, int, dt.datetime], Decimal] = field(default_factory=dict)
-    conflicts: set[tuple[int, int, dt.datetime]] = field(default_factory=set)
-    rejected: int = 0
-    rupture_pairs: set[tuple[int, int]] = field(default_factory=set)
-
-    @functools.cached_property
-    def current(self) -> dict[tuple[int, int], tuple[Decimal, dt.datetime]]:
-        newest: dict[tuple[int, int], tuple[Decimal, dt.datetime]] = {}
-        for (station, fuel, maj), price in self.observations.items():
-            if (station, fuel) not in newest or maj > newest[(station, fuel)][1]:
-                newest[(station, fuel)] = (price, maj)
-        return newest
-
-
-def _xml_bytes(path: Path) -> bytes:
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            (name,) = [n for n in archive.namelist() if n.lower().endswith(".xml")]
-            return archive.read(name)
-    return path.read_bytes()
-
-
-def _utc(raw: str | None) -> dt.datetime | None:
-    """A Paris wall-clock time as UTC; None when empty, malformed or before 2000."""
-    if not raw:
-        return None
-    try:
-        wall = dt.datetime.fromisoformat(raw)
-    except ValueError:
-        return None
-    return wall.replace(tzinfo=PARIS).astimezone(UTC) if wall.year >= 2000 else None
-
-
-def _euros(raw: str, file_in_thousandths: bool) -> Decimal | None:
-    """A decimal point means euros, 100 or more means thousandths; plausible means 0.10 < euros <= 5.00."""
-    raw = raw.strip()
-    if "." in raw:
-        value = Decimal(raw)
-    elif int(raw) >= 100 or file_in_thousandths:
-        value = Decimal(raw) / 1000
-    else:
-        value = Decimal(raw)
-    return value.quantize(MILLI) if Decimal("0.10") < value <= Decimal("5.00") else None
-
-
-@functools.cache
-def read_feed(path: Path) -> Feed:
-    data = _xml_bytes(path)
-    in_thousandths = len(re.findall(rb'valeur="\d{3,}"', data)) > len(re.findall(rb'valeur="[\d.]*\.', data))
-    feed = Feed()
-    for pdv in ElementTree.fromstring(data).iter("pdv"):
-        station = int(pdv.get("id"))
-        horaires = pdv.find("horaires")
-        feed.stations[station] = RawStation(
-            cp=pdv.get("cp"),
-            pop=pdv.get("pop"),
-            latitude=pdv.get("latitude"),
-            longitude=pdv.get("longitude"),
-            address=pdv.findtext("adresse") or "",
-            town=pdv.findtext("ville") or "",
-            services=[s.text.strip() for s in pdv.iter("service") if s.text and s.text.strip()],
-            has_hours=horaires is not None or pdv.find("ouverture") is not None,
-            automate=horaires is not None and horaires.get("automate-24-24") == "1",
-        )
-        for prix in pdv.iter("prix"):
-            if not prix.attrib:
-                continue
-            fuel = int(prix.get("id"))
-            price, maj = _euros(prix.get("valeur"), in_thousandths), _utc(prix.get("maj"))
-            if price is None or maj is None or fuel not in range(1, 7):
-                feed.rejected += 1
-                continue
-            if feed.observations.setdefault((station, fuel, maj), price) != price:
-                feed.conflicts.add((station, fuel, maj))
-        for rupture in pdv.iter("rupture"):
-            if rupture.attrib:
-                feed.rupture_pairs.add((station, int(rupture.get("id"))))
-    return feed
+# The real files are large and several tests read the same one: read each once.
+read_feed = functools.cache(feed_reader.read_feed)
 
 
 # --------------------------------------------------------------------------- database reading
 
 
-def stored_prices(engine) -> dict[tuple[int, int], tuple[Decimal, dt.datetime]]:
-    with engine.connect() as conn:
-        rows = conn.execute(select(Price.station_id, Price.gastype_id, Price.price, Price.updated_at))
-        return {(s, f): (p, u) for s, f, p, u in rows}
-
-
-def stored_history(engine) -> dict[tuple[int, int, dt.datetime], Decimal]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(PriceHistory.station_id, PriceHistory.gastype_id, PriceHistory.updated_at, PriceHistory.price)
-        )
-        return {(s, f, u): p for s, f, u, p in rows}
-
-
-def count(engine, model) -> int:
-    with engine.connect() as conn:
-        return conn.scalar(select(func.count()).select_from(model))
-
-
 def contents(engine) -> dict[str, list[tuple]]:
     """Every row of every table but etl_runs; stations without last_seen_at (see the a/b test)."""
-    result = {}
-    with engine.connect() as conn:
-        for table in models.Base.metadata.sorted_tables:
-            if table.name == "etl_runs":
-                continue
-            columns = [c for c in table.columns if c.name != "last_seen_at"]
-            result[table.name] = [tuple(r) for r in conn.execute(select(*columns).order_by(*table.primary_key))]
-    return result
-
-
-def runs(engine) -> list:
-    with engine.connect() as conn:
-        return list(conn.execute(select(EtlRun.__table__).order_by(EtlRun.id)))
+    return db_snapshot.contents(engine, last_seen=False)
 
 
 # --------------------------------------------------------------------------- every real file loads completely
@@ -213,7 +89,7 @@ def _check_station_columns(engine, feed: Feed, instant: bool) -> list[str]:
     problems = []
     with engine.connect() as conn:
         rows = {row.id: row for row in conn.execute(select(Station))}
-    for station_id, raw in feed.stations.items():
+    for station_id, raw in feed.details.items():
         row = rows[station_id]
         if row.zip_code != raw.cp:
             problems.append(f"{station_id}: zip_code {row.zip_code!r} != {raw.cp!r}")
