@@ -73,7 +73,7 @@ PASSWORD_MAX_CHARS = 64
 PASSWORD_MAX_BYTES = 72  # bcrypt ignores (bcrypt 5: refuses) anything longer
 
 FREE_FAILURES = 5  # consecutive wrong passwords before waits start
-FIRST_WAIT_SECONDS = 30  # the wait after the 6th failure, doubled at each further one
+FIRST_WAIT_SECONDS = 30  # the wait after the 5th failure, doubled at each further one
 MAX_WAIT_SECONDS = 3600
 UNKNOWN_NAMES_REMEMBERED = 10_000
 
@@ -95,6 +95,10 @@ PASSWORD_LONG = f"A password has at most {PASSWORD_MAX_CHARS} characters."
 PASSWORD_TOO_MANY_BYTES = (
     f"This password is too long to be stored safely (at most {PASSWORD_MAX_BYTES} bytes): "
     "use fewer accented letters or symbols."
+)
+PASSWORD_HELP = (
+    f"Between {PASSWORD_MIN_CHARS} and {PASSWORD_MAX_CHARS} characters (at most {PASSWORD_MAX_BYTES} bytes): "
+    "a few unrelated words make a good one."
 )
 PASSWORDS_DIFFER = "The two passwords do not match."
 SAME_PASSWORD = "The new password must be different from the current one."  # noqa: S105 (a message, not a password)
@@ -332,9 +336,9 @@ def _password_matches(password: str, entry: Entry | None) -> bool:
 
 def _wait_after(failures: int) -> int:
     """Seconds to wait after `failures` consecutive wrong passwords."""
-    if failures <= FREE_FAILURES:
+    if failures < FREE_FAILURES:
         return 0
-    return min(FIRST_WAIT_SECONDS * 2 ** (failures - FREE_FAILURES - 1), MAX_WAIT_SECONDS)
+    return min(FIRST_WAIT_SECONDS * 2 ** (failures - FREE_FAILURES), MAX_WAIT_SECONDS)
 
 
 def _count_failure(document: Document, username: str, now: dt.datetime) -> None:

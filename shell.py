@@ -16,7 +16,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
 import etl
-from auth import Account, AccountError, Accounts, AccountValidator, SignInThrottled, credential_version_in
+from auth import (
+    PASSWORD_HELP,
+    Account,
+    AccountError,
+    Accounts,
+    AccountValidator,
+    credential_version_in,
+)
 from credentials import CredentialStore, StoreError, credential_store
 from session import init_db, make_engine, session_factory, writer
 from settings import Settings, load_settings
@@ -24,7 +31,7 @@ from utils import utcnow
 
 ACCOUNT_KEY = "account"
 AUTHENTICATOR_KEY = "authenticator"
-FLASH_KEY = "flash"
+STORE_ERROR_KEY = "store-error"
 PAGES_DIR = "pages"
 
 
@@ -81,7 +88,11 @@ def current_account() -> Account | None:
 
 def authenticator() -> stauth.Authenticate:
     """This run's streamlit-authenticator, built by `sign_in` over the newest credentials document."""
-    return st.session_state[AUTHENTICATOR_KEY]
+    found = st.session_state.get(AUTHENTICATOR_KEY)
+    if found is None:
+        st.error(st.session_state.get(STORE_ERROR_KEY) or "The account service is unreachable right now.")
+        st.stop()
+    return found
 
 
 def library_entry(username: str) -> dict:
@@ -92,16 +103,6 @@ def library_entry(username: str) -> dict:
 def remember(account: Account) -> None:
     """Keep the session signed in as `account` after its own credentials changed."""
     st.session_state[ACCOUNT_KEY] = account
-
-
-def flash(message: str) -> None:
-    """A success message to show on the next run, after `st.rerun()` or a change of page."""
-    st.session_state[FLASH_KEY] = message
-
-
-def show_flash() -> None:
-    if message := st.session_state.pop(FLASH_KEY, None):
-        st.success(message)
 
 
 def sign_out() -> None:
@@ -120,6 +121,7 @@ def _authenticator(app: Resources, document: dict) -> stauth.Authenticate:
         validator=AccountValidator(),
         auto_hash=False,
         login_sleep_time=0,
+        password_instructions=PASSWORD_HELP,
     )
 
 
@@ -149,6 +151,8 @@ def sign_in(app: Resources) -> Account | None:
         snapshot = app.store.load()
     except StoreError as exc:
         st.sidebar.error(str(exc))
+        st.session_state[STORE_ERROR_KEY] = str(exc)
+        st.session_state.pop(AUTHENTICATOR_KEY, None)
         return _drop_session_account()
     if snapshot.stale:
         st.sidebar.warning("The account service is unreachable; signing in works, changes to accounts don't.")
@@ -157,13 +161,16 @@ def sign_in(app: Resources) -> Account | None:
     st.session_state[AUTHENTICATOR_KEY] = authenticator
     account = current_account()
     if account is not None:
+        sign_out_slot = st.sidebar.empty()
         if credential_version_in(document, account.username) != account.credential_version:
-            authenticator.logout(location="unrendered")
+            sign_out()
             st.sidebar.info("Your password changed, or your account was removed: please sign in again.")
-            return _drop_session_account()
-        authenticator.logout("Sign out", location="sidebar", key="sign-out", callback=lambda _: _drop_session_account())
-        return current_account()
-    if not st.session_state.get("logout"):
+        elif sign_out_slot.button("Sign out", key="sign-out"):
+            sign_out()
+            sign_out_slot.empty()
+        else:
+            return account
+    elif not st.session_state.get("logout"):
         username = _cookie_username(document, app.accounts)
         if username is not None:
             return _remember(authenticator, app.accounts.account(username))
@@ -171,7 +178,10 @@ def sign_in(app: Resources) -> Account | None:
 
 
 def _sign_in_form(app: Resources, authenticator: stauth.Authenticate) -> Account | None:
-    with st.sidebar.form("sign-in", clear_on_submit=False):
+    # No st.rerun() after a sign-in or sign-out: the library sets and deletes its cookie through a
+    # component that only reaches the browser if this run goes on to the end.
+    slot = st.sidebar.empty()
+    with slot.form("sign-in", clear_on_submit=False):
         st.subheader("Sign in")
         username = st.text_input("Username", autocomplete="username")
         password = st.text_input("Password", type="password", autocomplete="current-password")
@@ -180,18 +190,14 @@ def _sign_in_form(app: Resources, authenticator: stauth.Authenticate) -> Account
         return None
     try:
         account = app.accounts.sign_in(username.strip().lower(), password, utcnow())
-    except SignInThrottled as exc:
-        st.sidebar.error(str(exc))
-        return None
-    except AccountError as exc:
-        st.sidebar.error(str(exc))
-        return None
-    except StoreError as exc:
+    except (AccountError, StoreError) as exc:
         st.sidebar.error(str(exc))
         return None
     _remember(authenticator, account)
     authenticator.cookie_controller.set_cookie()
-    st.rerun()
+    slot.empty()
+    st.sidebar.button("Sign out", key="sign-out")  # acted on in the next run, like the one above
+    return account
 
 
 def _remember(authenticator: stauth.Authenticate, account: Account | None) -> Account | None:

@@ -125,6 +125,7 @@ if delete:
         except (AccountError, StoreError) as exc:
             st.error(str(exc))
         else:
+            # No st.rerun(): the sign-in cookie is deleted by a component that must reach the browser.
             shell.sign_out()
-            shell.flash("Your account is deleted, with all its data. Goodbye!")
-            st.rerun()
+            st.success("Your account is deleted, with all its data, and you are signed out. Goodbye!")
+            st.stop()
