@@ -118,14 +118,13 @@ def show_savings(saving: Savings | None) -> None:
     if saving is None:
         st.caption("Follow at least two stations with a recent price for this fuel to see what you can save.")
         return
-    difference = saving.dearest.price - saving.cheapest.price
     st.markdown(
         f"Filling up at **{escape_markdown(saving.cheapest.name)}** rather than "
         f"**{escape_markdown(saving.dearest.name)}** saves about **{saving.amount:.2f} € a year**."
     )
     st.caption(
-        f"({euros(saving.dearest.price)} − {euros(saving.cheapest.price)}) × {saving.litres:,.0f} L a year "
-        f"= {difference:.3f} € × {saving.litres:,.0f} L"
+        f"(dearest {euros(saving.dearest.price)} − cheapest {euros(saving.cheapest.price)}) "
+        f"× {saving.litres:,.0f} L a year = {saving.amount:.2f} €"
     )
 
 
@@ -178,8 +177,9 @@ def station_map(
         get_line_color="outline",
         get_line_width="outline_width",
         get_radius="radius",
-        radius_units="pixels",
-        line_width_units="pixels",
+        # pydeck turns every string into a JSON expression; quoted, the expression is the literal.
+        radius_units="'pixels'",
+        line_width_units="'pixels'",
         stroked=True,
         pickable=True,
     )

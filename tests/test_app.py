@@ -473,7 +473,7 @@ def test_dashboard_cheapest_first_savings_out_of_stock_and_old_prices(app):
         "Filling up at **Cheapest** rather than **Dearest** saves about **65.00 € a year**.",
         "Filling up at **Cheapest** rather than **Dearest** saves about **26.00 € a year**.",
     ]
-    assert "(1.899 € − 1.799 €) × 650 L a year = 0.100 € × 650 L" in captions(at)
+    assert "(dearest 1.899 € − cheapest 1.799 €) × 650 L a year = 65.00 €" in captions(at)
     freshness = [text for text in captions(at) if text.startswith("Prices updated ")]
     assert freshness == [f"Prices updated {ui.paris_time(updated)} (12 min ago)."]  # Europe/Paris time
     assert warnings(at) == []
