@@ -32,6 +32,8 @@ from utils import utcnow
 ACCOUNT_KEY = "account"
 AUTHENTICATOR_KEY = "authenticator"
 STORE_ERROR_KEY = "store-error"
+COOKIE_RUNS_KEY = "cookie-runs"
+COOKIE_REISSUE_RUNS = 3
 PAGES_DIR = "pages"
 
 
@@ -169,6 +171,7 @@ def sign_in(app: Resources) -> Account | None:
             sign_out()
             sign_out_slot.empty()
         else:
+            _finish_setting_cookie(authenticator)
             return account
     elif not st.session_state.get("logout"):
         username = _cookie_username(document, app.accounts)
@@ -195,9 +198,18 @@ def _sign_in_form(app: Resources, authenticator: stauth.Authenticate) -> Account
         return None
     _remember(authenticator, account)
     authenticator.cookie_controller.set_cookie()
+    st.session_state[COOKIE_RUNS_KEY] = COOKIE_REISSUE_RUNS
     slot.empty()
     st.sidebar.button("Sign out", key="sign-out")  # acted on in the next run, like the one above
     return account
+
+
+def _finish_setting_cookie(authenticator: stauth.Authenticate) -> None:
+    # The cookie component reports back at once, and the rerun that follows can replace the
+    # component before it wrote the cookie; so the next few runs after a sign-in write it again.
+    if st.session_state.get(COOKIE_RUNS_KEY):
+        st.session_state[COOKIE_RUNS_KEY] -= 1
+        authenticator.cookie_controller.set_cookie()
 
 
 def _remember(authenticator: stauth.Authenticate, account: Account | None) -> Account | None:

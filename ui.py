@@ -7,7 +7,6 @@ Functions here draw; they never query the database. Anything a person typed
 from __future__ import annotations
 
 import datetime as dt
-import math
 import re
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
@@ -15,6 +14,7 @@ from decimal import Decimal
 import pandas as pd
 import pydeck as pdk
 import streamlit as st
+from pydeck.data_utils import compute_view
 
 import auth
 from queries import BoardRow, Freshness, MapStation, StationPrice
@@ -25,6 +25,8 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$&:])")
 MAP_LAYER = "stations"
 CHEAP, DEAR, NO_PRICE = (46, 160, 67), (214, 39, 40), (150, 150, 150)
 FAVOURITE_OUTLINE, SELECTED_OUTLINE = (20, 20, 20), (0, 90, 220)
+MIN_ZOOM, MAX_ZOOM = 4, 14
+EMPTY_MAP_STYLE = {"version": 8, "sources": {}, "layers": []}  # a basemap with nothing to fetch
 
 
 def escape_markdown(text: str) -> str:
@@ -183,21 +185,15 @@ def station_map(
         stroked=True,
         pickable=True,
     )
-    latitudes = [s.latitude for s in located]
-    longitudes = [s.longitude for s in located]
-    spread = max(max(latitudes) - min(latitudes), max(longitudes) - min(longitudes), 0.01)
-    view = pdk.ViewState(
-        latitude=(max(latitudes) + min(latitudes)) / 2,
-        longitude=(max(longitudes) + min(longitudes)) / 2,
-        zoom=max(4.5, min(14.0, 8.5 - 1.44 * math.log2(spread))),
-    )
-    deck = pdk.Deck(
-        layers=[layer],
-        initial_view_state=view,
-        tooltip={"text": "{label}"},
-        map_provider=None if map_provider == "none" else map_provider,
-        map_style=None if map_provider == "none" else "light",
-    )
+    view = compute_view([[s.longitude, s.latitude] for s in located])
+    view.zoom = min(max(view.zoom, MIN_ZOOM), MAX_ZOOM)
+    if map_provider == "none":
+        deck = pdk.Deck(layers=[layer], initial_view_state=view, tooltip={"text": "{label}"}, map_provider=None)
+        # Without a style Streamlit would draw its own basemap, fetched from the internet; pydeck only
+        # accepts a style document for Mapbox, so the empty one is set after construction.
+        deck.map_style = EMPTY_MAP_STYLE
+    else:
+        deck = pdk.Deck(layers=[layer], initial_view_state=view, tooltip={"text": "{label}"}, map_provider=map_provider)
     event = st.pydeck_chart(deck, on_select="rerun", selection_mode="single-object", key=key)
     chosen = event.selection.get("objects", {}).get(MAP_LAYER) if event else None
     return chosen[0]["id"] if chosen else None

@@ -11,6 +11,8 @@ from auth import AccountError
 from credentials import StoreError
 from models import User
 
+JUST_CHANGED = "password-just-changed"
+
 app = shell.resources()
 account = shell.require_account()
 authenticator = shell.authenticator()
@@ -94,11 +96,14 @@ try:
         new_hash = shell.library_entry(account.username)["password"]
         shell.remember(app.accounts.adopt_password_change(account.username, previous_hash, new_hash))
         authenticator.cookie_controller.set_cookie()
-        st.success("Your password is changed. Your other devices will have to sign in again.")
+        # Kept in the session: the new cookie's component reruns the page a moment later.
+        st.session_state[JUST_CHANGED] = True
 except (ResetError, CredentialsError) as exc:
     st.error(ui.explain_account_error(str(exc)))
 except (AccountError, StoreError) as exc:
     st.error(str(exc))
+if st.session_state.get(JUST_CHANGED):
+    st.success("Your password is changed. Your other devices will have to sign in again.")
 
 st.header("Your data")
 with app.Session() as session:
