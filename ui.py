@@ -7,6 +7,7 @@ Functions here draw; they never query the database. Anything a person typed
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
@@ -14,7 +15,6 @@ from decimal import Decimal
 import pandas as pd
 import pydeck as pdk
 import streamlit as st
-from pydeck.data_utils import compute_view
 
 import auth
 from queries import BoardRow, Freshness, MapStation, StationPrice
@@ -25,8 +25,7 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$&:])")
 MAP_LAYER = "stations"
 CHEAP, DEAR, NO_PRICE = (46, 160, 67), (214, 39, 40), (150, 150, 150)
 FAVOURITE_OUTLINE, SELECTED_OUTLINE = (20, 20, 20), (0, 90, 220)
-MIN_ZOOM, MAX_ZOOM = 4, 14
-EMPTY_MAP_STYLE = {"version": 8, "sources": {}, "layers": []}  # a basemap with nothing to fetch
+MIN_ZOOM, MAX_ZOOM = 4.0, 14.0
 
 
 def escape_markdown(text: str) -> str:
@@ -185,18 +184,31 @@ def station_map(
         stroked=True,
         pickable=True,
     )
-    view = compute_view([[s.longitude, s.latitude] for s in located])
-    view.zoom = min(max(view.zoom, MIN_ZOOM), MAX_ZOOM)
-    if map_provider == "none":
-        deck = pdk.Deck(layers=[layer], initial_view_state=view, tooltip={"text": "{label}"}, map_provider=None)
-        # Without a style Streamlit would draw its own basemap, fetched from the internet; pydeck only
-        # accepts a style document for Mapbox, so the empty one is set after construction.
-        deck.map_style = EMPTY_MAP_STYLE
-    else:
-        deck = pdk.Deck(layers=[layer], initial_view_state=view, tooltip={"text": "{label}"}, map_provider=map_provider)
+    view = _fit(located)
+    deck = pdk.Deck(
+        layers=[layer],
+        initial_view_state=view,
+        tooltip={"text": "{label}"},
+        map_provider=None if map_provider == "none" else map_provider,
+        map_style=None,  # Streamlit's own style, light or dark with the theme
+    )
     event = st.pydeck_chart(deck, on_select="rerun", selection_mode="single-object", key=key)
     chosen = event.selection.get("objects", {}).get(MAP_LAYER) if event else None
     return chosen[0]["id"] if chosen else None
+
+
+def _fit(stations: Sequence[MapStation]) -> pdk.ViewState:
+    """A view centred on the stations' bounding box and zoomed out enough to show them all."""
+    south, north = min(s.latitude for s in stations), max(s.latitude for s in stations)
+    west, east = min(s.longitude for s in stations), max(s.longitude for s in stations)
+    # Web Mercator: a degree of latitude is 1/cos(latitude) times taller than one of longitude.
+    stretch = 1 / math.cos(math.radians((south + north) / 2))
+    span = max(east - west, (north - south) * stretch, 0.005)
+    # At zoom z the world is 256 * 2**z pixels wide; keep the span within about 300 pixels.
+    zoom = math.log2(300 * 360 / (256 * span))
+    return pdk.ViewState(
+        latitude=(south + north) / 2, longitude=(west + east) / 2, zoom=min(max(zoom, MIN_ZOOM), MAX_ZOOM)
+    )
 
 
 RADIUS_CHOICES = {"Only the matching stations": 0, "Within 5 km": 5, "Within 10 km": 10, "Within 20 km": 20}
