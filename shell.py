@@ -204,6 +204,11 @@ def _sign_in_form(app: Resources, authenticator: stauth.Authenticate) -> Account
     return account
 
 
+def reissue_cookie() -> None:
+    """Write a new sign-in cookie in the next runs, as after a sign-in (after a password change, say)."""
+    st.session_state[COOKIE_RUNS_KEY] = COOKIE_REISSUE_RUNS
+
+
 def _finish_setting_cookie(authenticator: stauth.Authenticate) -> None:
     # The cookie component reports back at once, and the rerun that follows can replace the
     # component before it wrote the cookie; so the next few runs after a sign-in write it again.

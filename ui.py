@@ -190,7 +190,9 @@ def station_map(
         initial_view_state=view,
         tooltip={"text": "{label}"},
         map_provider=None if map_provider == "none" else map_provider,
-        map_style=None,  # Streamlit's own style, light or dark with the theme
+        # Without a basemap, map_style is left out: pydeck then sends "__MAP_STYLE__", which Streamlit's
+        # chart reads as "no basemap". map_style=None means Streamlit's own style, fetched from Carto.
+        **({} if map_provider == "none" else {"map_style": None}),
     )
     event = st.pydeck_chart(deck, on_select="rerun", selection_mode="single-object", key=key)
     chosen = event.selection.get("objects", {}).get(MAP_LAYER) if event else None
@@ -204,8 +206,8 @@ def _fit(stations: Sequence[MapStation]) -> pdk.ViewState:
     # Web Mercator: a degree of latitude is 1/cos(latitude) times taller than one of longitude.
     stretch = 1 / math.cos(math.radians((south + north) / 2))
     span = max(east - west, (north - south) * stretch, 0.005)
-    # At zoom z the world is 256 * 2**z pixels wide; keep the span within about 300 pixels.
-    zoom = math.log2(300 * 360 / (256 * span))
+    # deck.gl draws the world 512 * 2**z pixels wide at zoom z; keep the span within about 300 pixels.
+    zoom = math.log2(300 * 360 / (512 * span))
     return pdk.ViewState(
         latitude=(south + north) / 2, longitude=(west + east) / 2, zoom=min(max(zoom, MIN_ZOOM), MAX_ZOOM)
     )

@@ -95,9 +95,10 @@ try:
     ):
         new_hash = shell.library_entry(account.username)["password"]
         shell.remember(app.accounts.adopt_password_change(account.username, previous_hash, new_hash))
-        authenticator.cookie_controller.set_cookie()
-        # Kept in the session: the new cookie's component reruns the page a moment later.
+        # Kept in the session: the rerun below, and the new cookie's component, redraw the page.
         st.session_state[JUST_CHANGED] = True
+        shell.reissue_cookie()
+        st.rerun()
 except (ResetError, CredentialsError) as exc:
     st.error(ui.explain_account_error(str(exc)))
 except (AccountError, StoreError) as exc:

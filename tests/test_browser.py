@@ -687,13 +687,6 @@ MAP_CRASH = (
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KnownBug,
-    reason="open bug: the demo's three stations are close neighbours and the first view shows them as one "
-    "point (seen: 1 of 3); and with MAP_PROVIDER=none Streamlit still asks its default basemap host for "
-    "a style (pydeck omits map_provider=None from the JSON; a style document crashes Streamlit's chart)",
-)
 def test_the_demo_map_shows_each_station_as_a_small_point_and_asks_no_other_host(app, new_profile):
     profile = new_profile()
     with known_bug(*MAP_CRASH):
