@@ -471,9 +471,10 @@ def send_sign_in(page: Page, username: str, password: str) -> Callable[[], None]
     side = sidebar(page)
 
     def send() -> None:
-        side.locator('input[aria-label="Username"]').fill(username)
-        side.locator('input[aria-label="Password"]').fill(password)
-        side.get_by_role("button", name="Sign in", exact=True).click()
+        # .first: for a moment after a sign-out the old and the new sidebar can both be on screen.
+        side.locator('input[aria-label="Username"]').first.fill(username)
+        side.locator('input[aria-label="Password"]').first.fill(password)
+        side.get_by_role("button", name="Sign in", exact=True).first.click()
 
     return send
 
@@ -494,6 +495,8 @@ def expect_signed_in(page: Page, username: str) -> None:
 
 
 def expect_signed_out(page: Page) -> None:
+    # Waits out the moment when the previous run's sidebar is still drawn beside the new one.
+    expect(sidebar(page).locator('input[aria-label="Username"]')).to_have_count(1, timeout=TIMEOUT_MS)
     expect(sidebar(page).locator('input[aria-label="Username"]')).to_be_visible(timeout=TIMEOUT_MS)
     expect(sidebar(page).get_by_role("button", name="Sign in", exact=True)).to_be_visible()
     expect(sidebar(page).get_by_text("Signed in as")).to_have_count(0)
@@ -508,7 +511,7 @@ def expect_dashboard(page: Page, username: str) -> None:
 
 def sign_out(page: Page) -> None:
     button = sidebar(page).get_by_role("button", name="Sign out")
-    click_until(page, "sign out", button.click, sidebar(page).locator('input[aria-label="Username"]'))
+    click_until(page, "sign out", button.click, sidebar(page).locator('input[aria-label="Username"]').first)
     expect_signed_out(page)
     page.wait_for_function(
         "name => !document.cookie.split('; ').some(c => c.startsWith(name + '='))", arg=COOKIE, timeout=TIMEOUT_MS
