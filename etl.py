@@ -20,10 +20,10 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import ColumnElement, Engine, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 import pidfile
@@ -58,26 +58,39 @@ class RunSummary:
     changes: int
     rejected: int
     seconds: float
+    reasons: dict[str, int] = field(default_factory=dict)  # why records were rejected, with how many each
 
     def __str__(self) -> str:
         if self.kind == "backfill":
             return (
                 f"added {self.changes:,} observations to the price history from {self.stations:,} stations "
-                f"({self.rejected:,} rejected) from {self.source} in {self.seconds:.1f} s"
+                f"({self._rejections()}) from {self.source} in {self.seconds:.1f} s"
             )
         return (
             f"loaded {self.stations:,} stations and {self.prices:,} prices "
-            f"({self.changes:,} changed, {self.rejected:,} rejected) from {self.source} in {self.seconds:.1f} s"
+            f"({self.changes:,} changed, {self._rejections()}) from {self.source} in {self.seconds:.1f} s"
         )
+
+    def _rejections(self) -> str:
+        """'3 rejected: implausible price (2), unknown fuel (1)'; the reasons are the parser's fixed phrases."""
+        if not self.reasons:
+            return f"{self.rejected:,} rejected"
+        reasons = ", ".join(f"{reason} ({count:,})" for reason, count in sorted(self.reasons.items()))
+        return f"{self.rejected:,} rejected: {reasons}"
 
 
 def last_success(engine: Engine, kind: str | None = None) -> EtlRun | None:
     """The newest successful run (of `kind`, when given)."""
-    query = select(EtlRun).where(EtlRun.status == "success")
+    conditions = [EtlRun.status == "success"]
     if kind is not None:
-        query = query.where(EtlRun.kind == kind)
+        conditions.append(EtlRun.kind == kind)
+    return _newest_run(engine, *conditions)
+
+
+def _newest_run(engine: Engine, *conditions: ColumnElement[bool]) -> EtlRun | None:
+    query = select(EtlRun).where(*conditions).order_by(EtlRun.started_at.desc(), EtlRun.id.desc()).limit(1)
     with session_factory(engine)() as session:
-        return session.scalars(query.order_by(EtlRun.started_at.desc(), EtlRun.id.desc()).limit(1)).first()
+        return session.scalars(query).first()
 
 
 def _record_failure(engine: Engine, kind: str, source: str, started: dt.datetime, reason: str) -> None:
@@ -104,6 +117,12 @@ def _one_line(exc: BaseException) -> str:
     return text.splitlines()[0][:500]
 
 
+def _unexpected_failure(exc: Exception) -> str:
+    """Log an error no branch foresaw, with its traceback; return the one line that records it."""
+    log.exception("unexpected error during an ETL pass")
+    return f"unexpected error (see the ETL log): {type(exc).__name__}: {_one_line(exc)}"
+
+
 def _check_station_count(found: int, engine: Engine, force: bool) -> None:
     if found == 0:
         raise EtlError("the feed lists no station; nothing was loaded")
@@ -128,7 +147,7 @@ def run_pass(engine: Engine, settings: Settings, source: str | None = None, forc
             if not force and _same_feed(engine, previous, identity):
                 return _confirm_unchanged(engine, previous, source, started, clock)
             with open_feed(path, settings.max_xml_bytes) as xml:
-                snapshot = Snapshot.collect(parse_feed(xml, report))
+                snapshot = Snapshot.collect(parse_feed(xml, report, started))
         _check_station_count(report.stations, engine, force)
         with writer(engine).begin() as conn:
             counts = load_snapshot(conn, snapshot, started)
@@ -140,6 +159,7 @@ def run_pass(engine: Engine, settings: Settings, source: str | None = None, forc
                 counts.changes,
                 report.rejected,
                 time.perf_counter() - clock,
+                dict(report.reasons),
             )
             conn.execute(EtlRun.__table__.insert(), _run_row("run", started, summary, identity))
     except (FeedError, EtlError) as exc:
@@ -151,6 +171,10 @@ def run_pass(engine: Engine, settings: Settings, source: str | None = None, forc
         raise EtlError(reason) from exc
     except OSError as exc:
         reason = f"system error, nothing was changed: {exc}"
+        _record_failure(engine, "run", source, started, reason)
+        raise EtlError(reason) from exc
+    except Exception as exc:
+        reason = _unexpected_failure(exc)
         _record_failure(engine, "run", source, started, reason)
         raise EtlError(reason) from exc
     return summary
@@ -216,7 +240,7 @@ def backfill(engine: Engine, settings: Settings, source: str) -> RunSummary:
             open_feed(path, settings.max_backfill_xml_bytes) as xml,
         ):
             batch, batch_prices = [], 0
-            for entry in parse_feed(xml, report):
+            for entry in parse_feed(xml, report, started):
                 batch.append(entry)
                 batch_prices += len(entry.prices)
                 if batch_prices >= BACKFILL_BATCH_PRICES:
@@ -233,6 +257,7 @@ def backfill(engine: Engine, settings: Settings, source: str) -> RunSummary:
             observations,
             report.rejected,
             time.perf_counter() - clock,
+            dict(report.reasons),
         )
         with writer(engine).begin() as conn:
             conn.execute(EtlRun.__table__.insert(), _run_row("backfill", started, summary))
@@ -242,6 +267,10 @@ def backfill(engine: Engine, settings: Settings, source: str) -> RunSummary:
         raise EtlError(reason) from exc
     except SQLAlchemyError as exc:
         reason = f"database error: {_one_line(exc)}"
+        _record_failure(engine, "backfill", source, started, reason)
+        raise EtlError(reason) from exc
+    except Exception as exc:
+        reason = _unexpected_failure(exc)
         _record_failure(engine, "backfill", source, started, reason)
         raise EtlError(reason) from exc
     return summary
@@ -259,11 +288,41 @@ def _load_backfill_batch(engine: Engine, batch: list, started: dt.datetime) -> i
 
 def next_pass_in(engine: Engine, settings: Settings) -> float:
     """Seconds until a pass is due: 0 when the last successful run is older than the interval."""
+    now = utcnow()
+    return (next_pass_at(engine, settings, now) - now).total_seconds()
+
+
+def next_pass_at(engine: Engine, settings: Settings, now: dt.datetime) -> dt.datetime:
+    """When a pass is due: the interval after the last successful run, or `now` if that is past or none ran."""
     previous = last_success(engine)
     if previous is None:
-        return 0.0
-    age = (utcnow() - previous.finished_at).total_seconds()
-    return max(0.0, settings.interval_seconds - age)
+        return now
+    return max(now, previous.finished_at + dt.timedelta(seconds=settings.interval_seconds))
+
+
+@dataclass(frozen=True)
+class SchedulerStatus:
+    """What the admin page shows about the background scheduler."""
+
+    alive: bool
+    pid: int | None
+    started_at: dt.datetime | None  # when the scheduler process started (UTC)
+    next_pass_at: dt.datetime | None  # None while no scheduler runs: nothing will start a pass
+    last_run: EtlRun | None  # the newest run of any kind and outcome
+
+
+def scheduler_status(settings: Settings, engine: Engine) -> SchedulerStatus:
+    """The scheduler named by the pid file if it is alive, and where passes stand; a stale pid file is no error."""
+    pid = pidfile.running_scheduler(settings.pid_file)
+    started_at = pidfile.started_at(pid) if pid is not None else None
+    alive = started_at is not None  # it may have exited since the pid file was read
+    return SchedulerStatus(
+        alive=alive,
+        pid=pid if alive else None,
+        started_at=started_at,
+        next_pass_at=next_pass_at(engine, settings, utcnow()) if alive else None,
+        last_run=_newest_run(engine),
+    )
 
 
 def serve(settings: Settings) -> int:
@@ -308,6 +367,7 @@ def serve(settings: Settings) -> int:
 def _scheduled_pass(engine: Engine, settings: Settings) -> float:
     """Run a pass if one is due; return how many seconds to sleep before looking again."""
     retry = min(settings.retry_seconds, settings.interval_seconds)
+    started = utcnow()
     try:
         init_db(engine)
         wait = next_pass_in(engine, settings)
@@ -319,6 +379,11 @@ def _scheduled_pass(engine: Engine, settings: Settings) -> float:
         log.error("run failed: %s", exc)
     except SQLAlchemyError as exc:
         log.error("database unavailable, will retry: %s", _one_line(exc))
+    except Exception as exc:
+        # The ETL's one catch-all that does not re-raise: the scheduler runs unattended for months, and
+        # an error nobody foresaw must cost one pass, not every later one. run_pass records its own
+        # failures and raises EtlError, so whatever lands here was not recorded yet.
+        _record_failure(engine, "run", settings.feed_url, started, _unexpected_failure(exc))
     return retry
 
 
@@ -330,14 +395,15 @@ def ensure_scheduler(settings: Settings | None = None) -> int:
     before the lock is released, so exactly one scheduler is started.
     """
     settings = settings or load_settings()
-    settings.outputs_dir.mkdir(parents=True, exist_ok=True)
+    settings.outputs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with pidfile.locked(settings.pid_file):
         pid = pidfile.running_scheduler(settings.pid_file)
         if pid is not None:
             return pid
         _remove_old_logs(settings.outputs_dir)
         stamp = utcnow().strftime("%Y%m%d-%H%M%S-%f")
-        with open(settings.outputs_dir / f"etl-{stamp}.log", "ab") as log_file:
+        log_path = settings.outputs_dir / f"etl-{stamp}.log"
+        with os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log_file:
             child = subprocess.Popen(
                 [sys.executable, str(PROJECT_DIR / "etl.py"), "serve"],
                 stdin=subprocess.DEVNULL,

@@ -23,7 +23,8 @@ from urllib.parse import urlsplit
 
 from lxml import etree
 
-from utils import PARIS, UTC
+from models import Station
+from utils import PARIS, UTC, utcnow
 
 FUEL_IDS = frozenset(range(1, 7))
 _FUELS_BY_TEXT = {str(i): i for i in FUEL_IDS}
@@ -32,6 +33,14 @@ ROAD_TYPES = frozenset("RAN")
 RUPTURE_KINDS = frozenset({"temporaire", "definitive"})
 MIN_PRICE_MILLI, MAX_PRICE_MILLI = 100, 5000  # plausible when 0.10 < price <= 5.00 EUR/L
 EARLIEST_PLAUSIBLE_YEAR = 2000
+# A feed time may run ahead of the run's clock by clock skew or a UTC/Paris mix-up, never by more than a day.
+FUTURE_TOLERANCE = dt.timedelta(days=1)
+MAX_STATION_ID = 99_999_999
+_STATION_ID = re.compile("[1-9][0-9]{0,7}")  # 1..MAX_STATION_ID, written as the feed writes it
+# Texts longer than these cannot be an address, a town or a service label, and would not fit the columns.
+MAX_ADDRESS_CHARS = Station.__table__.c.address.type.length
+MAX_TOWN_CHARS = Station.__table__.c.town.type.length
+MAX_TEXT_CHARS = 500
 READ_CHUNK = 1 << 16
 # Metropolitan France (Corsica included) with a margin; overseas stations are checked by postcode.
 METROPOLE_LAT, METROPOLE_LON = (41.0, 51.6), (-5.8, 10.0)
@@ -217,6 +226,32 @@ def repair_text(text: str | None) -> str:
     return text
 
 
+class UnfitText(Exception):
+    """A text no station could have; the message is the reason its station is rejected."""
+
+
+# Tab, newline and carriage return are folded (below); any other match is a control character
+# (Unicode Cc) or a bidirectional override that would reorder the text around it on screen.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_BREAKING_SPACE = re.compile(r"[ \t\n\r]*[\t\n\r][ \t\n\r]*")
+
+
+def feed_text(raw: str | None, max_chars: int = MAX_TEXT_CHARS) -> str:
+    """A text of a <pdv> as stored: repaired, each run of spaces holding a tab or line break made one space.
+
+    Raises UnfitText when the result holds a control character or is longer than `max_chars`.
+    Markup, markdown and links are ordinary text here; whoever displays it escapes it.
+    """
+    text = repair_text(raw)
+    if _CONTROL.search(text):
+        text = _BREAKING_SPACE.sub(" ", text)
+        if _CONTROL.search(text):
+            raise UnfitText("control characters in a text field")
+    if len(text) > max_chars:
+        raise UnfitText("text field too long")
+    return text
+
+
 def _decode_utf8_run(match: re.Match) -> str:
     run = match.group()
     try:
@@ -346,7 +381,7 @@ def _parse_services(element) -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=1024)
 def _service_label(raw: str) -> str:
-    return repair_text(raw)
+    return feed_text(raw)
 
 
 class _PdvParser:
@@ -356,8 +391,9 @@ class _PdvParser:
     lists for 10,000 stations, so each distinct one is decoded only once.
     """
 
-    def __init__(self, report: ParseReport):
+    def __init__(self, report: ParseReport, now: dt.datetime):
         self.report = report
+        self.latest = now + FUTURE_TOLERANCE
         self.times: dict[str, dt.datetime | None] = {}
         self.prices: dict[str, int | None] = {}
         self.blocks: dict[bytes, OpeningHours | tuple[str, ...]] = {}
@@ -378,13 +414,21 @@ class _PdvParser:
         return value
 
     def entry(self, pdv) -> StationEntry | None:
-        report, times, prices_seen = self.report, self.times, self.prices
-        attrib = pdv.attrib
+        """The station of `pdv`, or None when it is rejected (counted in the report with its reason)."""
         try:
-            station_id = int(attrib.get("id", ""))
-        except ValueError:
+            return self._entry(pdv)
+        except UnfitText as exc:
+            self.report.reject(str(exc))
+            return None
+
+    def _entry(self, pdv) -> StationEntry | None:
+        report, times, prices_seen, latest = self.report, self.times, self.prices, self.latest
+        attrib = pdv.attrib
+        raw_id = attrib.get("id", "")
+        if not _STATION_ID.fullmatch(raw_id):
             report.reject("station without a valid id")
             return None
+        station_id = int(raw_id)
         zip_code = (attrib.get("cp") or "").strip()[:5]
         latitude, longitude = parse_coordinates(attrib.get("latitude"), attrib.get("longitude"), zip_code)
         pop = attrib.get("pop")
@@ -415,6 +459,8 @@ class _PdvParser:
                     report.reject("implausible price")
                 elif maj is None:
                     report.reject("missing or implausible price time")
+                elif maj > latest:
+                    report.reject("price time in the future")
                 else:
                     prices.append((station_id, fuel, milli, maj))
             elif tag == "rupture":
@@ -425,20 +471,17 @@ class _PdvParser:
                 if fuel is None:
                     report.reject("unknown fuel")
                     continue
+                started = parse_paris_time(child.get("debut"), times)
+                ended = parse_paris_time(child.get("fin"), times)
+                if (started is not None and started > latest) or (ended is not None and ended > latest):
+                    report.reject("out-of-stock time in the future")
+                    continue
                 kind = child.get("type")
-                ruptures.append(
-                    (
-                        station_id,
-                        fuel,
-                        parse_paris_time(child.get("debut"), times),
-                        parse_paris_time(child.get("fin"), times),
-                        kind if kind in RUPTURE_KINDS else None,
-                    )
-                )
+                ruptures.append((station_id, fuel, started, ended, kind if kind in RUPTURE_KINDS else None))
             elif tag == "adresse":
-                address = repair_text(child.text)
+                address = feed_text(child.text, MAX_ADDRESS_CHARS)
             elif tag == "ville":
-                town = repair_text(child.text)
+                town = feed_text(child.text, MAX_TOWN_CHARS)
             elif tag == "horaires":
                 automate = child.get("automate-24-24") == "1"
                 opening_hours = self.block(child, _parse_horaires)
@@ -462,11 +505,13 @@ class _PdvParser:
         return StationEntry(station, prices, ruptures)
 
 
-def parse_feed(stream: BinaryIO, report: ParseReport) -> Iterator[StationEntry]:
+def parse_feed(stream: BinaryIO, report: ParseReport, now: dt.datetime | None = None) -> Iterator[StationEntry]:
     """Stream the <pdv> elements of a feed document, one entry each, in constant memory.
 
     Entities are never resolved, nothing is fetched from the network, and a
-    document that carries a DOCTYPE is refused outright.
+    document that carries a DOCTYPE is refused outright. A record that cannot
+    be right (bad id, time more than a day after `now`, unfit text...) is
+    rejected and counted in `report`, never raised.
     """
     etree.clear_error_log()  # libxml2's log is per thread: its first fatal entry is then this document's
     context = etree.iterparse(
@@ -480,7 +525,7 @@ def parse_feed(stream: BinaryIO, report: ParseReport) -> Iterator[StationEntry]:
         remove_comments=True,
         remove_pis=True,
     )
-    parser = _PdvParser(report)
+    parser = _PdvParser(report, now or utcnow())
     try:
         for _, pdv in context:
             if report.root is None:

@@ -36,7 +36,7 @@ def _http_session(settings) -> requests.Session:
 
 
 def fetch_feed(url: str, download_dir: Path, settings) -> Path:
-    """Download `url` into a temporary file under `download_dir`, refusing more than the size cap."""
+    """Download `url` into an owner-only (0600, as tempfile makes it) file under `download_dir`, within the cap."""
     host = urlsplit(url).hostname or url
     cap = settings.max_download_bytes
     download_dir.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ file. Only the owner ever removes the file.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
 import os
 import time
@@ -32,7 +33,7 @@ class AlreadyRunning(Exception):
 def locked(pid_file: Path) -> Iterator[None]:
     """Hold the advisory lock that guards reading and writing `pid_file`."""
     pid_file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(pid_file.with_name(pid_file.name + ".lock"), os.O_CREAT | os.O_RDWR, 0o644)
+    fd = os.open(pid_file.with_name(pid_file.name + ".lock"), os.O_CREAT | os.O_RDWR, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -72,6 +73,14 @@ def running_scheduler(pid_file: Path) -> int | None:
     return pid if is_scheduler(pid) else None
 
 
+def started_at(pid: int) -> dt.datetime | None:
+    """When process `pid` started (aware UTC), or None when it no longer exists."""
+    try:
+        return dt.datetime.fromtimestamp(psutil.Process(pid).create_time(), dt.UTC)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
 def write_pid(pid_file: Path, pid: int) -> None:
     """Create `pid_file` holding `pid`, replacing it only when it is stale. Call under `locked()`."""
     owner = read_pid(pid_file)
@@ -81,7 +90,7 @@ def write_pid(pid_file: Path, pid: int) -> None:
         pid_file.unlink()
     if owner == pid:
         return
-    fd = os.open(pid_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    fd = os.open(pid_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(f"{pid}\n")
 

@@ -7,6 +7,7 @@ standard library (xml.etree, in feed_reader.py), never from the project's own pa
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 import subprocess
 import sys
@@ -144,6 +145,54 @@ def test_failure_in_the_middle_of_a_load_leaves_every_table_as_it_was(engine, se
     assert failed.status == "failed"
     assert "disk I/O error" in failed.error
     assert str(FEED_B) in failed.source
+
+
+UNEXPECTED = "unexpected error (see the ETL log): RuntimeError: a bug nobody foresaw"
+
+
+def _work_then_fail(monkeypatch, step: str, error: BaseException) -> None:
+    """Make etl's `step` write its rows in the pass's transaction, then raise `error`."""
+    work = getattr(etl, step)
+
+    def work_then_fail(*args, **kwargs):
+        work(*args, **kwargs)
+        raise error
+
+    monkeypatch.setattr(etl, step, work_then_fail)
+
+
+@pytest.mark.parametrize(
+    ("kind", "step"), [("run", "load_snapshot"), ("backfill", "load_history_batch")], ids=["run", "backfill"]
+)
+def test_unexpected_error_during_a_load_is_recorded_and_changes_nothing(
+    engine, settings, monkeypatch, caplog, kind, step
+):
+    etl.run_pass(engine, settings, str(FEED_A))
+    before = contents(engine)
+    _work_then_fail(monkeypatch, step, RuntimeError("a bug nobody foresaw"))
+
+    with caplog.at_level(logging.ERROR, logger="etl"), pytest.raises(etl.EtlError) as failure:
+        if kind == "run":
+            etl.run_pass(engine, settings, str(FEED_B))
+        else:
+            etl.backfill(engine, settings, str(QUOTIDIEN))
+
+    assert str(failure.value) == UNEXPECTED
+    assert contents(engine) == before
+    failed = runs(engine)[-1]
+    assert (failed.kind, failed.status, failed.error) == (kind, "failed", UNEXPECTED)
+    assert any(r.exc_info and r.exc_info[0] is RuntimeError for r in caplog.records), "the traceback is logged"
+
+
+def test_interruption_during_a_load_propagates_and_changes_nothing(engine, settings, monkeypatch):
+    etl.run_pass(engine, settings, str(FEED_A))
+    before = contents(engine)
+    _work_then_fail(monkeypatch, "load_snapshot", etl.Interrupted())
+
+    with pytest.raises(etl.Interrupted):
+        etl.run_pass(engine, settings, str(FEED_B))
+
+    assert contents(engine) == before
 
 
 # --------------------------------------------------------------------------- readers during a load

@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -33,9 +34,12 @@ from sqlalchemy.pool import NullPool
 import etl
 import pidfile
 from conftest import FIXTURES, ROOT
+from db_snapshot import DATA_TABLES, etl_runs, table_rows
 from models import EtlRun
 from session import init_db, make_engine, writer
 from settings import Settings, load_settings
+from test_fetch import FEED_A_BYTES, FeedHandler, FeedServer, send
+from test_hostile_feed import HOSTILE_REJECTIONS, write_hostile_feed
 
 POLL_SECONDS = 0.05
 DEADLINE_SECONDS = 20.0
@@ -362,6 +366,23 @@ def test_serve_logs_a_failed_pass_and_keeps_running(schedulers: Schedulers, tmp_
     assert "Traceback" not in schedulers.log(proc)
 
 
+def test_serve_loads_a_hostile_feed_and_keeps_running(schedulers: Schedulers, tmp_path: Path):
+    proc = schedulers.start(CARBUROAM_FEED_URL=str(write_hostile_feed(tmp_path)))
+
+    assert schedulers.wait_until_loaded(proc.pid) == ["success"]
+    log = wait_for(lambda: "rejected: " in schedulers.log(proc) and schedulers.log(proc), "the summary", pid=proc.pid)
+    assert "station without a valid id (3)" in log and "text field too long (1)" in log
+    engine = create_engine(schedulers.settings.database_url, poolclass=NullPool)
+    try:
+        assert etl_runs(engine)[-1].rejected == sum(HOSTILE_REJECTIONS.values())
+    finally:
+        engine.dispose()
+    assert proc.poll() is None, "the scheduler must keep running after a pass over a hostile feed"
+
+    assert stop(proc) == 0
+    assert "Traceback" not in schedulers.log(proc)
+
+
 # --------------------------------------------------------------------------- ensure_scheduler
 
 
@@ -395,6 +416,43 @@ def test_ensure_scheduler_starts_one_detached_scheduler_and_prunes_old_logs(sche
     assert etl.ensure_scheduler(settings) == pid, "a second call finds the running scheduler"
     assert output_logs(settings) == {recent, log}, "the second call started nothing"
     assert serve_processes(settings.data_dir) == [pid]
+
+
+def test_nothing_the_scheduler_writes_in_the_data_dir_is_readable_by_other_users(schedulers: Schedulers, monkeypatch):
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # the scheduler downloads from the test's own server
+    data_dir = schedulers.settings.data_dir
+    download_modes: list[int] = []
+
+    def feed_a_noting_the_download_mode(handler: FeedHandler, _number: int) -> None:
+        # The scheduler creates its temporary file before it sends the request, and removes it after the pass.
+        download_modes.extend(stat.S_IMODE(path.stat().st_mode) for path in data_dir.glob("feed-*.download"))
+        send(handler, FEED_A_BYTES)
+
+    server = FeedServer(feed_a_noting_the_download_mode)
+    umask = os.umask(0o022)  # the usual default: files readable by everyone unless created otherwise
+    try:
+        settings = dataclasses.replace(schedulers.settings, feed_url=server.url)
+        pid = schedulers.adopt(etl.ensure_scheduler(settings))
+        schedulers.wait_until_loaded(pid)
+        # An open connection keeps SQLite's -wal and -shm files in place while the modes are read.
+        with create_engine(settings.database_url, poolclass=NullPool).connect() as conn:
+            conn.execute(text("SELECT count(*) FROM stations"))
+            modes = {str(path.relative_to(data_dir)): stat.S_IMODE(path.stat().st_mode) for path in data_dir.rglob("*")}
+    finally:
+        os.umask(umask)
+        server.stop()
+
+    assert download_modes == [0o600]
+    (log,) = output_logs(settings)
+    assert modes == {
+        "outputs": 0o700,
+        f"outputs/{log.name}": 0o600,
+        "db.sqlite3": 0o600,
+        "db.sqlite3-wal": 0o600,
+        "db.sqlite3-shm": 0o600,
+        "etl.pid": 0o600,
+        "etl.pid.lock": 0o600,
+    }
 
 
 def test_ensure_scheduler_replaces_a_stale_pid_file(schedulers: Schedulers):
@@ -556,6 +614,52 @@ def test_a_pid_file_naming_a_negative_pid_is_stale(tmp_path: Path):
     assert pidfile.read_pid(pid_file) == os.getpid()
 
 
+# --------------------------------------------------------------------------- scheduler status
+
+
+@pytest.fixture
+def status_engine(sqlite_settings: Settings):
+    """An initialised engine on the test's database (the one the `schedulers` of the same test use)."""
+    engine = make_engine(sqlite_settings.database_url)
+    init_db(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.mark.parametrize("pid_file", ["missing", "garbage", "dead pid", "unrelated live pid"])
+def test_scheduler_status_without_a_running_scheduler(schedulers: Schedulers, status_engine, pid_file: str):
+    content = {"garbage": "not a pid\n", "dead pid": f"{dead_pid()}\n", "unrelated live pid": f"{os.getpid()}\n"}
+    if pid_file in content:
+        schedulers.pid_file.write_text(content[pid_file])
+
+    status = etl.scheduler_status(schedulers.settings, status_engine)
+
+    assert status == etl.SchedulerStatus(alive=False, pid=None, started_at=None, next_pass_at=None, last_run=None)
+
+
+def test_scheduler_status_of_a_live_scheduler(schedulers: Schedulers, status_engine):
+    before = etl.utcnow().replace(microsecond=0)  # process start times are rounded to the clock tick
+    proc = schedulers.start()
+    schedulers.wait_until_loaded(proc.pid)
+
+    status = etl.scheduler_status(schedulers.settings, status_engine)
+
+    assert (status.alive, status.pid) == (True, proc.pid)
+    assert before - dt.timedelta(seconds=1) <= status.started_at <= etl.utcnow()
+    assert (status.last_run.status, status.last_run.kind) == ("success", "run")
+    assert status.next_pass_at == status.last_run.finished_at + dt.timedelta(seconds=INTERVAL)
+
+    two_hours_ago = etl.utcnow() - dt.timedelta(hours=2)
+    with writer(status_engine).begin() as conn:
+        conn.execute(update(EtlRun).values(started_at=two_hours_ago, finished_at=two_hours_ago))
+    asked = etl.utcnow()
+    overdue = etl.scheduler_status(schedulers.settings, status_engine)
+    assert asked <= overdue.next_pass_at <= etl.utcnow(), "a pass that is due is due now"
+
+    assert stop(proc) == 0
+    assert etl.scheduler_status(schedulers.settings, status_engine).alive is False
+
+
 # --------------------------------------------------------------------------- one scheduled pass
 
 
@@ -618,3 +722,27 @@ def test_scheduled_pass_failure_is_recorded_logged_and_retried(due, tmp_path, ca
 
     short = dataclasses.replace(settings, interval_seconds=60)
     assert etl._scheduled_pass(engine, short) == 60, "the retry never waits longer than the interval"
+
+
+@pytest.mark.parametrize("where", ["load_snapshot", "run_pass"], ids=["inside-the-pass", "around-the-pass"])
+def test_scheduled_pass_survives_an_unexpected_error_and_records_it(due, monkeypatch, caplog, where: str):
+    settings, engine = due
+    working = getattr(etl, where)
+
+    def bug(*_args, **_kwargs):
+        raise RuntimeError("a bug nobody foresaw")
+
+    monkeypatch.setattr(etl, where, bug)
+    with caplog.at_level(logging.ERROR, logger="etl"):
+        assert etl._scheduled_pass(engine, settings) == 120, "retry after retry_seconds instead of dying"
+    (run,) = etl_runs(engine)
+    assert (run.status, run.error) == (
+        "failed",
+        "unexpected error (see the ETL log): RuntimeError: a bug nobody foresaw",
+    )
+    assert any(record.exc_info and record.exc_info[0] is RuntimeError for record in caplog.records), "no traceback"
+    assert table_rows(engine) == {model.__tablename__: [] for model in DATA_TABLES}
+
+    monkeypatch.setattr(etl, where, working)
+    assert etl._scheduled_pass(engine, settings) == INTERVAL, "the next pass works once the cause is gone"
+    assert run_statuses(settings.database_url) == ["failed", "success"]
