@@ -6,8 +6,10 @@ import shell
 
 st.set_page_config(page_title="Carburoam", page_icon=":material/local_gas_station:", layout="wide")
 app = shell.resources()
-shell.start_scheduler(app.settings)
+shell.ensure_scheduler(app)
 account = shell.sign_in(app)
 page = st.navigation(shell.pages_for(account))
+shell.rerun_first_run(page)
 shell.draw_sidebar(account)
+shell.show_flash(page)
 page.run()

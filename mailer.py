@@ -2,12 +2,14 @@
 
 `send_mail()` is the one entry point and `MailError` the one exception it raises: its text is fit
 to show a user, while the technical cause goes to the log. Bodies can hold one-time codes, so they
-never appear in logs or reprs.
+never appear in logs or reprs. The console backend names each file after the account the message
+is about (as a digest), so that `delete_mail_of()` removes them all when the account is deleted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import secrets
@@ -38,6 +40,7 @@ class Message:
     to: str
     subject: str
     body: str = field(repr=False)
+    account: str | None = None  # the username the message is about, if any
 
     def __post_init__(self) -> None:
         if any(char in value for value in (self.to, self.subject) for char in "\r\n"):
@@ -63,7 +66,7 @@ def send_mail(settings: Settings, message: Message) -> Delivery:
             _send_smtp(settings, email)
             logger.info("sent mail %s through %s:%d", email["Message-ID"], settings.smtp_host, settings.smtp_port)
             return Delivery(email["Message-ID"])
-        path = _write_eml(settings.mail_dir, email, now)
+        path = _write_eml(settings.mail_dir, email, now, message.account)
     except (smtplib.SMTPException, OSError) as error:  # ssl.SSLError and timeouts are OSErrors
         target = f"{settings.smtp_host}:{settings.smtp_port}" if mail_configured(settings) else settings.mail_dir
         logger.warning("could not send mail %s via %s: %r", email["Message-ID"], target, error)
@@ -110,10 +113,24 @@ def _send_smtp(settings: Settings, email: EmailMessage) -> None:
         smtp.close()
 
 
-def _write_eml(mail_dir: Path, email: EmailMessage, now: datetime) -> Path:
-    mail_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = mail_dir / f"{now:%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(4)}.eml"
+def _owner_tag(account: str | None) -> str:
+    return hashlib.blake2b(account.encode(), digest_size=8).hexdigest() if account else "none"
+
+
+def _write_eml(mail_dir: Path, email: EmailMessage, now: datetime, account: str | None) -> Path:
+    mail_dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # outputs/, when the mail comes first
+    mail_dir.mkdir(exist_ok=True, mode=0o700)
+    path = mail_dir / f"{now:%Y%m%dT%H%M%S%fZ}-{_owner_tag(account)}-{secrets.token_hex(4)}.eml"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(email.as_bytes())
     return path
+
+
+def delete_mail_of(settings: Settings, account: str) -> int:
+    """Remove the messages the console backend wrote about `account`; returns how many."""
+    removed = 0
+    for path in settings.mail_dir.glob(f"*-{_owner_tag(account)}-*.eml"):
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed

@@ -223,6 +223,34 @@ class VerificationCode(Base):
     used_at: Mapped[dt.datetime | None]
 
 
+class UserSession(Base):
+    """One signed-in browser. Its cookie holds a random token; only the token's SHA-256 is stored here."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime]
+    last_seen_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]
+    device: Mapped[str] = mapped_column(String(80))
+    revoked_at: Mapped[dt.datetime | None]
+
+
+class SignInThrottle(Base):
+    """Consecutive wrong passwords typed for one username, whether or not it has an account.
+
+    The key is a digest of the name, so names typed by strangers are never stored as they were typed.
+    """
+
+    __tablename__ = "sign_in_throttle"
+
+    key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    not_before: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
 class EtlRun(Base):
     __tablename__ = "etl_runs"
     __table_args__ = (

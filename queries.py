@@ -17,10 +17,12 @@ from typing import NamedTuple
 from sqlalchemy import ColumnElement, FromClause, Select, and_, case, false, func, join, null, or_, select, true
 from sqlalchemy.orm import Session
 
-from models import CustomStation, EtlRun, GasType, Price, Rupture, Station, User, UserGasType
+from models import CustomStation, EtlRun, GasType, Price, Rupture, Station, User, UserGasType, UserSession
 from preferences import NAME_MAX_CHARS
 from utils import EARTH_RADIUS_KM, fold, haversine_km
 
+SEARCH_MAX_CHARS = 100
+SEARCH_MAX_WORDS = 8
 DEMO_CANDIDATES = 200
 DEMO_MAX_AGE = dt.timedelta(days=1)
 SEARCH_ORDER = (Station.town, Station.zip_code, Station.address, Station.id)
@@ -262,15 +264,33 @@ def find_stations(
     return [hit.station for hit in stations_near(session, *centre, radius_km, limit, fuel_id=fuel_id)]
 
 
+class SearchTooLong(ValueError):
+    """A search text over the limits; the message says them to the person who typed it."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            f"A search has at most {SEARCH_MAX_CHARS} characters and {SEARCH_MAX_WORDS} words: "
+            "try a town, a postcode, or a street and its town."
+        )
+
+
 def _matching(text: str) -> list[ColumnElement[bool]]:
-    """One condition per word of `text` (none for a blank text): it starts a word of the station's search text."""
+    """One condition per word of `text` (none for a blank text): it starts a word of the station's search text.
+
+    SearchTooLong when `text` is over the limits (each word costs a scan of the search texts).
+    """
+    if len(text) > SEARCH_MAX_CHARS:
+        raise SearchTooLong()
+    words = fold(text).split()
+    if len(words) > SEARCH_MAX_WORDS:
+        raise SearchTooLong()
     # autoescape: a % or _ reaching LIKE is matched literally, never as a wildcard.
     return [
         or_(
             Station.search_text.startswith(word, autoescape=True),
             Station.search_text.contains(f" {word}", autoescape=True),
         )
-        for word in fold(text).split()
+        for word in words
     ]
 
 
@@ -436,4 +456,24 @@ def user_data(session: Session, user_id: int) -> dict:
             "km_per_year": user.km_per_year,
             "litres_per_100km": user.litres_per_100km,
         },
+        "sign_in_sessions": [
+            {
+                "device": device,
+                "signed_in_at": created_at.isoformat(),
+                "last_used_at": last_seen_at.isoformat(),
+                "ends_at": expires_at.isoformat(),
+                "signed_out_at": revoked_at.isoformat() if revoked_at else None,
+            }
+            for device, created_at, last_seen_at, expires_at, revoked_at in session.execute(
+                select(
+                    UserSession.device,
+                    UserSession.created_at,
+                    UserSession.last_seen_at,
+                    UserSession.expires_at,
+                    UserSession.revoked_at,
+                )
+                .where(UserSession.user_id == user_id)
+                .order_by(UserSession.created_at)
+            )
+        ],
     }

@@ -9,6 +9,8 @@ when another process committed in between.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, column, create_engine, event, inspect, select, table, text
@@ -18,7 +20,7 @@ from models import GasType
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 15_000
-SCHEMA_REVISION = "0001"  # the newest file in migrations/versions; a test keeps the two in step
+SCHEMA_REVISION = "0002"  # the newest file in migrations/versions; a test keeps the two in step
 FUEL_TYPES = {1: "Gazole", 2: "SP95", 3: "E85", 4: "GPLc", 5: "E10", 6: "SP98"}
 # Arbitrary constant key for pg_advisory_xact_lock: serialises concurrent init_db() calls.
 PG_MIGRATION_LOCK = 7_251_946
@@ -63,7 +65,7 @@ def init_db(engine: Engine) -> None:
     holds data: migrations only ever add to what is there.
     """
     if engine.dialect.name == "sqlite":
-        _sqlite_path(engine).parent.mkdir(parents=True, exist_ok=True)
+        _create_sqlite_file(engine)
     else:
         _create_server_database(engine)
     with writer(engine).begin() as conn:
@@ -103,8 +105,18 @@ def _create_server_database(engine: Engine) -> None:
         create_database(engine.url)
 
 
-def _sqlite_path(engine: Engine) -> Path:
-    return Path(engine.url.database or ":memory:").resolve()
+def _create_sqlite_file(engine: Engine) -> None:
+    """Create the database file owner-only (mode 0600) unless it exists or the database lives in memory.
+
+    SQLite gives the -wal and -shm files it later creates beside it the same mode.
+    """
+    database = engine.url.database
+    if not database or database == ":memory:":
+        return
+    path = Path(database).resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def seed_gas_types(conn: Connection) -> None:

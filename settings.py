@@ -61,6 +61,8 @@ class Settings:
     registration_captcha: bool = _setting("REGISTRATION_CAPTCHA", "on", flag)
     map_provider: str = _setting("MAP_PROVIDER", "carto")
     stale_after_days: int = _setting("PRICE_STALE_DAYS", "7", int)
+    session_max_days: int = _setting("SESSION_MAX_DAYS", "30", int)
+    session_idle_days: int = _setting("SESSION_IDLE_DAYS", "14", int)
 
     @property
     def outputs_dir(self) -> Path:
@@ -139,6 +141,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     _check_choice("LOAD_MODE", values["load_mode"], ("local", "remote"))
     _check_choice("SMTP_SECURITY", values["smtp_security"], ("starttls", "ssl", "none"))
     _check_choice("MAP_PROVIDER", values["map_provider"], ("carto", "none"))
+    for name in ("SESSION_MAX_DAYS", "SESSION_IDLE_DAYS"):
+        if values[name.lower()] == 0:
+            raise ValueError(f"{name} must be at least 1 day")
     if values["load_mode"] == "remote" and not values["bucket_name_store"]:
         raise ValueError("LOAD_MODE=remote needs BUCKET_NAME_STORE, the S3 bucket that keeps the credentials")
     values["data_dir"] = values["data_dir"].expanduser().resolve()

@@ -1,39 +1,40 @@
-"""The app's frame, shared by every page: resources, sign-in, navigation by role, sidebar.
+"""The app's frame, run before every page: resources, the scheduler check, sign-in, navigation, sidebar.
 
-`home.py` calls these in order on every run; pages only ask `current_account()`
-and `resources()`. Session-state keys used for the signed-in person live here.
+`home.py` calls these in order on every run; pages ask `current_account()`, `resources()` and the
+`require_*` guards. Who is signed in is decided on every run from the server-side session the
+browser's token opens (`Accounts.resume`), never from what the browser or the session state kept.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
-import jwt
 import streamlit as st
-import streamlit_authenticator as stauth
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
+import authenticator
 import etl
-from auth import (
-    PASSWORD_HELP,
-    Account,
-    AccountError,
-    Accounts,
-    AccountValidator,
-    credential_version_in,
-)
-from credentials import CredentialStore, StoreError, credential_store
+import ui
+from accounts.errors import AccountError
+from accounts.service import Accounts, CookieSettings, SignedIn
+from accounts.sessions import session_id
+from accounts.store import CredentialStore, StoreError, credential_store
+from accounts.users import Account
 from session import init_db, make_engine, session_factory, writer
 from settings import Settings, load_settings
-from utils import utcnow
+
+log = logging.getLogger(__name__)
 
 ACCOUNT_KEY = "account"
-AUTHENTICATOR_KEY = "authenticator"
-STORE_ERROR_KEY = "store-error"
-COOKIE_RUNS_KEY = "cookie-runs"
-COOKIE_REISSUE_RUNS = 3
+TOKEN_KEY = "session-token"  # noqa: S105 (a session-state key)
+COOKIE_READ_KEY = "cookie-read"  # the browser's cookie is read once per connection
+SCHEDULER_CHECKED_KEY = "scheduler-checked"
+STARTED_KEY = "started"
+FLASH_KEY = "flash"  # a confirmation shown after the rerun that follows a change of session
+SESSION_ENDED = "Your session has ended (signed out elsewhere, or too long unused): please sign in again."
 PAGES_DIR = "pages"
 
 
@@ -45,6 +46,19 @@ class Resources:
     Writer: sessionmaker  # for writing: on SQLite its transactions take the write lock up front
     store: CredentialStore
     accounts: Accounts
+
+
+def rerun_first_run(page: st.Page) -> None:
+    """End a browser session's first run with a rerun of the same page, before any page is drawn.
+
+    With a `pages/` folder beside `st.navigation`, Streamlit computes the ids of the frame's
+    widgets under another script hash in a session's first run than in every later run: the
+    first form a person sends (the sign-in form, say) would lose its values. After this rerun,
+    every widget a person can reach has its lasting id.
+    """
+    if not st.session_state.get(STARTED_KEY):
+        st.session_state[STARTED_KEY] = True
+        st.switch_page(page, query_params=st.query_params.to_dict())
 
 
 @st.cache_resource(show_spinner="Opening the database…")
@@ -68,175 +82,154 @@ def resources() -> Resources:
     try:
         return _open_resources()
     except ValueError as exc:
-        st.error(f"Carburoam is not configured correctly: {exc}")
+        ui.error("Carburoam is not configured correctly: {}", exc)
     except SQLAlchemyError as exc:
-        st.error(f"The database cannot be opened: {str(getattr(exc, 'orig', exc)).splitlines()[0]}")
+        ui.error("The database cannot be opened: {}", str(getattr(exc, "orig", exc)).splitlines()[0])
     except StoreError as exc:
-        st.error(str(exc))
+        ui.error("{}", exc)
     st.stop()
 
 
-@st.cache_resource(show_spinner=False)
-def start_scheduler(_settings: Settings) -> int | None:
-    """Start the ETL scheduler once per server process (it guards itself against duplicates)."""
-    if not _settings.etl_autostart:
-        return None
-    return etl.ensure_scheduler(_settings)
+def ensure_scheduler(app: Resources) -> None:
+    """Once per browser session, start the ETL scheduler unless it runs (it may have died since the last check)."""
+    if not app.settings.etl_autostart or st.session_state.get(SCHEDULER_CHECKED_KEY):
+        return
+    st.session_state[SCHEDULER_CHECKED_KEY] = True
+    try:
+        etl.ensure_scheduler(app.settings)
+    except OSError:
+        log.exception("could not start the ETL scheduler")
 
 
 def current_account() -> Account | None:
     return st.session_state.get(ACCOUNT_KEY)
 
 
-def authenticator() -> stauth.Authenticate:
-    """This run's streamlit-authenticator, built by `sign_in` over the newest credentials document."""
-    found = st.session_state.get(AUTHENTICATOR_KEY)
-    if found is None:
-        st.error(st.session_state.get(STORE_ERROR_KEY) or "The account service is unreachable right now.")
-        st.stop()
-    return found
-
-
-def library_entry(username: str) -> dict:
-    """The credentials entry of `username` as this run's authenticator holds it (changed by its widgets)."""
-    return authenticator().authentication_controller.authentication_model.credentials["usernames"][username]
-
-
-def remember(account: Account) -> None:
-    """Keep the session signed in as `account` after its own credentials changed."""
-    st.session_state[ACCOUNT_KEY] = account
-
-
-def sign_out() -> None:
-    """End the session's sign-in and forget its cookie (after an account deletion, say)."""
-    authenticator().logout(location="unrendered")
-    _drop_session_account()
-
-
-def _authenticator(app: Resources, document: dict) -> stauth.Authenticate:
-    cookie = document["cookie"]
-    return stauth.Authenticate(
-        document["credentials"],
-        cookie["name"],
-        cookie["key"],
-        cookie["expiry_days"],
-        validator=AccountValidator(),
-        auto_hash=False,
-        login_sleep_time=0,
-        password_instructions=PASSWORD_HELP,
-    )
-
-
-def _cookie_username(document: dict, accounts: Accounts) -> str | None:
-    """The username in a valid, current sign-in cookie; None when absent, forged, expired or outdated."""
-    cookie = document["cookie"]
-    token = st.context.cookies.get(cookie["name"])
-    if not token:
-        return None
-    try:
-        payload = jwt.decode(token, cookie["key"], algorithms=["HS256"])
-    except jwt.PyJWTError:
-        return None
-    username, expires = payload.get("username"), payload.get("exp_date")
-    if not isinstance(username, str) or not isinstance(expires, int | float):
-        return None
-    if expires <= utcnow().timestamp():
-        return None
-    if not accounts.cookie_is_current(document, username, expires, cookie["expiry_days"]):
-        return None
-    return username
+def current_session_id() -> str | None:
+    """The id of this browser's session row (to tell "this device" among the account's sessions)."""
+    token = st.session_state.get(TOKEN_KEY)
+    return session_id(token) if token else None
 
 
 def sign_in(app: Resources) -> Account | None:
-    """Restore, check or open the session's sign-in; returns the signed-in account or None."""
+    """Resume this browser's session, or offer the sign-in form; returns the signed-in account or None."""
     try:
-        snapshot = app.store.load()
+        cookie = app.accounts.cookie()
+        token = _token(cookie)
+        account = app.accounts.resume(token) if token else None
     except StoreError as exc:
-        st.sidebar.error(str(exc))
-        st.session_state[STORE_ERROR_KEY] = str(exc)
-        st.session_state.pop(AUTHENTICATOR_KEY, None)
-        return _drop_session_account()
-    if snapshot.stale:
-        st.sidebar.warning("The account service is unreachable; signing in works, changes to accounts don't.")
-    document = snapshot.document
-    authenticator = _authenticator(app, document)
-    st.session_state[AUTHENTICATOR_KEY] = authenticator
-    account = current_account()
+        ui.error("{}", exc, where=st.sidebar)
+        return None
+    except SQLAlchemyError:
+        log.exception("could not check the sign-in session")
+        ui.error("The database is not answering right now; please try again in a moment.", where=st.sidebar)
+        return None
+    _warn_of_a_store_outage(app.store)
+    if token is not None and account is None:
+        end_session(cookie)
+        flash(SESSION_ENDED, "info")
     if account is not None:
-        sign_out_slot = st.sidebar.empty()
-        if credential_version_in(document, account.username) != account.credential_version:
-            sign_out()
-            st.sidebar.info("Your password changed, or your account was removed: please sign in again.")
-        elif sign_out_slot.button("Sign out", key="sign-out"):
-            sign_out()
-            sign_out_slot.empty()
-        else:
-            _finish_setting_cookie(authenticator)
-            return account
-    elif not st.session_state.get("logout"):
-        username = _cookie_username(document, app.accounts)
-        if username is not None:
-            return _remember(authenticator, app.accounts.account(username))
-    return _sign_in_form(app, authenticator)
+        st.session_state[TOKEN_KEY] = token
+        st.session_state[ACCOUNT_KEY] = account
+        if st.sidebar.button("Sign out", key="sign-out"):
+            sign_out(app)
+    else:
+        st.session_state.pop(ACCOUNT_KEY, None)
+        _sign_in_form(app, cookie)
+    authenticator.deliver_cookie()
+    return account
 
 
-def _sign_in_form(app: Resources, authenticator: stauth.Authenticate) -> Account | None:
-    # No st.rerun() after a sign-in or sign-out: the library sets and deletes its cookie through a
-    # component that only reaches the browser if this run goes on to the end.
-    slot = st.sidebar.empty()
-    with slot.form("sign-in", clear_on_submit=False):
+def _warn_of_a_store_outage(store: CredentialStore) -> None:
+    """While the credentials store serves its remembered copy, say so (and look whether it is back)."""
+    if store.degraded:
+        try:
+            store.load()
+        except StoreError:
+            log.warning("the credentials store is still unreachable")
+    if store.degraded:
+        st.sidebar.warning("The account service is unreachable; signing in works, changes to accounts don't.")
+
+
+def _token(cookie: CookieSettings) -> str | None:
+    """This browser session's token: kept in the session state, or read from the cookie at the first run."""
+    token = st.session_state.get(TOKEN_KEY)
+    if token is None and not st.session_state.get(COOKIE_READ_KEY):
+        st.session_state[COOKIE_READ_KEY] = True
+        token = authenticator.session_token(cookie.name, cookie.secret)
+        if token is None and authenticator.has_cookie(cookie.name):
+            authenticator.drop_cookie(cookie.name)  # forged, expired, or from before server-side sessions
+    return token
+
+
+def _sign_in_form(app: Resources, cookie: CookieSettings) -> None:
+    with st.sidebar.form("sign-in", clear_on_submit=False):
         st.subheader("Sign in")
         username = st.text_input("Username", autocomplete="username")
         password = st.text_input("Password", type="password", autocomplete="current-password")
         submitted = st.form_submit_button("Sign in", width="stretch")
     if not submitted:
-        return None
+        return
     try:
-        account = app.accounts.sign_in(username.strip().lower(), password, utcnow())
+        signed_in = app.accounts.sign_in(username, password, user_agent=st.context.headers.get("User-Agent", ""))
     except (AccountError, StoreError) as exc:
-        st.sidebar.error(str(exc))
-        return None
-    _remember(authenticator, account)
-    authenticator.cookie_controller.set_cookie()
-    st.session_state[COOKIE_RUNS_KEY] = COOKIE_REISSUE_RUNS
-    slot.empty()
-    st.sidebar.button("Sign out", key="sign-out")  # acted on in the next run, like the one above
-    return account
+        ui.error("{}", exc, where=st.sidebar)
+        return
+    start_session(cookie, signed_in)
+    st.rerun()
 
 
-def reissue_cookie() -> None:
-    """Write a new sign-in cookie in the next runs, as after a sign-in (after a password change, say)."""
-    st.session_state[COOKIE_RUNS_KEY] = COOKIE_REISSUE_RUNS
+def start_session(cookie: CookieSettings, signed_in: SignedIn) -> None:
+    """This browser is now signed in to `signed_in`'s session (after a sign-in or a password change).
+
+    The caller reruns the script: the next run's frame has the browser write the cookie.
+    """
+    st.session_state[TOKEN_KEY] = signed_in.token
+    st.session_state[ACCOUNT_KEY] = signed_in.account
+    authenticator.write_cookie(cookie.name, cookie.secret, signed_in.token, signed_in.expires_at)
 
 
-def _finish_setting_cookie(authenticator: stauth.Authenticate) -> None:
-    # The cookie component reports back at once, and the rerun that follows can replace the
-    # component before it wrote the cookie; so the next few runs after a sign-in write it again.
-    if st.session_state.get(COOKIE_RUNS_KEY):
-        st.session_state[COOKIE_RUNS_KEY] -= 1
-        authenticator.cookie_controller.set_cookie()
-
-
-def _remember(authenticator: stauth.Authenticate, account: Account | None) -> Account | None:
-    if account is None:
-        return None
-    st.session_state.update(
-        {
-            ACCOUNT_KEY: account,
-            "authentication_status": True,
-            "username": account.username,
-            "name": account.name,
-            "email": account.email,
-            "roles": [account.role],
-            "logout": None,
-        }
-    )
-    return account
-
-
-def _drop_session_account() -> None:
+def end_session(cookie: CookieSettings) -> None:
+    """Forget this browser's session (already ended on the server) and have the browser drop its cookie."""
+    st.session_state.pop(TOKEN_KEY, None)
     st.session_state.pop(ACCOUNT_KEY, None)
-    return None
+    authenticator.drop_cookie(cookie.name)
+
+
+def sign_out(app: Resources, message: str | None = None) -> None:
+    """End this browser's session on the server first, then in the browser; reruns the script."""
+    token = st.session_state.get(TOKEN_KEY)
+    if token is not None:
+        app.accounts.sign_out(token)
+    end_session(app.accounts.cookie())
+    if message:
+        flash(message)
+    st.rerun()
+
+
+def flash(message: str, kind: str = "success") -> None:
+    """Show `message` (written in the code) at the top of the next page drawn, for as long as it stays there.
+
+    It outlives the reruns that follow a change of session (the cookie component's report, say).
+    """
+    st.session_state[FLASH_KEY] = (message, kind, None)
+
+
+def show_flash(page: st.Page) -> None:
+    """The pending message, on the page it first appeared on; another page drops it."""
+    message, kind, shown_on = st.session_state.get(FLASH_KEY, (None, None, None))
+    if message is None:
+        return
+    if shown_on not in (None, page.url_path):
+        del st.session_state[FLASH_KEY]
+        return
+    st.session_state[FLASH_KEY] = (message, kind, page.url_path)
+    (st.info if kind == "info" else st.success)(message)
+
+
+def remember(account: Account) -> None:
+    """Keep the session's account as it is after a change of its details."""
+    st.session_state[ACCOUNT_KEY] = account
 
 
 def pages_for(account: Account | None) -> list[st.Page]:
@@ -263,7 +256,7 @@ def pages_for(account: Account | None) -> list[st.Page]:
 
 def draw_sidebar(account: Account | None) -> None:
     if account is not None:
-        st.sidebar.caption(f"Signed in as {account.username}")
+        ui.caption("Signed in as {}", account.username, where=st.sidebar)
     st.sidebar.caption("Prices: prix-carburants.gouv.fr, Licence Ouverte 2.0")
 
 

@@ -1,7 +1,10 @@
-"""Widgets shared by the pages: price boards, freshness, savings, the stations map, safe text.
+"""Widgets shared by the pages: safe text, price boards, freshness, savings, the stations map.
 
-Functions here draw; they never query the database. Anything a person typed
-(station names, their own name) is escaped before it reaches Markdown.
+Functions here draw; they never query the database. Streamlit renders Markdown in nearly every
+element (messages, captions, titles, labels), so text that did not come from the code (a feed's
+addresses, a name someone typed, an error's message) reaches those elements only through `md()`
+and the message helpers built on it, which show it as literal text: no link, image, HTML or
+formatting can come out of it.
 """
 
 from __future__ import annotations
@@ -16,21 +19,62 @@ import pandas as pd
 import pydeck as pdk
 import streamlit as st
 
-import auth
-from queries import BoardRow, Freshness, MapStation, StationPrice
+from accounts.sessions import SessionRow
+from queries import SEARCH_MAX_CHARS, BoardRow, Freshness, MapStation, StationPrice
 from savings import Savings
 from utils import PARIS
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$&:])")
+_ASCII_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # CommonMark lets a backslash escape each of them
+_WHITESPACE = re.compile(r"\s+")
+_INVISIBLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+# Streamlit's renderer turns URLs, e-mail addresses and :shortcodes: into links and emoji after the
+# escapes are read, so no escape stops it: an invisible word joiner after each ':' and '@', and inside
+# 'www.', breaks the patterns it looks for.
+_AUTOLINK_TRIGGER = re.compile(r"(?i)([:@]|\bwww(?=\.))")
+WORD_JOINER = "\u2060"
 MAP_LAYER = "stations"
 CHEAP, DEAR, NO_PRICE = (46, 160, 67), (214, 39, 40), (150, 150, 150)
 FAVOURITE_OUTLINE, SELECTED_OUTLINE = (20, 20, 20), (0, 90, 220)
 MIN_ZOOM, MAX_ZOOM = 4.0, 14.0
 
 
-def escape_markdown(text: str) -> str:
-    """`text` shown literally inside Markdown: no formatting, links or HTML can come out of it."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+def escape_markdown(text: object) -> str:
+    """`text` shown literally, on one line, inside Markdown: no formatting, link, image or HTML comes out of it.
+
+    Line breaks become spaces, invisible control characters are dropped, every ASCII punctuation
+    character is escaped, and URLs, addresses and shortcodes are broken invisibly.
+    """
+    flat = _INVISIBLE.sub("", _WHITESPACE.sub(" ", str(text))).strip()
+    return _ASCII_PUNCTUATION.sub(r"\\\1", _AUTOLINK_TRIGGER.sub(rf"\1{WORD_JOINER}", flat))
+
+
+def md(template: str, *values: object) -> str:
+    """`template`, Markdown written in the code with `{}` fields, holding `values` as literal text."""
+    return template.format(*(escape_markdown(value) for value in values))
+
+
+def error(template: str, *values: object, where=st) -> None:
+    where.error(md(template, *values))
+
+
+def warning(template: str, *values: object, where=st) -> None:
+    where.warning(md(template, *values))
+
+
+def info(template: str, *values: object, where=st, icon: str | None = None) -> None:
+    where.info(md(template, *values), icon=icon)
+
+
+def success(template: str, *values: object, where=st) -> None:
+    where.success(md(template, *values))
+
+
+def caption(template: str, *values: object, where=st) -> None:
+    where.caption(md(template, *values))
+
+
+def markdown(template: str, *values: object, where=st) -> None:
+    where.markdown(md(template, *values))
 
 
 def paris_time(moment: dt.datetime) -> str:
@@ -57,17 +101,21 @@ def show_freshness(fresh: Freshness, interval_seconds: int, now: dt.datetime) ->
     """When prices were last refreshed, with a warning when that is not to be trusted."""
     if fresh.last_success_at is None:
         if fresh.last_run_failed:
-            st.warning(f"The prices could not be downloaded yet ({fresh.last_run_error}). Carburoam will retry.")
+            warning("The prices could not be downloaded yet ({}). Carburoam will retry.", fresh.last_run_error)
         else:
             st.info("Prices are still loading: the first download takes a minute or two. Come back shortly.")
         return
-    line = f"Prices updated {paris_time(fresh.last_success_at)} ({age(fresh.last_success_at, now)})."
+    when = (paris_time(fresh.last_success_at), age(fresh.last_success_at, now))
     if fresh.last_run_failed:
-        st.warning(f"{line} The latest update failed ({fresh.last_run_error}); these prices may be out of date.")
+        warning(
+            "Prices updated {} ({}). The latest update failed ({}); these prices may be out of date.",
+            *when,
+            fresh.last_run_error,
+        )
     elif (now - fresh.last_success_at).total_seconds() > 2 * interval_seconds:
-        st.warning(f"{line} That is longer ago than usual; these prices may be out of date.")
+        warning("Prices updated {} ({}). That is longer ago than usual; these prices may be out of date.", *when)
     else:
-        st.caption(line)
+        caption("Prices updated {} ({}).", *when)
 
 
 def _status(row: BoardRow, now: dt.datetime, stale_after: dt.timedelta) -> str:
@@ -119,13 +167,18 @@ def show_savings(saving: Savings | None) -> None:
     if saving is None:
         st.caption("Follow at least two stations with a recent price for this fuel to see what you can save.")
         return
-    st.markdown(
-        f"Filling up at **{escape_markdown(saving.cheapest.name)}** rather than "
-        f"**{escape_markdown(saving.dearest.name)}** saves about **{saving.amount:.2f} € a year**."
+    markdown(
+        "Filling up at **{}** rather than **{}** saves about **{} € a year**.",
+        saving.cheapest.name,
+        saving.dearest.name,
+        f"{saving.amount:.2f}",
     )
-    st.caption(
-        f"(dearest {euros(saving.dearest.price)} − cheapest {euros(saving.cheapest.price)}) "
-        f"× {saving.litres:,.0f} L a year = {saving.amount:.2f} €"
+    caption(
+        "(dearest {} − cheapest {}) × {} L a year = {} €",
+        euros(saving.dearest.price),
+        euros(saving.cheapest.price),
+        f"{saving.litres:,.0f}",
+        f"{saving.amount:.2f}",
     )
 
 
@@ -219,7 +272,9 @@ RADIUS_CHOICES = {"Only the matching stations": 0, "Within 5 km": 5, "Within 10 
 def search_form(key: str) -> tuple[str, float]:
     """A town, postcode or address, and how far around it to look; returns (text, radius in km)."""
     with st.form(f"{key}-search"):
-        text = st.text_input("Town, postcode or address", placeholder="e.g. Lyon, 69003 or rue de la Gare")
+        text = st.text_input(
+            "Town, postcode or address", placeholder="e.g. Lyon, 69003 or rue de la Gare", max_chars=SEARCH_MAX_CHARS
+        )
         around = st.radio("Show", list(RADIUS_CHOICES), horizontal=True)
         st.form_submit_button("Search", icon=":material/search:")
     return text.strip(), RADIUS_CHOICES[around]
@@ -258,31 +313,39 @@ def remember_latest_pick(key: str, *picks: int | None) -> None:
 
 
 def station_summary(station: MapStation, prices: Sequence[StationPrice], now: dt.datetime) -> None:
-    st.markdown(f"**{escape_markdown(station.address)}**, {escape_markdown(f'{station.zip_code} {station.town}')}")
+    markdown("**{}**, {} {}", station.address, station.zip_code, station.town)
     if not prices:
         st.caption("This station declares no price at the moment.")
     for price in prices:
-        st.write(f"{price.fuel}: {euros(price.price)} — {paris_time(price.updated_at)} ({age(price.updated_at, now)})")
+        markdown(
+            "{}: {} — {} ({})", price.fuel, euros(price.price), paris_time(price.updated_at), age(price.updated_at, now)
+        )
 
 
-_LIBRARY_MESSAGES = {
-    "Username is not valid": auth.USERNAME_RULE,
-    "Email is not valid": auth.EMAIL_INVALID,
-    "First name is not valid": f"Please enter your first name (at most {auth.NAME_MAX_CHARS} characters).",
-    "Last name is not valid": f"Please enter your last name (at most {auth.NAME_MAX_CHARS} characters).",
-    "Password/repeat password fields cannot be empty": "Please type the password twice.",
-    "Passwords do not match": auth.PASSWORDS_DIFFER,
-    "No new password provided": "Please type the new password twice.",
-    "New and current passwords are the same": auth.SAME_PASSWORD,
-    "Password is incorrect": auth.WRONG_CURRENT_PASSWORD,
-    "Captcha not entered": "Please type the characters shown in the picture.",
-    "Captcha entered incorrectly": "The characters typed don't match the picture; please try again.",
-    "Email already taken": auth.EMAIL_TAKEN,
-    "Username/email already taken": "That username or e-mail address is already used by another account.",
-    "New and current values are the same": "Nothing changed.",
-}
+def password_change_form(help_text: str) -> tuple[str, str, str] | None:
+    """The change-password form; (current, new, repeated new) when it was submitted."""
+    with st.form("change-password", clear_on_submit=True):
+        st.subheader("Change my password")
+        current = st.text_input("Current password", type="password", autocomplete="current-password")
+        new = st.text_input("New password", type="password", autocomplete="new-password", help=help_text)
+        repeat = st.text_input("Repeat the new password", type="password", autocomplete="new-password")
+        submitted = st.form_submit_button("Change my password")
+    return (current, new, repeat) if submitted else None
 
 
-def explain_account_error(message: str) -> str:
-    """streamlit-authenticator's terse messages in plain language (ours pass through unchanged)."""
-    return _LIBRARY_MESSAGES.get(message, message)
+def session_list(rows: Sequence[SessionRow], this_device: str | None, now: dt.datetime) -> str | None:
+    """The account's live sessions, one line each with a sign-out button; the id of the one to end, if clicked."""
+    ended = None
+    for row in rows:
+        left, right = st.columns([4, 1], vertical_alignment="center")
+        here = " (this device)" if row.id == this_device else ""
+        markdown(
+            "**{}**" + here + " — signed in {}, last used {}",
+            row.device,
+            paris_time(row.created_at),
+            age(row.last_seen_at, now),
+            where=left,
+        )
+        if right.button("Sign out", key=f"end-{row.id}"):
+            ended = row.id
+    return ended

@@ -79,6 +79,8 @@ class Snapshot:
 
 
 class CredentialStore(Protocol):
+    degraded: bool  # the last read served a remembered copy: the store could not be reached
+
     def load(self) -> Snapshot:
         """The newest document (created on first use); raises StoreUnavailable."""
         ...
@@ -168,6 +170,8 @@ class LocalCredentialStore:
     processes alike.
     """
 
+    degraded = False  # a local file is read or refused, never served from memory
+
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
 
@@ -239,6 +243,7 @@ class S3CredentialStore:
         self._client = client
         self._client_lock = threading.Lock()
         self._last_good: Snapshot | None = None
+        self.degraded = False
 
     @property
     def client(self) -> BaseClient:
@@ -256,6 +261,7 @@ class S3CredentialStore:
             if last is None:
                 raise
             log.warning("serving the last good copy of s3://%s/%s: %s", self.bucket, self.key, exc)
+            self.degraded = True
             return dataclasses.replace(last, document=copy.deepcopy(last.document), stale=True)
 
     def update(self, change: Callable[[Document], T]) -> T:
@@ -320,6 +326,7 @@ class S3CredentialStore:
     def _remember(self, snapshot: Snapshot) -> None:
         # A private copy: callers (streamlit-authenticator among them) mutate the documents they get.
         self._last_good = dataclasses.replace(snapshot, document=copy.deepcopy(snapshot.document))
+        self.degraded = False
 
     def _unavailable(self, exc: ClientError | BotoCoreError) -> StoreUnavailable:
         if isinstance(exc, ClientError):

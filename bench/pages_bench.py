@@ -46,8 +46,8 @@ def prepare(work: Path, stations: int) -> tuple[int, str, tuple[float, float, fl
 
     import etl
     import preferences
-    from auth import Accounts
-    from credentials import credential_store
+    from accounts.service import Accounts
+    from accounts.store import credential_store
     from models import Station
     from session import init_db, make_engine, session_factory, writer
     from settings import load_settings

@@ -5,7 +5,8 @@ import etl
 import queries
 import shell
 import ui
-from credentials import StoreError
+from accounts.errors import AccountError
+from accounts.store import StoreError
 from mailer import MailError
 from utils import utcnow
 
@@ -27,12 +28,20 @@ last.metric("Last update", ui.age(fresh.last_success_at, now) if fresh.last_succ
 ui.show_freshness(fresh, app.settings.interval_seconds, now)
 
 st.header("Price updates")
+scheduler = etl.scheduler_status(app.settings, app.engine)
+if scheduler.alive:
+    next_pass = ui.paris_time(scheduler.next_pass_at) if scheduler.next_pass_at else "as soon as it wakes"
+    ui.caption("The scheduler is running (pid {}); next update {}.", scheduler.pid, next_pass)
+elif app.settings.etl_autostart:
+    st.warning("The scheduler is not running: the next visitor's session starts it again.")
+else:
+    st.warning("The scheduler is not running, and ETL_AUTOSTART is off: start `python etl.py serve`.")
 if st.button("Update prices now", icon=":material/refresh:"):
     with st.spinner("Downloading and loading the feed…"):
         try:
-            st.success(str(etl.run_pass(app.engine, app.settings)))
+            ui.success("{}", etl.run_pass(app.engine, app.settings))
         except etl.EtlError as exc:
-            st.error(f"The update failed: {exc}")
+            ui.error("The update failed: {}", exc)
     with app.Session() as session:
         runs = queries.recent_runs(session, limit=20)
 st.dataframe(
@@ -67,13 +76,20 @@ st.dataframe(
     hide_index=True,
     width="stretch",
 )
-with st.form("send-reset"):
-    st.markdown("**Help someone who is locked out:** e-mail them a password-reset code.")
+with st.form("account-action"):
+    st.markdown("**Help someone:** e-mail them a password-reset code, or sign them out on every device.")
     username = st.selectbox("Account", [person.username for person in people])
-    if st.form_submit_button("E-mail a reset code") and username:
-        try:
-            app.accounts.request_password_reset(username)
-        except (MailError, StoreError) as exc:
-            st.error(str(exc))
+    reset, sign_out = st.columns(2)
+    send_code = reset.form_submit_button("E-mail a reset code")
+    end_sessions = sign_out.form_submit_button("Sign out everywhere")
+try:
+    if send_code and username:
+        if app.accounts.recovery.request_password_reset(username):
+            ui.success("A reset code was sent to the address of {}.", username)
         else:
-            st.success(f"A reset code was sent to the address of {ui.escape_markdown(username)}.")
+            ui.warning("No code was sent: {} already had 3 codes in the last hour.", username)
+    if end_sessions and username:
+        ended = app.accounts.sign_out_everywhere(username)
+        ui.success("{} is signed out everywhere ({} sessions ended).", username, ended)
+except (AccountError, MailError, StoreError) as exc:
+    ui.error("{}", exc)

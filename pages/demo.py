@@ -50,14 +50,17 @@ st.subheader("Add a station")
 text, radius = ui.search_form("demo")
 if text:
     with app.Session() as session:
-        found = queries.find_stations(session, text, radius, DEMO_FUELS[0])
+        try:
+            found = queries.find_stations(session, text, radius, DEMO_FUELS[0])
+        except queries.SearchTooLong as exc:
+            ui.error("{}", exc)
+            st.stop()
     if not found:
         st.warning("No station matches that search. Try a town name or a postcode.")
     else:
         picked = ui.station_table(found, "Gazole", demo, "demo-list")
         if picked is not None and picked not in demo:
             station = next(s for s in found if s.id == picked)
-            label = ui.escape_markdown(f"Add {station.address}, {station.town} to the demo")
-            if st.button(label, key="demo-add"):
+            if st.button(ui.md("Add {}, {} to the demo", station.address, station.town), key="demo-add"):
                 st.session_state[DEMO_STATIONS] = {**demo, station.id: f"{station.town} {station.address}"[:40]}
                 st.rerun()

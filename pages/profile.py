@@ -1,41 +1,35 @@
 import json
 
 import streamlit as st
-from streamlit_authenticator import CredentialsError, ResetError, UpdateError
 
+import authenticator
 import preferences
 import queries
 import shell
 import ui
-from auth import AccountError
-from credentials import StoreError
+from accounts.errors import AccountError
+from accounts.rules import PASSWORD_HELP
+from accounts.store import StoreError
 from models import User
-
-JUST_CHANGED = "password-just-changed"
+from utils import utcnow
 
 app = shell.resources()
 account = shell.require_account()
-authenticator = shell.authenticator()
+now = utcnow()
 
 st.title("Profile")
-st.write(f"Signed in as **{ui.escape_markdown(account.username)}** ({ui.escape_markdown(account.email)}).")
+ui.markdown("Signed in as **{}** ({}).", account.username, account.email)
 
 st.header("Your details")
 try:
-    if authenticator.update_user_details(
-        account.username,
-        key="details",
-        fields={"Form name": "Change a detail", "Field": "Detail", "Email": "E-mail", "Update": "Save"},
-    ):
-        entry = shell.library_entry(account.username)
+    entry = authenticator.details_form(app.store.load().document, account)
+    if entry is not None:
         shell.remember(
             app.accounts.update_details(account.username, entry["first_name"], entry["last_name"], entry["email"])
         )
         st.success("Saved.")
-except UpdateError as exc:
-    st.error(ui.explain_account_error(str(exc)))
 except (AccountError, StoreError) as exc:
-    st.error(str(exc))
+    ui.error("{}", exc)
 
 st.header("Your fuels")
 with app.Session() as session:
@@ -50,7 +44,7 @@ with st.form("fuels"):
             with app.Writer.begin() as session:
                 preferences.set_fuels(session, account.user_id, chosen)
         except preferences.PreferenceError as exc:
-            st.error(str(exc))
+            ui.error("{}", exc)
         else:
             st.success("Saved.")
 
@@ -75,36 +69,35 @@ with st.form("consumption"):
                 else:
                     preferences.set_consumption(session, account.user_id, km_per_year=km, litres_per_100km=per_100)
         except preferences.PreferenceError as exc:
-            st.error(str(exc))
+            ui.error("{}", exc)
         else:
             st.success("Saved.")
 
 st.header("Password")
-previous_hash = shell.library_entry(account.username)["password"]
-try:
-    if authenticator.reset_password(
-        account.username,
-        key="change-password",
-        fields={
-            "Form name": "Change my password",
-            "Current password": "Current password",
-            "New password": "New password",
-            "Repeat password": "Repeat the new password",
-            "Reset": "Change my password",
-        },
-    ):
-        new_hash = shell.library_entry(account.username)["password"]
-        shell.remember(app.accounts.adopt_password_change(account.username, previous_hash, new_hash))
-        # Kept in the session: the rerun below, and the new cookie's component, redraw the page.
-        st.session_state[JUST_CHANGED] = True
-        shell.reissue_cookie()
+typed = ui.password_change_form(PASSWORD_HELP)
+if typed is not None:
+    try:
+        signed_in = app.accounts.change_password(
+            account.username, *typed, user_agent=st.context.headers.get("User-Agent", "")
+        )
+    except (AccountError, StoreError) as exc:
+        ui.error("{}", exc)
+    else:
+        shell.start_session(app.accounts.cookie(), signed_in)
+        shell.flash("Your password is changed. Your other devices will have to sign in again.")
         st.rerun()
-except (ResetError, CredentialsError) as exc:
-    st.error(ui.explain_account_error(str(exc)))
-except (AccountError, StoreError) as exc:
-    st.error(str(exc))
-if st.session_state.get(JUST_CHANGED):
-    st.success("Your password is changed. Your other devices will have to sign in again.")
+
+st.header("Where you are signed in")
+this_device = shell.current_session_id()
+ended = ui.session_list(app.accounts.live_sessions(account.user_id, now), this_device, now)
+if ended == this_device:
+    shell.sign_out(app)
+elif ended is not None:
+    app.accounts.end_session(account.user_id, ended)
+    st.rerun()
+if st.button("Sign out everywhere", help="Every browser signed in to your account, this one included."):
+    app.accounts.sign_out_everywhere(account.username)
+    shell.sign_out(app, "You are signed out everywhere.")
 
 st.header("Your data")
 with app.Session() as session:
@@ -129,9 +122,8 @@ if delete:
         try:
             app.accounts.delete_account(account.username, password)
         except (AccountError, StoreError) as exc:
-            st.error(str(exc))
+            ui.error("{}", exc)
         else:
-            # No st.rerun(): the sign-in cookie is deleted by a component that must reach the browser.
-            shell.sign_out()
-            st.success("Your account is deleted, with all its data, and you are signed out. Goodbye!")
-            st.stop()
+            shell.end_session(app.accounts.cookie())
+            shell.flash("Your account is deleted, with all its data, and you are signed out. Goodbye!")
+            st.rerun()

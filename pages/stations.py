@@ -22,7 +22,11 @@ fuel_id = fuel_ids[0] if fuel_ids else preferences.DEFAULT_FUELS[0]
 
 text, radius = ui.search_form("stations")
 with app.Session() as session:
-    stations = queries.find_stations(session, text, radius, fuel_id) if text else []
+    try:
+        stations = queries.find_stations(session, text, radius, fuel_id) if text else []
+    except queries.SearchTooLong as exc:
+        ui.error("{}", exc)
+        text, stations = "", []
     if not text:
         stations = queries.map_stations(session, favourites, fuel_id)
     prices = queries.station_prices(session, [s.id for s in stations])
@@ -39,7 +43,7 @@ if stations:
         picked_on_map = ui.station_map(
             stations, prices, set(favourites), st.session_state.get(SELECTED), app.settings.map_provider, "map"
         )
-        st.caption(f"Colours show the price of {fuel_names[fuel_id]}: green cheaper, red dearer, grey no price.")
+        ui.caption("Colours show the price of {}: green cheaper, red dearer, grey no price.", fuel_names[fuel_id])
     with list_column:
         picked_in_list = ui.station_table(stations, fuel_names[fuel_id], favourites, "list")
 ui.remember_latest_pick(SELECTED, picked_on_map, picked_in_list)
@@ -49,10 +53,7 @@ if selected is not None:
     st.subheader("Selected station")
     ui.station_summary(selected, prices.get(selected.id, []), now)
     if selected.id in favourites:
-        st.info(
-            f"You already follow this station as “{ui.escape_markdown(favourites[selected.id])}”.",
-            icon=":material/star:",
-        )
+        ui.info("You already follow this station as “{}”.", favourites[selected.id], icon=":material/star:")
     else:
         with st.form("follow"):
             name = st.text_input(
@@ -63,7 +64,7 @@ if selected is not None:
                     with app.Writer.begin() as session:
                         preferences.follow_station(session, account.user_id, selected.id, name)
                 except preferences.PreferenceError as exc:
-                    st.error(str(exc))
+                    ui.error("{}", exc)
                 else:
                     st.rerun()
 
@@ -84,7 +85,7 @@ for station_id, name in favourites.items():
                 if removed:
                     preferences.unfollow_station(session, account.user_id, station_id)
         except preferences.PreferenceError as exc:
-            st.error(str(exc))
+            ui.error("{}", exc)
         else:
             if renamed or removed:
                 st.rerun()

@@ -18,6 +18,7 @@ import datetime as dt
 import email
 import email.policy
 import re
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -30,9 +31,10 @@ from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 from streamlit.util import calc_hash
 
-from auth import Account, Accounts
+from accounts.service import Accounts
+from accounts.store import credential_store
+from accounts.users import Account
 from conftest import ROOT
-from credentials import credential_store
 from models import EtlRun, Price, Rupture, Station
 from session import init_db, make_engine
 from settings import Settings, load_settings
@@ -165,8 +167,16 @@ def fill(where, values: dict[str, str]) -> None:
 # --------------------------------------------------------------------------- reading what is shown
 
 
+_ESCAPED = re.compile(r"\\([!-/:-@\[-`{-~])")
+
+
+def shown(markdown: str) -> str:
+    """A Markdown body without the backslash escapes and invisible joiners of `ui.md`: the text as people read it."""
+    return _ESCAPED.sub(r"\1", markdown).replace("\u2060", "")
+
+
 def values(elements) -> list[str]:
-    return [str(element.value) for element in elements]
+    return [shown(str(element.value)) for element in elements]
 
 
 def titles(at: AppTest) -> list[str]:
@@ -227,10 +237,12 @@ def board(at: AppTest) -> dict[str, pd.DataFrame]:
     return dict(zip(fuels, frames[: len(fuels)], strict=True))
 
 
-def read_code(settings: Settings) -> str:
-    """The reset code from the newest e-mail the console mailer wrote."""
-    mails = sorted(settings.mail_dir.glob("*.eml"), key=lambda path: path.stat().st_mtime_ns)
-    assert mails, f"no e-mail under {settings.mail_dir}"
+def read_code(settings: Settings, timeout: float = 10.0) -> str:
+    """The reset code from the newest e-mail the console mailer wrote (mails are sent after the page answered)."""
+    deadline = time.monotonic() + timeout
+    while not (mails := sorted(settings.mail_dir.glob("*.eml"), key=lambda path: path.stat().st_mtime_ns)):
+        assert time.monotonic() < deadline, f"no e-mail under {settings.mail_dir} after {timeout} s"
+        time.sleep(0.01)
     message = email.message_from_bytes(mails[-1].read_bytes(), policy=email.policy.default)
     match = CODE.search(message.get_body(preferencelist=("plain",)).get_content())
     assert match, "no 8-digit code in the e-mail"

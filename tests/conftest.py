@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import os
 import uuid
+from collections.abc import Iterator
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope
+from aiosmtpd.smtp import Session as SMTPSession
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy_utils import create_database, drop_database
 
+from net import free_port
 from session import init_db, make_engine
 from settings import load_settings
 
@@ -94,3 +102,24 @@ def engine(settings):
     init_db(engine)
     yield engine
     engine.dispose()
+
+
+class Inbox:
+    """An aiosmtpd handler keeping every message it accepts."""
+
+    def __init__(self) -> None:
+        self.received: list[EmailMessage] = []
+
+    async def handle_DATA(self, server: SMTP, session: SMTPSession, envelope: Envelope) -> str:
+        self.received.append(email.message_from_bytes(envelope.original_content, policy=email.policy.default))
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture
+def smtp_inbox() -> Iterator[tuple[int, Inbox]]:
+    """A real SMTP server on 127.0.0.1 (plain, no login): its port, and what it received."""
+    inbox, port = Inbox(), free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port, server_hostname="mail.test")
+    controller.start()
+    yield port, inbox
+    controller.stop()

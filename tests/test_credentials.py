@@ -22,8 +22,7 @@ import yaml
 from botocore.client import BaseClient
 from moto.server import ThreadedMotoServer
 
-from conftest import ROOT
-from credentials import (
+from accounts.store import (
     COOKIE_NAME,
     Document,
     LocalCredentialStore,
@@ -34,6 +33,7 @@ from credentials import (
     credential_store,
     new_document,
 )
+from conftest import ROOT
 from net import free_port, run_together
 from settings import Settings, load_settings
 
@@ -47,7 +47,7 @@ UPDATES_PER_PROCESS = 4
 PROCESS_SCRIPT = """
 import sys
 from pathlib import Path
-from credentials import LocalCredentialStore
+from accounts.store import LocalCredentialStore
 
 path, prefix, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 store = LocalCredentialStore(path)
@@ -212,7 +212,7 @@ def test_local_failed_write_keeps_the_old_file_and_leaves_no_temp_file(path, mon
     def broken_replace(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("credentials.os.replace", broken_replace)
+    monkeypatch.setattr("accounts.store.os.replace", broken_replace)
     with pytest.raises(StoreUnavailable, match="cannot be written: No space left on device"):
         store.update(add_user("bob"))
 
@@ -230,7 +230,7 @@ def test_local_temp_file_is_private_before_any_data_is_written(path, monkeypatch
         seen.append((stat.S_IMODE(info.st_mode), info.st_size))
         return fd, name
 
-    monkeypatch.setattr("credentials.tempfile.mkstemp", spying_mkstemp)
+    monkeypatch.setattr("accounts.store.tempfile.mkstemp", spying_mkstemp)
     LocalCredentialStore(path).update(add_user("alice"))
 
     assert seen == [(0o600, 0), (0o600, 0)], "one temp file to create the document, one to update it"

@@ -24,7 +24,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from certs import Certificate, self_signed_certificate
-from mailer import USER_MESSAGE, MailError, Message, mail_configured, send_mail
+from mailer import USER_MESSAGE, MailError, Message, delete_mail_of, mail_configured, send_mail
 from net import free_port
 from settings import Settings, load_settings
 
@@ -32,7 +32,7 @@ SENDER = "Carburoam <no-reply@carburoam.test>"
 RECIPIENT = "alice@example.org"
 USER, PASSWORD = "carburoam", "s3cret-Pa55word"
 BODY = "Bonjour Alice,\n\nVotre code est 12345678. Station la moins chère : Évreux, 1,789 €/L.\n"
-EML_NAME = re.compile(r"\d{8}T\d{12}Z-[0-9a-f]{8}\.eml")
+EML_NAME = re.compile(r"\d{8}T\d{12}Z-(none|[0-9a-f]{16})-[0-9a-f]{8}\.eml")
 MESSAGE = Message(to=RECIPIENT, subject="Votre code Carburoam — réinitialisation", body=BODY)
 
 
@@ -291,6 +291,18 @@ def test_console_file_names_are_unique_and_not_derived_from_the_message(mail_env
 
     assert len(paths) == 3
     assert all(p is not None and p.parent == settings.mail_dir and EML_NAME.fullmatch(p.name) for p in paths)
+
+
+def test_deleting_an_accounts_mail_removes_its_files_only(mail_env):
+    settings = mail_env()
+    for account in ("alice", "alice", "bob", None):
+        send_mail(settings, Message(to=f"{account}@example.org", subject="hi", body="x", account=account))
+
+    assert delete_mail_of(settings, "alice") == 2
+    left = sorted(settings.mail_dir.glob("*.eml"))
+    assert len(left) == 2 and all("alice" not in path.read_text() for path in left)
+    assert delete_mail_of(settings, "alice") == 0
+    assert delete_mail_of(settings, "carol") == 0, "no mail ever written, nothing to do"
 
 
 def test_mail_configured_follows_smtp_host(mail_env):

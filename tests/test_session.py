@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import stat
 import subprocess
 import sys
 from decimal import Decimal
@@ -114,8 +115,13 @@ def test_models_and_migrations_agree(engine):
     assert _schema_drift(engine) == []
 
 
+# Tables added by migrations after 0001: a database made before migrations existed cannot have them.
+LATER_TABLES = {"user_sessions", "sign_in_throttle"}
+
+
 def test_database_created_before_migrations_is_upgraded_without_losing_rows(fresh_engine):
-    models.Base.metadata.create_all(fresh_engine)
+    first_schema = [table for name, table in models.Base.metadata.tables.items() if name not in LATER_TABLES]
+    models.Base.metadata.create_all(fresh_engine, tables=first_schema)
     with fresh_engine.begin() as conn:
         conn.execute(insert(GasType), [{"id": 1, "name": "Gazole"}])
         conn.execute(insert(Station), _station(1000001))
@@ -150,6 +156,22 @@ def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(data_dir):
             )
     finally:
         engine.dispose()
+
+
+def test_sqlite_database_and_its_wal_files_are_readable_by_their_owner_only(data_dir):
+    database = data_dir / "private.sqlite3"
+    engine = make_engine(f"sqlite:///{database}")
+    umask = os.umask(0o022)  # the usual default: files readable by everyone unless created otherwise
+    try:
+        init_db(engine)
+        with engine.begin() as conn:  # a write: SQLite now holds its -wal and -shm files beside the database
+            conn.execute(insert(Station), _station(1000001))
+            files = [database, *(database.with_name(database.name + suffix) for suffix in ("-wal", "-shm"))]
+            modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in files}
+    finally:
+        os.umask(umask)
+        engine.dispose()
+    assert modes == {"private.sqlite3": 0o600, "private.sqlite3-wal": 0o600, "private.sqlite3-shm": 0o600}
 
 
 @pytest.fixture
