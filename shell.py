@@ -117,12 +117,9 @@ def sign_in(app: Resources) -> Account | None:
         cookie = app.accounts.cookie()
         token = _token(cookie)
         account = app.accounts.resume(token) if token else None
-    except StoreError as exc:
-        ui.error("{}", exc, where=st.sidebar)
-        return None
-    except SQLAlchemyError:
-        log.exception("could not check the sign-in session")
-        ui.error("The database is not answering right now; please try again in a moment.", where=st.sidebar)
+    except (StoreError, SQLAlchemyError) as exc:
+        _say_accounts_are_unreachable(exc)
+        st.session_state.pop(ACCOUNT_KEY, None)  # signed out for this run; the session itself is kept
         return None
     _warn_of_a_store_outage(app.store)
     if token is not None and account is None:
@@ -138,6 +135,14 @@ def sign_in(app: Resources) -> Account | None:
         _sign_in_form(app, cookie)
     authenticator.deliver_cookie()
     return account
+
+
+def _say_accounts_are_unreachable(exc: StoreError | SQLAlchemyError) -> None:
+    if isinstance(exc, StoreError):
+        ui.error("{}", exc, where=st.sidebar)
+    else:
+        log.exception("the database refused a sign-in operation")
+        st.sidebar.error("The database is not answering right now; please try again in a moment.")
 
 
 def _warn_of_a_store_outage(store: CredentialStore) -> None:
@@ -172,8 +177,11 @@ def _sign_in_form(app: Resources, cookie: CookieSettings) -> None:
         return
     try:
         signed_in = app.accounts.sign_in(username, password, user_agent=st.context.headers.get("User-Agent", ""))
-    except (AccountError, StoreError) as exc:
+    except AccountError as exc:
         ui.error("{}", exc, where=st.sidebar)
+        return
+    except (StoreError, SQLAlchemyError) as exc:
+        _say_accounts_are_unreachable(exc)
         return
     start_session(cookie, signed_in)
     st.rerun()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.policy
 import os
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
+import bcrypt
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope
@@ -19,9 +21,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy_utils import create_database, drop_database
 
+from accounts.service import Accounts
+from accounts.store import LocalCredentialStore
 from net import free_port
 from session import init_db, make_engine
-from settings import load_settings
+from settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -123,3 +127,26 @@ def smtp_inbox() -> Iterator[tuple[int, Inbox]]:
     controller.start()
     yield port, inbox
     controller.stop()
+
+
+@pytest.fixture
+def cheap_bcrypt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bcrypt at cost 4 instead of 12: the same code paths, a fraction of the time."""
+    real = bcrypt.gensalt
+    monkeypatch.setattr(bcrypt, "gensalt", lambda rounds=12, prefix=b"2b": real(4, prefix))
+
+
+@pytest.fixture
+def console_settings(settings: Settings) -> Settings:
+    """The test's settings with mail going to .eml files under settings.mail_dir."""
+    return dataclasses.replace(settings, smtp_host="")
+
+
+@pytest.fixture
+def store(console_settings: Settings) -> LocalCredentialStore:
+    return LocalCredentialStore(console_settings.credentials_file)
+
+
+@pytest.fixture
+def accounts(console_settings: Settings, store: LocalCredentialStore, engine) -> Accounts:
+    return Accounts(console_settings, store, engine)

@@ -18,7 +18,6 @@ import time
 import uuid
 from collections.abc import Iterator
 
-import bcrypt
 import boto3
 import psutil
 import pytest
@@ -70,6 +69,8 @@ from models import CustomStation, EtlRun, User, UserGasType, UserSession, Verifi
 from session import make_engine, writer
 from utils import utcnow
 
+pytestmark = pytest.mark.usefixtures("cheap_bcrypt")
+
 DASHBOARD = "My prices today"
 WELCOME = "Carburoam"
 SIGN_IN_WARNING = "Please sign in with the form in the sidebar to see this page."
@@ -77,13 +78,6 @@ ADMIN_ONLY = "This page is for administrators."
 THROTTLED = "Too many attempts. Try again in 1 minute."
 REGISTER = "Create my account"
 FEED_A_TOWN = "agen"  # feed_a has two stations in 47000: one in 'AGEN', one in 'Agen'
-
-
-@pytest.fixture(autouse=True)
-def cheap_bcrypt(monkeypatch: pytest.MonkeyPatch) -> None:
-    """bcrypt at cost 4 instead of 12 (as tests/test_auth.py does): the same code paths, much faster."""
-    real = bcrypt.gensalt
-    monkeypatch.setattr(bcrypt, "gensalt", lambda rounds=12, prefix=b"2b": real(4, prefix))
 
 
 @pytest.fixture
@@ -721,7 +715,7 @@ def test_asking_for_a_code_takes_as_long_for_an_unknown_account_as_for_a_known_o
     """The page answers at once; the lookup and the mail (to a real SMTP server) happen after it answered."""
     port, inbox = smtp_inbox
     app = open_app(monkeypatch, data_dir, SMTP_HOST="127.0.0.1", SMTP_PORT=str(port), SMTP_SECURITY="none")
-    tries = 20
+    tries = 30
     for i in range(tries):
         app.register(f"known{i}")
     at = new_app().run()
@@ -734,6 +728,9 @@ def test_asking_for_a_code_takes_as_long_for_an_unknown_account_as_for_a_known_o
         button(at, "E-mail me a code").click().run()
         elapsed = time.perf_counter() - started
         answers.add(tuple(successes(at)))
+        # The work the answer left behind is done before the next question is timed. The queue is
+        # first in, first out: once this is done, so is all the work asked before it.
+        shell.resources().accounts.recovery.remind_username_later("drain@example.invalid").result(timeout=30)
         return elapsed
 
     timings: dict[str, list[float]] = {"known": [], "unknown": []}
@@ -741,8 +738,6 @@ def test_asking_for_a_code_takes_as_long_for_an_unknown_account_as_for_a_known_o
         pair = [("known", f"known{i}"), ("unknown", f"nobody{i}")]
         for kind, name in pair if i % 2 else reversed(pair):
             timings[kind].append(ask(name))
-        # The queue is first in, first out: once this is done, so is all the work asked before it.
-        shell.resources().accounts.recovery.remind_username_later("drain@example.invalid").result(timeout=30)
 
     known, unknown = statistics.median(timings["known"]), statistics.median(timings["unknown"])
     assert abs(known - unknown) <= 0.2 * max(known, unknown), (known, unknown)

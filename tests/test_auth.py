@@ -52,6 +52,8 @@ from net import free_port, run_together
 from session import session_factory
 from settings import Settings
 
+pytestmark = pytest.mark.usefixtures("cheap_bcrypt")
+
 UTC = dt.UTC
 T0 = dt.datetime(2030, 3, 1, 9, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery"
@@ -63,29 +65,6 @@ FUTURE_TIMEOUT = 30  # seconds to wait for work queued on the accounts' backgrou
 
 
 # --------------------------------------------------------------------------- fixtures and helpers
-
-
-@pytest.fixture(autouse=True)
-def cheap_bcrypt(monkeypatch: pytest.MonkeyPatch) -> None:
-    """bcrypt at cost 4 instead of 12: the same code paths, a fraction of the time."""
-    real = bcrypt.gensalt
-    monkeypatch.setattr(bcrypt, "gensalt", lambda rounds=12, prefix=b"2b": real(4, prefix))
-
-
-@pytest.fixture
-def console_settings(settings: Settings) -> Settings:
-    """The test's settings with mail going to .eml files under settings.mail_dir."""
-    return dataclasses.replace(settings, smtp_host="")
-
-
-@pytest.fixture
-def store(console_settings: Settings) -> LocalCredentialStore:
-    return LocalCredentialStore(console_settings.credentials_file)
-
-
-@pytest.fixture
-def accounts(console_settings: Settings, store: LocalCredentialStore, engine: Engine) -> Accounts:
-    return Accounts(console_settings, store, engine)
 
 
 def register(accounts: Accounts, username: str, mail: str | None = None, password: str = PASSWORD) -> Account:

@@ -635,6 +635,14 @@ def click_sign_in(page: Page, username: str, password: str) -> None:
     expect_signed_in(page, username)
 
 
+def open_signed_in(profile: Profile, app: App, username: str, password: str) -> Page:
+    """A new tab of `profile` on the app, signed in with one click, once the browser holds the cookie."""
+    page = open_app(profile, app)
+    click_sign_in(page, username, password)
+    wait_for_auth_cookie(page)
+    return page
+
+
 def click_sign_out(page: Page) -> None:
     """Sign out with one click (no retry), and wait until the page shows it."""
     sidebar(page).get_by_role("button", name="Sign out").click()
@@ -681,9 +689,8 @@ def test_after_a_password_change_and_a_page_change_sign_out_still_signs_out(app,
 def test_a_cookie_copied_before_sign_out_signs_nobody_in(app, new_profile):
     username, password = "lovelace.browser", "Bernoulli-Numbers-1843"
     app.register(username, password)
-    page = open_app(new_profile(), app)
-    click_sign_in(page, username, password)
-    copied = wait_for_auth_cookie(page)
+    page = open_signed_in(new_profile(), app, username, password)
+    copied = auth_cookie(page.context)
     click_sign_out(page)
 
     thief = new_profile()
@@ -697,12 +704,8 @@ def test_a_cookie_copied_before_sign_out_signs_nobody_in(app, new_profile):
 def test_sign_out_everywhere_ends_the_session_of_another_browser(app, new_profile):
     username, password = "hamilton.browser", "Apollo-Guidance-1969"
     app.register(username, password)
-    laptop = open_app(new_profile(), app)
-    click_sign_in(laptop, username, password)
-    wait_for_auth_cookie(laptop)
-    phone = open_app(new_profile(), app)
-    click_sign_in(phone, username, password)
-    wait_for_auth_cookie(phone)
+    laptop = open_signed_in(new_profile(), app, username, password)
+    phone = open_signed_in(new_profile(), app, username, password)
 
     go_to(laptop, "Profile", "Profile")
     sessions = main(laptop).get_by_text(re.compile(r"signed in .*, last used"))
@@ -720,9 +723,7 @@ def test_sign_out_everywhere_ends_the_session_of_another_browser(app, new_profil
 def test_a_page_opened_by_its_url_right_after_signing_in_shows_that_page(app, new_profile):
     username, password = "noether.browser", "Symmetry-Theorem-1915"
     app.register(username, password)
-    page = open_app(new_profile(), app)
-    click_sign_in(page, username, password)
-    wait_for_auth_cookie(page)
+    page = open_signed_in(new_profile(), app, username, password)
     for path, heading in (("stations", "Stations"), ("profile", "Profile")):
         RUNS[page].forget()
         page.goto(f"{app.url}/{path}")

@@ -15,7 +15,6 @@ import datetime as dt
 import re
 from collections.abc import Iterator
 
-import bcrypt
 import pytest
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
@@ -41,6 +40,8 @@ from preferences import follow_station
 from utils import utcnow
 
 # Each fits a custom name (40 characters) and a first name (50).
+pytestmark = pytest.mark.usefixtures("cheap_bcrypt")
+
 PAYLOADS = {
     "link": "[win a prize](http://evil.example/p)",
     "image": "![](http://evil.example/pixel.png)",
@@ -70,12 +71,6 @@ STREAMLIT_SYNTAX = re.compile(r"(?<!\\)(:[a-z]+\[|:material/|\$)")
 TEXT_LEVEL_MARKUP = re.compile(r"(?i)https?://|\bwww\.|[\w.+-]@[a-z0-9-]+\.[a-z]|:[a-z0-9_+-]+:")
 WORD_JOINER = "\u2060"
 PARSER = MarkdownIt("commonmark", {"linkify": True}).enable(["linkify", "strikethrough", "table"])
-
-
-@pytest.fixture(autouse=True)
-def cheap_bcrypt(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = bcrypt.gensalt
-    monkeypatch.setattr(bcrypt, "gensalt", lambda rounds=12, prefix=b"2b": real(4, prefix))
 
 
 @pytest.fixture

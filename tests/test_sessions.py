@@ -8,22 +8,20 @@ the command line, which lives in the present.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
 
-import bcrypt
 import pytest
-from sqlalchemy import Engine, event
+from sqlalchemy import event
 
 from accounts.errors import AccountMissing, CodeRefused, WrongPassword
 from accounts.service import Accounts
-from accounts.store import LocalCredentialStore
 from models import UserSession
-from settings import Settings
 from test_auth import NEW_PASSWORD, PASSWORD, T0, count, last_code, register, rows_of, run_cli, texts_of
 
 DAY, MINUTE, SECOND = dt.timedelta(days=1), dt.timedelta(minutes=1), dt.timedelta(seconds=1)
+pytestmark = pytest.mark.usefixtures("cheap_bcrypt")
+
 FIREFOX_WINDOWS = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0"
 CHROME_ANDROID = (
     "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -34,23 +32,6 @@ SAFARI_IPHONE = (
     "Version/17.5 Mobile/15E148 Safari/604.1"
 )
 CHROME_LINUX = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36"
-
-
-@pytest.fixture(autouse=True)
-def cheap_bcrypt(monkeypatch: pytest.MonkeyPatch) -> None:
-    """bcrypt at cost 4 instead of 12: the same code paths, a fraction of the time."""
-    real = bcrypt.gensalt
-    monkeypatch.setattr(bcrypt, "gensalt", lambda rounds=12, prefix=b"2b": real(4, prefix))
-
-
-@pytest.fixture
-def console_settings(settings: Settings) -> Settings:
-    return dataclasses.replace(settings, smtp_host="")
-
-
-@pytest.fixture
-def accounts(console_settings: Settings, engine: Engine) -> Accounts:
-    return Accounts(console_settings, LocalCredentialStore(console_settings.credentials_file), engine)
 
 
 def devices(accounts: Accounts, user_id: int, now: dt.datetime) -> list[str]:
