@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 
+import bcrypt
 import boto3
 import psutil
 import pytest
@@ -209,6 +210,24 @@ def test_register_then_sign_in_and_refusals(app):
         assert len(errors(at)) == 1 and message in errors(at)[0], (fields, errors(at))
     assert set(app.entries()) == {"alice"}
     assert app.count(User) == 1
+
+
+def test_a_taken_email_costs_the_same_password_hash_as_an_accepted_registration(app, monkeypatch):
+    """The library refuses a taken e-mail before hashing; the refusal hashes too, so its timing tells nothing."""
+    app.register("alice")
+    real_hashpw, hashed = bcrypt.hashpw, []
+    monkeypatch.setattr(bcrypt, "hashpw", lambda *args: hashed.append(1) or real_hashpw(*args))
+    at = new_app().run()
+
+    open_page(at, "pages/register.py")
+    register_through_the_page(at, {"Username": "alice2", "E-mail": "alice@example.org"})
+    assert errors(at) == ["That e-mail address is already used by another account."]
+    refused = len(hashed)
+    open_page(at, "pages/register.py")
+    register_through_the_page(at, {"Username": "carol", "E-mail": "carol@example.org"})
+    assert successes(at)[0].startswith("Welcome, Alice Martin!")
+
+    assert refused == 1 and len(hashed) == 2, "one hash for the refusal, one for the new account"
 
 
 def test_password_fields_explain_our_password_rule(app):

@@ -14,6 +14,12 @@ and wait_for_*, and the end of each script run read from Streamlit's own websock
   screenshots of the stations map and of the dashboard go to outputs/screenshots/, and the map's
   screenshot must show its points.
 - The demo map: each station a small point inside the first view, and no request for a basemap.
+- Sessions: sign in then sign out at once, reload, signed out (ten times, no retry); the same after
+  a password change and a page change; a cookie copied before a sign-out signs nobody in; "sign out
+  everywhere" ends another browser's session; a page opened by its URL right after signing in.
+- Names and an error made of Markdown, HTML and URLs show as text in Streamlit's real renderer.
+- The README's nginx block, run by Debian's nginx in front of the app: its headers arrive, and
+  signing in, the cookie, the pages and the map work with no content-security-policy violation.
 - Strict xfails (raising KnownBug, so any other failure still fails) mark what is wrong today.
 
 Streamlit and the cookie manager: streamlit-authenticator keeps its cookie through an
@@ -30,6 +36,7 @@ import datetime as dt
 import io
 import math
 import os
+import pwd
 import re
 import signal
 import socket
@@ -1028,3 +1035,81 @@ def test_names_and_errors_made_of_markup_show_as_text_in_the_browser(app, new_pr
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=SCREENSHOTS / "markup-as-text.png", full_page=True)
     assert profile.outside_requests() == []
+
+
+# --------------------------------------------------------------------------- behind a reverse proxy
+
+NGINX = Path("/usr/sbin/nginx")
+NGINX_HEADER = re.compile(r'^add_header (\S+) "(.*)" always;$', re.MULTILINE)
+CSP_WATCH = """
+window.__violations = [];
+document.addEventListener(
+  "securitypolicyviolation", e => window.__violations.push(`${e.violatedDirective} ${e.blockedURI}`)
+);
+"""
+
+
+def readme_nginx_block() -> str:
+    """The nginx configuration the README gives for the app's site."""
+    return (ROOT / "README.md").read_text().split("```nginx", 1)[1].split("```", 1)[0]
+
+
+@pytest.fixture(scope="module")
+def proxy(app: App, tmp_path_factory) -> Iterator[str]:
+    """Debian's nginx on a free port, running the README's block in front of the app; its URL."""
+    if not NGINX.exists():
+        if os.environ.get("CARBUROAM_REQUIRE_BROWSER"):
+            pytest.fail(f"CARBUROAM_REQUIRE_BROWSER is set but there is no nginx at {NGINX}")
+        pytest.skip(f"Debian's nginx is not installed at {NGINX} (apt-get install nginx-light)")
+    folder, port = tmp_path_factory.mktemp("nginx"), _free_port()
+    site = readme_nginx_block().replace("http://127.0.0.1:8501", app.url)
+    user = pwd.getpwuid(os.getuid()).pw_name  # the workers write their temporary files in `folder`
+    temp = "\n".join(
+        f"{kind}_temp_path {folder / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    (folder / "nginx.conf").write_text(
+        f"user {user};\nworker_processes 1;\ndaemon off;\npid {folder / 'nginx.pid'};\n"
+        f"error_log {folder / 'error.log'};\nevents {{}}\n"
+        f"http {{\naccess_log off;\n{temp}\nserver {{\nlisten 127.0.0.1:{port};\n{site}\n}}\n}}\n"
+    )
+    process = subprocess.Popen([str(NGINX), "-p", str(folder), "-c", str(folder / "nginx.conf")])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(process, url, folder / "error.log")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def test_the_readmes_proxy_headers_leave_sign_in_and_the_map_working(app, proxy, browser):
+    with urllib.request.urlopen(proxy) as answer:
+        sent = dict(answer.headers)
+    assert dict(NGINX_HEADER.findall(readme_nginx_block())).items() <= sent.items(), "nginx adds every header"
+    username, password = "proxy.browser", "Reverse-Proxy-Headers-1"
+    app.register(username, password)
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(TIMEOUT_MS)
+    elsewhere: list[str] = []
+    context.route(
+        lambda url: not url.startswith(proxy), lambda route: elsewhere.append(route.request.url) or route.abort()
+    )
+    context.add_init_script(RECORDER + CSP_WATCH)
+    try:
+        page = context.new_page()
+        RUNS[page] = Runs(page)
+        page.goto(proxy)
+        loaded(page)
+        click_sign_in(page, username, password)  # the cookie component is a frame of the app itself
+        wait_for_auth_cookie(page)
+        reload(page)
+        expect_dashboard(page, username)
+        go_to(page, "Profile", "Profile")
+        click_sign_out(page)
+        go_to(page, "Demo", "Demo")
+        expect(main(page).locator('[data-testid="stDeckGlJsonChart"] canvas').first).to_be_visible()
+        settle(page)
+        assert page.evaluate("() => window.__violations") == []
+        assert [url for url in elsewhere if not url.startswith(TAB_ICON)] == []
+    finally:
+        context.close()
