@@ -39,7 +39,6 @@ class SessionPolicy:
 class LiveSession(NamedTuple):
     id: str
     user: User
-    expires_at: dt.datetime
     last_seen_at: dt.datetime
 
 
@@ -48,7 +47,6 @@ class SessionRow(NamedTuple):
     device: str
     created_at: dt.datetime
     last_seen_at: dt.datetime
-    expires_at: dt.datetime
 
 
 def new_token() -> str:
@@ -102,7 +100,7 @@ def _prune(session: Session, user_id: int, now: dt.datetime, policy: SessionPoli
 def live_session(session: Session, token: str, now: dt.datetime, policy: SessionPolicy) -> LiveSession | None:
     """The live session a token opens, with its user; None when unknown, revoked, expired or idle too long."""
     row = session.execute(
-        select(UserSession.id, User, UserSession.expires_at, UserSession.last_seen_at)
+        select(UserSession.id, User, UserSession.last_seen_at)
         .join(User, User.id == UserSession.user_id)
         .where(UserSession.id == session_id(token), *_live(now, policy))
     ).first()
@@ -143,13 +141,7 @@ def revoke_all(session: Session, user_id: int, now: dt.datetime) -> int:
 def live_sessions(session: Session, user_id: int, now: dt.datetime, policy: SessionPolicy) -> list[SessionRow]:
     """The live sessions of `user_id`, most recently used first."""
     rows = session.execute(
-        select(
-            UserSession.id,
-            UserSession.device,
-            UserSession.created_at,
-            UserSession.last_seen_at,
-            UserSession.expires_at,
-        )
+        select(UserSession.id, UserSession.device, UserSession.created_at, UserSession.last_seen_at)
         .where(UserSession.user_id == user_id, *_live(now, policy))
         .order_by(UserSession.last_seen_at.desc(), UserSession.created_at.desc())
     )

@@ -14,9 +14,11 @@ import hashlib
 import pytest
 from sqlalchemy import event
 
+import queries
 from accounts.errors import AccountMissing, CodeRefused, WrongPassword
 from accounts.service import Accounts
 from models import UserSession
+from session import session_factory
 from test_auth import NEW_PASSWORD, PASSWORD, T0, count, last_code, register, rows_of, run_cli, texts_of
 
 DAY, MINUTE, SECOND = dt.timedelta(days=1), dt.timedelta(minutes=1), dt.timedelta(seconds=1)
@@ -287,7 +289,6 @@ def test_live_sessions_lists_only_live_ones_most_recent_first(accounts):
     assert [row.device for row in rows] == ["Firefox on Windows", "Mobile Safari on iOS", "Chrome Mobile on Android"]
     assert [row.last_seen_at for row in rows] == [now - MINUTE, now - DAY, now - 2 * DAY]
     assert [row.created_at for row in rows] == [now - 3 * DAY, now - DAY, now - 2 * DAY]
-    assert all(row.expires_at == row.created_at + 30 * DAY for row in rows)
     assert devices(accounts, bob.user_id, now) == ["Chrome on Linux"]
 
 
@@ -332,3 +333,19 @@ def test_the_sessions_command_refuses_an_unknown_account_in_one_line(console_set
         assert refused.returncode == 1
         assert refused.stdout == ""
         assert refused.stderr.splitlines() == ["sessions: There is no account nobody."]
+
+
+def test_the_data_download_lists_the_accounts_sessions_without_their_tokens(accounts, engine):
+    alice = register(accounts, "alice")
+    laptop = accounts.sign_in("alice", PASSWORD, T0, user_agent=FIREFOX_WINDOWS)
+    phone = accounts.sign_in("alice", PASSWORD, T0 + MINUTE, user_agent=CHROME_ANDROID)
+    accounts.sign_out(laptop.token, T0 + 2 * MINUTE)
+
+    with session_factory(engine)() as session:
+        export = queries.user_data(session, alice.user_id)
+
+    assert [(row["device"], row["signed_out_at"]) for row in export["sign_in_sessions"]] == [
+        ("Firefox on Windows", (T0 + 2 * MINUTE).isoformat()),
+        ("Chrome Mobile on Android", None),
+    ]
+    assert laptop.token not in str(export) and phone.token not in str(export)
