@@ -32,6 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from feed import StationEntry, opening_hours_document
 from models import Price, PriceHistory, Rupture, Station, json_text, sqlite_time_text
+from session import dialect_insert
 from utils import UTC, fold
 
 BATCH_ROWS = 5_000
@@ -129,10 +130,6 @@ class Encoder:
         )
 
 
-def _insert(conn: Connection, table: Table):
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
-
-
 def _batches(rows: Iterable, size: int = BATCH_ROWS) -> Iterator[list]:
     iterator = iter(rows)
     while batch := list(itertools.islice(iterator, size)):
@@ -154,7 +151,7 @@ def upsert(
     and compiles the statement once; the driver's executemany then runs it
     with no per-row processing. Returns the number of rows inserted or updated.
     """
-    stmt = _insert(conn, table).values({name: bindparam(name) for name in columns})
+    stmt = dialect_insert(conn.dialect.name, table).values({name: bindparam(name) for name in columns})
     keys = [c.name for c in table.primary_key.columns]
     if update_columns:
         set_ = {c: stmt.excluded[c] for c in update_columns}

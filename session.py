@@ -13,7 +13,8 @@ import contextlib
 import os
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, column, create_engine, event, inspect, select, table, text
+from sqlalchemy import Connection, Engine, Table, column, create_engine, event, inspect, select, table, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import sessionmaker
 
 from models import GasType
@@ -52,6 +53,11 @@ def _begin_sqlite_transaction(conn: Connection) -> None:
 def writer(engine: Engine) -> Engine:
     """The same engine, whose transactions take the SQLite write lock at BEGIN."""
     return engine.execution_options(sqlite_immediate=True)
+
+
+def dialect_insert(dialect_name: str, target: Table | type) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT into `target` for this database, offering its ON CONFLICT clauses (PostgreSQL or SQLite)."""
+    return (postgresql if dialect_name == "postgresql" else sqlite).insert(target)
 
 
 def session_factory(engine: Engine) -> sessionmaker:

@@ -18,11 +18,11 @@ import hashlib
 import math
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from accounts.errors import SignInThrottled
 from models import SignInThrottle
+from session import dialect_insert
 
 FREE_FAILURES = 5  # consecutive wrong passwords before waits start
 FIRST_WAIT_SECONDS = 30  # the wait after the 5th failure, doubled at each further one
@@ -41,11 +41,6 @@ def throttle_key(name: str) -> str:
     return hashlib.blake2b(name.encode(), digest_size=16).hexdigest()
 
 
-def _insert_ignoring_duplicates(session: Session):
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    return dialect.insert(SignInThrottle).on_conflict_do_nothing(index_elements=[SignInThrottle.key])
-
-
 class Throttle:
     def __init__(self, writer: sessionmaker) -> None:
         self._writer = writer
@@ -54,9 +49,10 @@ class Throttle:
         """Count an attempt for `name` as failed until `clear`; SignInThrottled while a wait is pending."""
         key = throttle_key(name)
         with self._writer.begin() as session:
-            created = session.execute(
-                _insert_ignoring_duplicates(session).values(key=key, failures=0, updated_at=now)
-            ).rowcount
+            new_row = dialect_insert(session.get_bind().dialect.name, SignInThrottle).values(
+                key=key, failures=0, updated_at=now
+            )
+            created = session.execute(new_row.on_conflict_do_nothing(index_elements=[SignInThrottle.key])).rowcount
             if created:
                 session.execute(delete(SignInThrottle).where(SignInThrottle.updated_at < now - FORGOTTEN_AFTER))
             row = session.scalars(select(SignInThrottle).where(SignInThrottle.key == key).with_for_update()).one()
