@@ -2,11 +2,13 @@
 
     python etl.py run [--source URL_OR_PATH] [--force]
     python etl.py backfill --source FILE
+    python etl.py brands [--source URL_OR_PATH]
     python etl.py serve
 
 Every command first brings the database up to date (`init_db`). A run loads
 the whole feed in one transaction: on any failure nothing is changed, a failed
-run is recorded and the command exits non-zero with one line saying why.
+run is recorded and the command exits non-zero with one line saying why. A
+brand import (see brands.py) replaces the station brand table the same way.
 """
 
 from __future__ import annotations
@@ -23,13 +25,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import ColumnElement, Engine, select, update
+from sqlalchemy import ColumnElement, Engine, exists, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
+import brands
 import pidfile
 from feed import FeedError, FeedIdentity, ParseReport, feed_file, identify_feed, open_feed, parse_feed
 from loader import Snapshot, load_history_batch, load_snapshot
-from models import EtlRun, Station
+from models import EtlRun, Station, StationBrand
 from session import init_db, make_engine, session_factory, writer
 from settings import PROJECT_DIR, Settings, load_settings
 from utils import utcnow
@@ -37,6 +40,7 @@ from utils import utcnow
 log = logging.getLogger("etl")
 
 MIN_STATION_RATIO = 0.5
+PRICE_LOADS = ("run", "backfill")  # the kinds of etl_runs that load prices; "brands" imports do not
 BACKFILL_BATCH_PRICES = 50_000
 LOG_RETENTION = dt.timedelta(days=1)
 
@@ -80,11 +84,9 @@ class RunSummary:
 
 
 def last_success(engine: Engine, kind: str | None = None) -> EtlRun | None:
-    """The newest successful run (of `kind`, when given)."""
-    conditions = [EtlRun.status == "success"]
-    if kind is not None:
-        conditions.append(EtlRun.kind == kind)
-    return _newest_run(engine, *conditions)
+    """The newest successful run of `kind`, or of any price load (run or backfill) when not given."""
+    kinds = (kind,) if kind is not None else PRICE_LOADS
+    return _newest_run(engine, EtlRun.status == "success", EtlRun.kind.in_(kinds))
 
 
 def _newest_run(engine: Engine, *conditions: ColumnElement[bool]) -> EtlRun | None:
@@ -283,6 +285,47 @@ def _load_backfill_batch(engine: Engine, batch: list, started: dt.datetime) -> i
         return load_history_batch(conn, batch, started)
 
 
+def import_brands(engine: Engine, settings: Settings, source: str | None = None) -> brands.BrandTable:
+    """Replace the station brand table with the OSM stations CSV at `source`, all or nothing, and record it."""
+    source = source or settings.brands_url
+    started = utcnow()
+    clock = time.perf_counter()
+    try:
+        with feed_file(source, settings.data_dir, settings) as path:
+            table = brands.read_brands(path, brands.load_aliases())
+        with writer(engine).begin() as conn:
+            brands.replace_brands(conn, table)
+            conn.execute(
+                EtlRun.__table__.insert(),
+                {
+                    "kind": "brands",
+                    "started_at": started,
+                    "finished_at": utcnow(),
+                    "status": "success",
+                    "source": source,
+                    "stations": len(table.stations),
+                    "rejected": table.skipped,
+                    "duration_seconds": time.perf_counter() - clock,
+                },
+            )
+    except FeedError as exc:
+        _record_failure(engine, "brands", source, started, str(exc))
+        raise EtlError(str(exc)) from exc
+    except SQLAlchemyError as exc:
+        reason = f"database error, nothing was changed: {_one_line(exc)}"
+        _record_failure(engine, "brands", source, started, reason)
+        raise EtlError(reason) from exc
+    except OSError as exc:
+        reason = f"system error, nothing was changed: {exc}"
+        _record_failure(engine, "brands", source, started, reason)
+        raise EtlError(reason) from exc
+    except Exception as exc:
+        reason = _unexpected_failure(exc)
+        _record_failure(engine, "brands", source, started, reason)
+        raise EtlError(reason) from exc
+    return table
+
+
 # --------------------------------------------------------------------------- scheduler
 
 
@@ -351,7 +394,7 @@ def serve(settings: Settings) -> int:
         while not stop.is_set():
             busy.set()
             try:
-                wait = _scheduled_pass(engine, settings)
+                wait = _scheduled_work(engine, settings)
             finally:
                 busy.clear()
             stop.wait(wait)
@@ -385,6 +428,50 @@ def _scheduled_pass(engine: Engine, settings: Settings) -> float:
         # failures and raises EtlError, so whatever lands here was not recorded yet.
         _record_failure(engine, "run", settings.feed_url, started, _unexpected_failure(exc))
     return retry
+
+
+def _scheduled_work(engine: Engine, settings: Settings) -> float:
+    """One wake-up of the scheduler: the price pass if due, then the brand import if due; seconds to sleep.
+
+    Brands come second, right after a price pass, so a slow or failed brand
+    import never holds a due price pass back; the time it took is taken off
+    the sleep, so the next price pass keeps its schedule.
+    """
+    wait = _scheduled_pass(engine, settings)
+    clock = time.monotonic()
+    _scheduled_brands(engine, settings)
+    return max(0.0, wait - (time.monotonic() - clock))
+
+
+def brands_due(engine: Engine, settings: Settings) -> bool:
+    """Whether the scheduler should import brands now.
+
+    Never with BRANDS_INTERVAL_SECONDS=0; otherwise at once while the brand table
+    is empty, and when the last successful import is older than the interval.
+    """
+    if settings.brands_interval_seconds == 0:
+        return False
+    with session_factory(engine)() as session:
+        if not session.scalar(select(exists().select_from(StationBrand))):
+            return True
+    previous = last_success(engine, "brands")
+    interval = dt.timedelta(seconds=settings.brands_interval_seconds)
+    return previous is None or previous.finished_at + interval <= utcnow()
+
+
+def _scheduled_brands(engine: Engine, settings: Settings) -> None:
+    """Import brands if due; a failure is logged (import_brands records it) and waits for the next wake-up."""
+    started = utcnow()
+    try:
+        if brands_due(engine, settings):
+            log.info(import_brands(engine, settings).describe(settings.brands_url))
+    except EtlError as exc:
+        log.error("brand import failed: %s", exc)
+    except SQLAlchemyError as exc:
+        log.error("database unavailable for the brand import, will retry: %s", _one_line(exc))
+    except Exception as exc:
+        # As in _scheduled_pass: an unforeseen error costs this import, never the scheduler or the prices.
+        _record_failure(engine, "brands", settings.brands_url, started, _unexpected_failure(exc))
 
 
 def ensure_scheduler(settings: Settings | None = None) -> int:
@@ -438,6 +525,8 @@ def main(argv: list[str] | None = None) -> int:
     run_cmd.add_argument("--force", action="store_true", help="load even a feed with far fewer stations")
     backfill_cmd = commands.add_parser("backfill", help="load a file of past prices into the history")
     backfill_cmd.add_argument("--source", required=True, help="daily or yearly archive, URL or local file")
+    brands_cmd = commands.add_parser("brands", help="import station brands and names from OpenStreetMap")
+    brands_cmd.add_argument("--source", help="OSM stations CSV, URL or local file (default: CARBUROAM_BRANDS_URL)")
     commands.add_parser("serve", help="run passes on schedule (pid-file guarded)")
     args = parser.parse_args(argv)
 
@@ -460,6 +549,9 @@ def main(argv: list[str] | None = None) -> int:
         init_db(engine)
         if args.command == "run":
             summary = run_pass(engine, settings, args.source, args.force)
+        elif args.command == "brands":
+            source = args.source or settings.brands_url
+            summary = import_brands(engine, settings, source).describe(source)
         else:
             summary = backfill(engine, settings, args.source)
     except EtlError as exc:

@@ -137,6 +137,20 @@ class Station(Base):
     last_seen_at: Mapped[dt.datetime]
 
 
+class StationBrand(Base):
+    """A station's brand and name as OpenStreetMap gives them (ODbL); replaced whole by each brand import.
+
+    No foreign key to stations: the brand table may name stations the price feed
+    has not listed yet, and a price load never waits for it.
+    """
+
+    __tablename__ = "station_brands"
+
+    station_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    brand: Mapped[str | None] = mapped_column(String(60))
+    name: Mapped[str | None] = mapped_column(String(120))
+
+
 class Price(Base):
     """The current price of one fuel at one station."""
 
@@ -193,6 +207,8 @@ class User(Base):
     litres_per_year: Mapped[float | None] = mapped_column(Float)
     km_per_year: Mapped[float | None] = mapped_column(Float)
     litres_per_100km: Mapped[float | None] = mapped_column(Float)
+    # What one fill takes, for "is the detour worth it"; None: the default tank.
+    tank_litres: Mapped[float | None] = mapped_column(Float)
 
 
 class UserGasType(Base):

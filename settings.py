@@ -16,6 +16,8 @@ from pathlib import Path
 PROJECT_DIR = Path(__file__).resolve().parent
 SECRETS_FILE = PROJECT_DIR / ".streamlit" / "secrets.toml"
 OFFICIAL_FEED_URL = "https://donnees.roulez-eco.fr/opendata/instantane_ruptures"
+# data.gouv.fr's weekly export of OpenStreetMap fuel stations (bzip2 CSV, ODbL).
+OSM_STATIONS_URL = "https://www.data.gouv.fr/fr/datasets/r/fcab3bd4-6c6d-4b73-95d2-cfd5e04ee651"
 MB = 1024 * 1024
 
 
@@ -40,6 +42,8 @@ class Settings:
     feed_url: str = _setting("CARBUROAM_FEED_URL", OFFICIAL_FEED_URL)
     interval_seconds: int = _setting("ETL_INTERVAL_SECONDS", "3600", int)
     retry_seconds: int = _setting("ETL_RETRY_SECONDS", "300", int)
+    brands_url: str = _setting("CARBUROAM_BRANDS_URL", OSM_STATIONS_URL)
+    brands_interval_seconds: int = _setting("BRANDS_INTERVAL_SECONDS", str(7 * 24 * 3600), int)
     http_connect_timeout: float = _setting("ETL_CONNECT_TIMEOUT", "10", float)
     http_read_timeout: float = _setting("ETL_READ_TIMEOUT", "60", float)
     http_retries: int = _setting("ETL_HTTP_RETRIES", "3", int)
