@@ -1,4 +1,4 @@
-"""The changes a signed-in user makes to their own data: followed stations and fuels, consumption.
+"""The changes a signed-in user makes to their own data: followed stations and fuels, consumption, tank.
 
 Every function takes a `Session` inside a transaction the caller opened (and
 commits). Bad input raises a `PreferenceError` subclass whose message can be
@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
+from detour import DEFAULT_LITRES_PER_100KM, DEFAULT_TANK_LITRES, Trip
 from models import CustomStation, GasType, Station, User, UserGasType
 
 NAME_MAX_CHARS = 40
@@ -20,6 +21,7 @@ DEFAULT_YEARLY_LITRES = 650.0
 LITRES_PER_YEAR_RANGE = (1, 20_000)
 KM_PER_YEAR_RANGE = (1, 200_000)
 LITRES_PER_100KM_RANGE = (1, 30)
+TANK_LITRES_RANGE = (5, 200)
 
 
 class PreferenceError(Exception):
@@ -129,7 +131,10 @@ def set_consumption(
     km_per_year: float | None = None,
     litres_per_100km: float | None = None,
 ) -> None:
-    """Yearly consumption, either in litres or as distance x consumption (the other mode is cleared)."""
+    """Yearly consumption, either in litres or as distance x consumption (the other mode is cleared).
+
+    The car's L/100 km outlives the switch to litres: the detour estimate still needs it.
+    """
     if litres_per_year is not None and km_per_year is None and litres_per_100km is None:
         litres_per_year = _in_range(litres_per_year, LITRES_PER_YEAR_RANGE, "Litres per year")
     elif litres_per_year is None and km_per_year is not None and litres_per_100km is not None:
@@ -143,7 +148,19 @@ def set_consumption(
     user = session.get(User, user_id)
     if user is None:
         raise UnknownUser("This account does not exist any more.")
-    user.litres_per_year, user.km_per_year, user.litres_per_100km = litres_per_year, km_per_year, litres_per_100km
+    user.litres_per_year, user.km_per_year = litres_per_year, km_per_year
+    if litres_per_100km is not None:
+        user.litres_per_100km = litres_per_100km
+
+
+def set_trip(session: Session, user_id: int, *, tank_litres: float, litres_per_100km: float) -> None:
+    """What one fill takes and the car's consumption, for the detour estimate."""
+    tank_litres = _in_range(tank_litres, TANK_LITRES_RANGE, "Litres per fill")
+    litres_per_100km = _in_range(litres_per_100km, LITRES_PER_100KM_RANGE, "Consumption in L/100 km")
+    user = session.get(User, user_id)
+    if user is None:
+        raise UnknownUser("This account does not exist any more.")
+    user.tank_litres, user.litres_per_100km = tank_litres, litres_per_100km
 
 
 def _in_range(value: float, bounds: tuple[float, float], label: str) -> float:
@@ -161,3 +178,10 @@ def yearly_litres(user: User) -> float:
     if user.litres_per_year is not None:
         return user.litres_per_year
     return DEFAULT_YEARLY_LITRES
+
+
+def trip(user: User | None) -> Trip:
+    """The user's fill and consumption, else the defaults (also for people signed out)."""
+    if user is None:
+        return Trip()
+    return Trip(user.tank_litres or DEFAULT_TANK_LITRES, user.litres_per_100km or DEFAULT_LITRES_PER_100KM)

@@ -1,4 +1,4 @@
-"""The read side used by pages: price boards, map views, station search, data freshness.
+"""The read side used by pages: price boards, the demo's stations, data freshness, a user's choices.
 
 Every function takes a `Session` and returns plain rows (named tuples); none of
 them writes. Each runs a fixed number of SQL statements (one, but for
@@ -8,24 +8,19 @@ them writes. Each runs a fixed number of SQL statements (one, but for
 from __future__ import annotations
 
 import datetime as dt
-import math
-import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import NamedTuple
 
-from sqlalchemy import ColumnElement, FromClause, Select, and_, case, false, func, join, null, or_, select, true
+from sqlalchemy import ColumnElement, FromClause, Select, and_, case, func, join, select, true
 from sqlalchemy.orm import Session
 
 from models import CustomStation, EtlRun, GasType, Price, Rupture, Station, User, UserGasType, UserSession
 from preferences import NAME_MAX_CHARS
-from utils import EARTH_RADIUS_KM, fold, haversine_km
+from utils import haversine_km
 
-SEARCH_MAX_CHARS = 100
-SEARCH_MAX_WORDS = 8
 DEMO_CANDIDATES = 200
 DEMO_MAX_AGE = dt.timedelta(days=1)
-SEARCH_ORDER = (Station.town, Station.zip_code, Station.address, Station.id)
 
 
 class BoardRow(NamedTuple):
@@ -55,37 +50,6 @@ class BoardRow(NamedTuple):
         return self.updated_at is not None and now - self.updated_at > max_age
 
 
-class MapStation(NamedTuple):
-    id: int
-    latitude: float | None  # never None from stations_in_box / stations_near
-    longitude: float | None
-    address: str
-    town: str
-    zip_code: str
-    price: Decimal | None  # of the fuel asked for
-    out_of_stock: bool  # for the fuel asked for
-
-
-class NearStation(NamedTuple):
-    station: MapStation
-    distance_km: float
-
-
-class StationHit(NamedTuple):
-    id: int
-    address: str
-    town: str
-    zip_code: str
-    latitude: float | None
-    longitude: float | None
-
-
-class StationPrice(NamedTuple):
-    fuel: str
-    price: Decimal
-    updated_at: dt.datetime
-
-
 class Freshness(NamedTuple):
     last_success_at: dt.datetime | None  # when the last successful ETL run finished
     last_run_status: str | None  # 'success' or 'failed'; None before any run
@@ -93,6 +57,7 @@ class Freshness(NamedTuple):
     last_run_error: str | None
     stations: int
     prices: int
+    newest_price_at: dt.datetime | None  # the most recent price declaration among the current prices
 
     @property
     def last_run_failed(self) -> bool:
@@ -162,144 +127,6 @@ def _board_select(name: ColumnElement[str], pairs: FromClause) -> Select:
     )
 
 
-# --------------------------------------------------------------------------- map views
-
-
-def stations_in_box(
-    session: Session, south: float, west: float, north: float, east: float, fuel_id: int | None, limit: int = 3000
-) -> list[MapStation]:
-    """Stations inside a latitude/longitude box, with the price of `fuel_id` (None: no price).
-
-    At most `limit` stations; which ones, past the limit, is unspecified.
-    """
-    statement = _in_box(_map_select(fuel_id), south, west, north, east).limit(limit)
-    return [MapStation(*row) for row in session.execute(statement)]
-
-
-def stations_near(
-    session: Session,
-    latitude: float,
-    longitude: float,
-    radius_km: float,
-    limit: int = 200,
-    *,
-    fuel_id: int | None = None,
-) -> list[NearStation]:
-    """Stations within `radius_km` of a point, nearest first, with their distance in km."""
-    south, west, north, east = _bounding_box(latitude, longitude, radius_km)
-    near = []
-    for row in session.execute(_in_box(_map_select(fuel_id), south, west, north, east)):
-        station = MapStation(*row)
-        distance = haversine_km(latitude, longitude, station.latitude, station.longitude)
-        if distance <= radius_km:
-            near.append(NearStation(station, distance))
-    near.sort(key=lambda hit: (hit.distance_km, hit.station.id))
-    return near[:limit]
-
-
-def _map_select(fuel_id: int | None) -> Select:
-    station_columns = (Station.id, Station.latitude, Station.longitude, Station.address, Station.town, Station.zip_code)
-    if fuel_id is None:
-        return select(*station_columns, null(), false())
-    return (
-        select(*station_columns, Price.price, Rupture.station_id.is_not(None))
-        .outerjoin(Price, and_(Price.station_id == Station.id, Price.gastype_id == fuel_id))
-        .outerjoin(Rupture, and_(Rupture.station_id == Station.id, Rupture.gastype_id == fuel_id))
-    )
-
-
-def _in_box(statement: Select, south: float, west: float, north: float, east: float) -> Select:
-    # Range conditions on (latitude, longitude) use ix_stations_lat_lon; NULL coordinates never match.
-    return statement.where(Station.latitude.between(south, north), Station.longitude.between(west, east))
-
-
-def _bounding_box(latitude: float, longitude: float, radius_km: float) -> tuple[float, float, float, float]:
-    """(south, west, north, east) of the smallest box holding the circle (Matuschek's method)."""
-    angle = radius_km / EARTH_RADIUS_KM
-    spread = math.sin(angle) / max(math.cos(math.radians(latitude)), 1e-12)
-    half_width = 180.0 if spread >= 1 else math.degrees(math.asin(spread))
-    half_height = math.degrees(angle)
-    return latitude - half_height, longitude - half_width, latitude + half_height, longitude + half_width
-
-
-# --------------------------------------------------------------------------- search and details
-
-
-def search_stations(session: Session, text: str, limit: int = 50) -> list[StationHit]:
-    """Stations whose address, postcode or town has a word starting with each word of `text`.
-
-    Case and accents are ignored; '750' finds Paris postcodes but not 17500.
-    """
-    criteria = _matching(text)
-    if not criteria:
-        return []
-    statement = (
-        select(Station.id, Station.address, Station.town, Station.zip_code, Station.latitude, Station.longitude)
-        .where(*criteria)
-        .order_by(*SEARCH_ORDER)
-        .limit(limit)
-    )
-    return [StationHit(*row) for row in session.execute(statement)]
-
-
-def find_stations(
-    session: Session, text: str, radius_km: float = 0, fuel_id: int | None = None, limit: int = 200
-) -> list[MapStation]:
-    """The stations `text` finds (as in search_stations), or with a radius every station around the place found.
-
-    The place is the median position of the stations found: a town's or a
-    postcode's stations surround its centre. Around a place, nearest first.
-    """
-    criteria = _matching(text)
-    if not criteria:
-        return []
-    statement = _map_select(fuel_id).where(*criteria).order_by(*SEARCH_ORDER).limit(limit)
-    found = [MapStation(*row) for row in session.execute(statement)]
-    if not radius_km:
-        return found
-    located = [station for station in found if station.latitude is not None and station.longitude is not None]
-    if not located:
-        return []
-    centre = statistics.median(s.latitude for s in located), statistics.median(s.longitude for s in located)
-    return [hit.station for hit in stations_near(session, *centre, radius_km, limit, fuel_id=fuel_id)]
-
-
-class SearchTooLong(ValueError):
-    """A search text over the limits; the message says them to the person who typed it."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            f"A search has at most {SEARCH_MAX_CHARS} characters and {SEARCH_MAX_WORDS} words: "
-            "try a town, a postcode, or a street and its town."
-        )
-
-
-def _matching(text: str) -> list[ColumnElement[bool]]:
-    """One condition per word of `text` (none for a blank text): it starts a word of the station's search text.
-
-    SearchTooLong when `text` is over the limits (each word costs a scan of the search texts).
-    """
-    if len(text) > SEARCH_MAX_CHARS:
-        raise SearchTooLong()
-    words = fold(text).split()
-    if len(words) > SEARCH_MAX_WORDS:
-        raise SearchTooLong()
-    # autoescape: a % or _ reaching LIKE is matched literally, never as a wildcard.
-    return [
-        or_(
-            Station.search_text.startswith(word, autoescape=True),
-            Station.search_text.contains(f" {word}", autoescape=True),
-        )
-        for word in words
-    ]
-
-
-def map_stations(session: Session, station_ids: Iterable[int], fuel_id: int | None) -> list[MapStation]:
-    """These stations (unknown ids skipped), with the price of `fuel_id`, by id."""
-    statement = _map_select(fuel_id).where(Station.id.in_(list(station_ids))).order_by(Station.id)
-    return [MapStation(*row) for row in session.execute(statement)]
-
-
 def demo_stations(session: Session, fuel_ids: Sequence[int], count: int = 3) -> list[Favourite]:
     """Stations for the demo, with names: neighbours selling every one of `fuel_ids`, none out of stock.
 
@@ -328,25 +155,9 @@ def demo_stations(session: Session, fuel_ids: Sequence[int], count: int = 3) -> 
     return [Favourite(c.id, f"{c.town} {c.address}"[:NAME_MAX_CHARS].strip()) for c in fresh[:count]]
 
 
-def station_prices(session: Session, station_ids: Iterable[int]) -> dict[int, list[StationPrice]]:
-    """Current prices of each station (every id asked for is a key; [] when it has none), by fuel id."""
-    ids = set(station_ids)
-    prices: dict[int, list[StationPrice]] = {station_id: [] for station_id in ids}
-    if not ids:
-        return prices
-    statement = (
-        select(Price.station_id, GasType.name, Price.price, Price.updated_at)
-        .join(GasType, GasType.id == Price.gastype_id)
-        .where(Price.station_id.in_(ids))
-        .order_by(Price.station_id, GasType.id)
-    )
-    for station_id, *price in session.execute(statement):
-        prices[station_id].append(StationPrice(*price))
-    return prices
-
-
 def freshness(session: Session) -> Freshness:
-    """How current the prices are: the last successful and the last price-feed run, and what is loaded."""
+    """How current the prices are: the last successful and the last price-feed run, what is loaded,
+    and the time of the newest price (a run can succeed on a feed that stopped moving)."""
     runs = select(EtlRun).where(EtlRun.kind == "run").limit(1)
     # Runs pile up for years: the newest by primary key reads one row where sorting by time would read them all.
     last_run = session.scalars(runs.order_by(EtlRun.id.desc())).first()
@@ -356,8 +167,9 @@ def freshness(session: Session) -> Freshness:
     counts = select(
         select(func.count()).select_from(Station).scalar_subquery(),
         select(func.count()).select_from(Price).scalar_subquery(),
+        select(func.max(Price.updated_at)).scalar_subquery(),
     )
-    stations, prices = session.execute(counts).one()
+    stations, prices, newest = session.execute(counts).one()
     return Freshness(
         last_success_at=last_success.finished_at if last_success else None,
         last_run_status=last_run.status if last_run else None,
@@ -365,6 +177,7 @@ def freshness(session: Session) -> Freshness:
         last_run_error=last_run.error if last_run else None,
         stations=stations,
         prices=prices,
+        newest_price_at=newest,
     )
 
 
@@ -455,6 +268,7 @@ def user_data(session: Session, user_id: int) -> dict:
             "litres_per_year": user.litres_per_year,
             "km_per_year": user.km_per_year,
             "litres_per_100km": user.litres_per_100km,
+            "litres_per_fill": user.tank_litres,
         },
         "sign_in_sessions": [
             {

@@ -243,8 +243,10 @@ def remember(account: Account) -> None:
 def pages_for(account: Account | None) -> list[st.Page]:
     """The pages this person may open; the admin page exists only for admins."""
     about = st.Page(f"{PAGES_DIR}/about.py", title="About", icon=":material/info:", url_path="about")
+    find = st.Page(f"{PAGES_DIR}/find.py", title="Find a station", icon=":material/search:", url_path="find")
     if account is None:
         return [
+            find,
             st.Page(f"{PAGES_DIR}/welcome.py", title="Welcome", icon=":material/home:", default=True),
             st.Page(f"{PAGES_DIR}/demo.py", title="Demo", icon=":material/play_circle:", url_path="demo"),
             st.Page(f"{PAGES_DIR}/register.py", title="Create an account", icon=":material/person_add:"),
@@ -253,12 +255,13 @@ def pages_for(account: Account | None) -> list[st.Page]:
         ]
     pages = [
         st.Page(f"{PAGES_DIR}/dashboard.py", title="My prices", icon=":material/local_gas_station:", default=True),
-        st.Page(f"{PAGES_DIR}/stations.py", title="Stations", icon=":material/map:"),
+        find,
+        st.Page(f"{PAGES_DIR}/stations.py", title="My stations", icon=":material/map:"),
         st.Page(f"{PAGES_DIR}/profile.py", title="Profile", icon=":material/person:"),
         about,
     ]
     if account.role == "admin":
-        pages.insert(3, st.Page(f"{PAGES_DIR}/admin.py", title="Admin", icon=":material/admin_panel_settings:"))
+        pages.insert(4, st.Page(f"{PAGES_DIR}/admin.py", title="Admin", icon=":material/admin_panel_settings:"))
     return pages
 
 

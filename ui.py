@@ -10,17 +10,15 @@ formatting can come out of it.
 from __future__ import annotations
 
 import datetime as dt
-import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 
 import pandas as pd
-import pydeck as pdk
 import streamlit as st
 
 from accounts.sessions import SessionRow
-from queries import SEARCH_MAX_CHARS, BoardRow, Freshness, MapStation, StationPrice
+from queries import BoardRow, Freshness
 from savings import Savings
 from utils import PARIS
 
@@ -32,10 +30,7 @@ _INVISIBLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u
 # 'www.', breaks the patterns it looks for.
 _AUTOLINK_TRIGGER = re.compile(r"(?i)([:@]|\bwww(?=\.))")
 WORD_JOINER = "\u2060"
-MAP_LAYER = "stations"
-CHEAP, DEAR, NO_PRICE = (46, 160, 67), (214, 39, 40), (150, 150, 150)
-FAVOURITE_OUTLINE, SELECTED_OUTLINE = (20, 20, 20), (0, 90, 220)
-MIN_ZOOM, MAX_ZOOM = 4.0, 14.0
+FEED_STILL_AFTER = dt.timedelta(days=1)
 
 
 def escape_markdown(text: object) -> str:
@@ -98,24 +93,42 @@ def euros(price: Decimal) -> str:
 
 
 def show_freshness(fresh: Freshness, interval_seconds: int, now: dt.datetime) -> None:
-    """When prices were last refreshed, with a warning when that is not to be trusted."""
+    """When prices were last refreshed and how old the newest one is, warning when either is not to be trusted.
+
+    A run can succeed on a feed that stopped moving: the age of the newest price tells that apart.
+    """
     if fresh.last_success_at is None:
         if fresh.last_run_failed:
             warning("The prices could not be downloaded yet ({}). Carburoam will retry.", fresh.last_run_error)
         else:
             st.info("Prices are still loading: the first download takes a minute or two. Come back shortly.")
         return
-    when = (paris_time(fresh.last_success_at), age(fresh.last_success_at, now))
-    if fresh.last_run_failed:
+    checked = (paris_time(fresh.last_success_at), age(fresh.last_success_at, now))
+    newest = fresh.newest_price_at
+    if newest is not None and now - newest > FEED_STILL_AFTER:
+        warning(
+            "The official feed has not moved since {} ({}): these prices may be out of date. Last update {} ({}).",
+            paris_time(newest),
+            age(newest, now),
+            *checked,
+        )
+    elif fresh.last_run_failed:
         warning(
             "Prices updated {} ({}). The latest update failed ({}); these prices may be out of date.",
-            *when,
+            *checked,
             fresh.last_run_error,
         )
     elif (now - fresh.last_success_at).total_seconds() > 2 * interval_seconds:
-        warning("Prices updated {} ({}). That is longer ago than usual; these prices may be out of date.", *when)
+        warning("Prices updated {} ({}). That is longer ago than usual; these prices may be out of date.", *checked)
+    elif newest is not None:
+        caption(
+            "Prices updated {} ({}); the newest price dates from {} ({}).",
+            *checked,
+            paris_time(newest),
+            age(newest, now),
+        )
     else:
-        caption("Prices updated {} ({}).", *when)
+        caption("Prices updated {} ({}).", *checked)
 
 
 def _status(row: BoardRow, now: dt.datetime, stale_after: dt.timedelta) -> str:
@@ -182,123 +195,6 @@ def show_savings(saving: Savings | None) -> None:
     )
 
 
-def _colour(price: Decimal | None, low: Decimal, high: Decimal) -> tuple[int, int, int]:
-    if price is None:
-        return NO_PRICE
-    share = float((price - low) / (high - low)) if high > low else 0.0
-    return tuple(round(c + (d - c) * share) for c, d in zip(CHEAP, DEAR, strict=True))
-
-
-def _tooltip(station: MapStation, prices: Iterable[StationPrice]) -> str:
-    lines = [f"{station.address}, {station.zip_code} {station.town}"]
-    lines += [f"{p.fuel}: {euros(p.price)}" for p in prices]
-    return "\n".join(lines)
-
-
-def station_map(
-    stations: Sequence[MapStation],
-    prices: dict[int, list[StationPrice]],
-    favourites: set[int],
-    selected: int | None,
-    map_provider: str,
-    key: str,
-) -> int | None:
-    """The stations as points coloured by price (green cheap, red dear, grey none); returns the clicked one."""
-    located = [s for s in stations if s.latitude is not None and s.longitude is not None]
-    if not located:
-        st.caption("No station to show on the map yet.")
-        return None
-    priced = [s.price for s in located if s.price is not None and not s.out_of_stock]
-    low, high = (min(priced), max(priced)) if priced else (Decimal(0), Decimal(0))
-    points = [
-        {
-            "id": s.id,
-            "position": [s.longitude, s.latitude],
-            "colour": [*_colour(None if s.out_of_stock else s.price, low, high), 220],
-            "outline": [*(SELECTED_OUTLINE if s.id == selected else FAVOURITE_OUTLINE), 255],
-            "outline_width": 3 if s.id == selected else (2 if s.id in favourites else 0),
-            "radius": 9 if s.id in favourites or s.id == selected else 5,
-            "label": _tooltip(s, prices.get(s.id, ())),
-        }
-        for s in located
-    ]
-    layer = pdk.Layer(
-        "ScatterplotLayer",
-        id=MAP_LAYER,
-        data=points,
-        get_position="position",
-        get_fill_color="colour",
-        get_line_color="outline",
-        get_line_width="outline_width",
-        get_radius="radius",
-        # pydeck turns every string into a JSON expression; quoted, the expression is the literal.
-        radius_units="'pixels'",
-        line_width_units="'pixels'",
-        stroked=True,
-        pickable=True,
-    )
-    view = _fit(located)
-    deck = pdk.Deck(
-        layers=[layer],
-        initial_view_state=view,
-        tooltip={"text": "{label}"},
-        map_provider=None if map_provider == "none" else map_provider,
-        # Without a basemap, map_style is left out: pydeck then sends "__MAP_STYLE__", which Streamlit's
-        # chart reads as "no basemap". map_style=None means Streamlit's own style, fetched from Carto.
-        **({} if map_provider == "none" else {"map_style": None}),
-    )
-    event = st.pydeck_chart(deck, on_select="rerun", selection_mode="single-object", key=key)
-    chosen = event.selection.get("objects", {}).get(MAP_LAYER) if event else None
-    return chosen[0]["id"] if chosen else None
-
-
-def _fit(stations: Sequence[MapStation]) -> pdk.ViewState:
-    """A view centred on the stations' bounding box and zoomed out enough to show them all."""
-    south, north = min(s.latitude for s in stations), max(s.latitude for s in stations)
-    west, east = min(s.longitude for s in stations), max(s.longitude for s in stations)
-    # Web Mercator: a degree of latitude is 1/cos(latitude) times taller than one of longitude.
-    stretch = 1 / math.cos(math.radians((south + north) / 2))
-    span = max(east - west, (north - south) * stretch, 0.005)
-    # deck.gl draws the world 512 * 2**z pixels wide at zoom z; keep the span within about 300 pixels.
-    zoom = math.log2(300 * 360 / (512 * span))
-    return pdk.ViewState(
-        latitude=(south + north) / 2, longitude=(west + east) / 2, zoom=min(max(zoom, MIN_ZOOM), MAX_ZOOM)
-    )
-
-
-RADIUS_CHOICES = {"Only the matching stations": 0, "Within 5 km": 5, "Within 10 km": 10, "Within 20 km": 20}
-
-
-def search_form(key: str) -> tuple[str, float]:
-    """A town, postcode or address, and how far around it to look; returns (text, radius in km)."""
-    with st.form(f"{key}-search"):
-        text = st.text_input(
-            "Town, postcode or address", placeholder="e.g. Lyon, 69003 or rue de la Gare", max_chars=SEARCH_MAX_CHARS
-        )
-        around = st.radio("Show", list(RADIUS_CHOICES), horizontal=True)
-        st.form_submit_button("Search", icon=":material/search:")
-    return text.strip(), RADIUS_CHOICES[around]
-
-
-def station_table(stations: Sequence[MapStation], fuel: str, favourites: dict[int, str], key: str) -> int | None:
-    """The stations found, one row each; returns the one whose row was selected."""
-    table = pd.DataFrame(
-        {
-            "Station": [favourites.get(s.id, "") for s in stations],
-            "Address": [s.address for s in stations],
-            "Town": [f"{s.zip_code} {s.town}" for s in stations],
-            fuel: [
-                "out of stock" if s.out_of_stock else (euros(s.price) if s.price is not None else "—") for s in stations
-            ],
-        }
-    )
-    event = st.dataframe(
-        table, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row", key=key
-    )
-    picked = event.selection.rows if event else []
-    return stations[picked[0]].id if picked else None
-
-
 def remember_latest_pick(key: str, *picks: int | None) -> None:
     """Keep in `st.session_state[key]` the station picked last, whichever widget picked it.
 
@@ -310,16 +206,6 @@ def remember_latest_pick(key: str, *picks: int | None) -> None:
         if pick is not None and pick != before:
             st.session_state[key] = pick
     st.session_state[f"{key}-picks"] = picks
-
-
-def station_summary(station: MapStation, prices: Sequence[StationPrice], now: dt.datetime) -> None:
-    markdown("**{}**, {} {}", station.address, station.zip_code, station.town)
-    if not prices:
-        st.caption("This station declares no price at the moment.")
-    for price in prices:
-        markdown(
-            "{}: {} — {} ({})", price.fuel, euros(price.price), paris_time(price.updated_at), age(price.updated_at, now)
-        )
 
 
 def password_change_form(help_text: str) -> tuple[str, str, str] | None:

@@ -1,4 +1,4 @@
-"""Small pure helpers: time zones, the clock, text folding for search, and distances."""
+"""Small pure helpers: time zones, the clock, text folding for search, distances and boxes around a point."""
 
 from __future__ import annotations
 
@@ -34,3 +34,12 @@ def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     half_dphi, half_dlambda = math.radians(lat2 - lat1) / 2, math.radians(lon2 - lon1) / 2
     a = math.sin(half_dphi) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(half_dlambda) ** 2
     return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(min(a, 1.0)))
+
+
+def bounding_box(latitude: float, longitude: float, radius_km: float) -> tuple[float, float, float, float]:
+    """(south, west, north, east) of the smallest box holding the circle (Matuschek's method)."""
+    angle = radius_km / EARTH_RADIUS_KM
+    spread = math.sin(angle) / max(math.cos(math.radians(latitude)), 1e-12)
+    half_width = 180.0 if spread >= 1 else math.degrees(math.asin(spread))
+    half_height = math.degrees(angle)
+    return latitude - half_height, longitude - half_width, latitude + half_height, longitude + half_width

@@ -26,7 +26,7 @@ with app.Session() as session:
 ui.show_freshness(fresh, app.settings.interval_seconds, now)
 if not favourites:
     st.info("You don't follow any station yet. Find yours on the map, give them a name, and their prices appear here.")
-    st.page_link("pages/stations.py", label="Find stations", icon=":material/map:")
+    st.page_link("pages/find.py", label="Find a station", icon=":material/search:")
 elif not fuel_ids:
     st.info("Choose the fuels you buy, and their prices at your stations appear here.")
     st.page_link("pages/profile.py", label="Choose my fuels", icon=":material/person:")

@@ -2,16 +2,22 @@ import datetime as dt
 
 import streamlit as st
 
+import finder
+import finder_ui
+import place_search
 import queries
 import shell
 import ui
+from detour import Trip
+from place_search import SEARCH_MAX_CHARS
 from preferences import DEFAULT_YEARLY_LITRES
 from savings import savings_per_fuel
 from utils import utcnow
 
 DEMO_FUELS = (1, 2)  # Gazole and SP95
 DEMO_STATIONS = "demo-stations"
-SELECTED = "demo-selected"
+DEMO_RADIUS_KM = 5
+DEMO_FOUND = 30
 
 app = shell.resources()
 now = utcnow()
@@ -31,14 +37,13 @@ demo: dict[int, str] = st.session_state[DEMO_STATIONS]
 with app.Session() as session:
     fresh = queries.freshness(session)
     rows = queries.board_for(session, demo, DEMO_FUELS)
-    shown = queries.map_stations(session, demo, DEMO_FUELS[0])
-    prices = queries.station_prices(session, demo)
+    shown = finder.stations_by_id(session, demo, DEMO_FUELS[0])
 
 ui.show_freshness(fresh, app.settings.interval_seconds, now)
 if demo:
     ui.show_board(rows, savings_per_fuel(rows, DEFAULT_YEARLY_LITRES, stale_after, now), now, stale_after)
     st.caption(f"Savings assume {DEFAULT_YEARLY_LITRES:,.0f} L a year; with an account you set your own.")
-    ui.station_map(shown, prices, set(demo), None, app.settings.map_provider, "demo-map")
+    finder_ui.price_map(finder_ui.map_points(shown, {}, now), None, None, app.settings.map_provider, "demo-map")
     removed = st.selectbox("Remove a station from the demo", ["—", *demo.values()], key="demo-remove")
     if removed != "—" and st.button("Remove", key="demo-remove-button"):
         st.session_state[DEMO_STATIONS] = {i: n for i, n in demo.items() if n != removed}
@@ -47,20 +52,24 @@ else:
     st.caption("No station in the demo yet: add one below.")
 
 st.subheader("Add a station")
-text, radius = ui.search_form("demo")
+text = st.text_input(
+    "Town, postcode or address", placeholder="e.g. Lyon, 69003 or cours Gambetta Lyon", max_chars=SEARCH_MAX_CHARS
+).strip()
 if text:
     with app.Session() as session:
         try:
-            found = queries.find_stations(session, text, radius, DEMO_FUELS[0])
-        except queries.SearchTooLong as exc:
+            match = place_search.resolve_place(session, text)
+        except place_search.SearchTooLong as exc:
             ui.error("{}", exc)
             st.stop()
+        around = finder.stations_for(session, match, DEMO_RADIUS_KM, DEMO_FUELS[0]) if match else []
+    found = finder.results(around, now, Trip())[:DEMO_FOUND]
     if not found:
-        st.warning("No station matches that search. Try a town name or a postcode.")
+        ui.warning("No place called “{}” was found. Try a town, a postcode, or a street and its town.", text)
     else:
-        picked = ui.station_table(found, "Gazole", demo, "demo-list")
+        picked = finder_ui.results_list(found, now, "demo-list", names=demo)
         if picked is not None and picked not in demo:
-            station = next(s for s in found if s.id == picked)
+            station = next(r.station for r in found if r.station.id == picked)
             if st.button(ui.md("Add {}, {} to the demo", station.address, station.town), key="demo-add"):
                 st.session_state[DEMO_STATIONS] = {**demo, station.id: f"{station.town} {station.address}"[:40]}
                 st.rerun()

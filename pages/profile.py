@@ -3,6 +3,7 @@ import json
 import streamlit as st
 
 import authenticator
+import finder_ui
 import preferences
 import queries
 import shell
@@ -72,6 +73,18 @@ with st.form("consumption"):
             ui.error("{}", exc)
         else:
             st.success("Saved.")
+
+st.header("A fill and your car")
+st.caption("The finder uses them to tell whether driving to a cheaper station pays.")
+typed_trip = finder_ui.trip_form(preferences.trip(user))
+if typed_trip is not None:
+    try:
+        with app.Writer.begin() as session:
+            preferences.set_trip(session, account.user_id, tank_litres=typed_trip[0], litres_per_100km=typed_trip[1])
+    except preferences.PreferenceError as exc:
+        ui.error("{}", exc)
+    else:
+        st.success("Saved.")
 
 st.header("Password")
 typed = ui.password_change_form(PASSWORD_HELP)

@@ -5,6 +5,7 @@ st.markdown(
     "Stop overpaying at the pump: follow your stations and your fuels, see at a glance where "
     "to fill up today, and how much that saves you in a year."
 )
+st.page_link("pages/find.py", label="Find the cheapest station near you, no account needed", icon=":material/search:")
 st.info("Sign in with the form in the sidebar, or:", icon=":material/login:")
 left, middle, right = st.columns(3)
 left.page_link("pages/register.py", label="Create an account", icon=":material/person_add:")

@@ -210,7 +210,7 @@ def test_consumption_in_litres_or_from_distance(session):
     assert consumption(session, alice) == (None, 15_000, 6.5, 975)
 
     preferences.set_consumption(session, alice, litres_per_year=1)
-    assert consumption(session, alice) == (1, None, None, 1)
+    assert consumption(session, alice) == (1, None, 6.5, 1)  # the car's consumption is kept for detours
     preferences.set_consumption(session, alice, km_per_year=200_000, litres_per_100km=30)
     assert consumption(session, alice)[3] == 60_000
 

@@ -1,0 +1,98 @@
+import streamlit as st
+
+import finder
+import finder_ui
+import place_search
+import preferences
+import queries
+import shell
+import ui
+from models import User
+from utils import utcnow
+
+SELECTED = "finder-selected"
+
+app = shell.resources()
+account = shell.current_account()
+now = utcnow()
+
+st.title("Find a station")
+st.caption("The cheapest station near you, open now, and whether the detour pays. No account needed.")
+with app.Session() as session:
+    fresh = queries.freshness(session)
+    fuel_names = {fuel.id: fuel.name for fuel in queries.fuel_types(session)}
+    mine = queries.user_fuel_ids(session, account.user_id) if account else []
+    trip = preferences.trip(session.get(User, account.user_id) if account else None)
+    favourites = dict(queries.user_favourites(session, account.user_id)) if account else {}
+    brands = finder.brand_names(session)
+ui.show_freshness(fresh, app.settings.interval_seconds, now)
+
+place = finder_ui.where(finder_ui.suggestions(app))
+criteria = finder_ui.what(list(fuel_names.values()), fuel_names[mine[0] if mine else 1], brands)
+fuel_id = next(i for i, name in fuel_names.items() if name == criteria.fuel)
+here = None if place else finder_ui.located()
+if place:
+    finder_ui.forget_position()
+
+match = None
+with app.Session() as session:
+    try:
+        match = place_search.resolve_place(session, place) if place else None
+    except place_search.SearchTooLong as exc:
+        ui.error("{}", exc)
+        place = None
+    if match is not None:
+        stations = finder.stations_for(session, match, criteria.radius_km, fuel_id)
+    elif here is not None:
+        stations = finder.stations_around(session, *here, criteria.radius_km, fuel_id)
+    else:
+        stations = []
+    results = finder.results(stations, now, trip, **criteria.filters())
+
+searched = place is not None or here is not None
+if searched:
+    finder_ui.understood(match, place, here is not None, criteria, len(results))
+elif fresh.stations:  # before the first download, the freshness line says prices are loading
+    st.info("Type a place or press Locate me to see the stations around it, cheapest first.", icon=":material/search:")
+
+openings = {r.station.id: r.opening for r in results}
+list_column, map_column = st.columns([3, 2]) if searched else (None, st.container())
+picked_in_list = None
+if list_column is not None and results:
+    with list_column:
+        picked_in_list = finder_ui.results_list(results, now, "finder-list")
+        finder_ui.detour_formula(trip)
+with map_column:
+    if searched:
+        points = finder_ui.map_points([r.station for r in results], openings, now)
+    else:
+        points = finder_ui.france(app, fuel_id)
+    picked_on_map = finder_ui.price_map(
+        points, st.session_state.get(SELECTED), here, app.settings.map_provider, "finder-map"
+    )
+drawn_with = st.session_state.get(SELECTED)
+ui.remember_latest_pick(SELECTED, picked_on_map, picked_in_list)
+if st.session_state.get(SELECTED) != drawn_with:
+    st.rerun()  # the map marks the station picked in the list: draw it again with the mark
+
+if st.session_state.get(SELECTED) is not None:
+    with app.Session() as session:
+        detail = finder.station_detail(session, st.session_state[SELECTED])
+    if detail is not None:
+        finder_ui.station_detail(detail, now)
+        if account is None:
+            st.caption("Create an account to follow this station and see it on your dashboard.")
+        elif detail.station.id in favourites:
+            ui.info("You follow this station as “{}”.", favourites[detail.station.id], icon=":material/star:")
+        else:
+            name = finder_ui.follow_form(detail.station)
+            if name is not None:
+                try:
+                    with app.Writer.begin() as session:
+                        preferences.follow_station(session, account.user_id, detail.station.id, name)
+                except preferences.PreferenceError as exc:
+                    ui.error("{}", exc)
+                else:
+                    shell.flash("Followed: it is on your dashboard now.")
+                    st.rerun()
+ui.caption("Brands and names: © les contributeurs d'OpenStreetMap (ODbL). Prices: prix-carburants.gouv.fr.")

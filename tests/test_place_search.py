@@ -1,0 +1,388 @@
+"""Understanding the place a person typed: on the real 2026-06-05 feed, and on tiny databases for the ranking."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select
+
+import etl
+from conftest import REAL_FEEDS
+from models import Station
+from place_search import place_suggestions, resolve_place
+from queries import SEARCH_MAX_CHARS, SEARCH_MAX_WORDS, SearchTooLong
+from session import init_db, make_engine, session_factory
+from settings import load_settings
+from utils import UTC, fold
+
+REAL_FEED = REAL_FEEDS / "instantane_ruptures_jstoudji1-carburant-app_2026-06-05.zip"
+NOW = dt.datetime(2026, 6, 5, 8, 0, tzinfo=UTC)
+LYON_BOX = (45.70, 45.81), (4.77, 4.90)  # (south, north), (west, east)
+PARIS_BOX = (48.81, 48.91), (2.22, 2.47)
+
+
+# --------------------------------------------------------------------------- the real feed
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory):
+    """A session on the real 2026-06-05 feed (9,780 stations), loaded once by the ETL; skipped without ../shared."""
+    if not REAL_FEED.is_file():
+        pytest.skip(f"the real feed is absent ({REAL_FEED})")
+    data_dir = tmp_path_factory.mktemp("real")
+    settings = load_settings(
+        {"CARBUROAM_DATA_DIR": str(data_dir), "CARBUROAM_DATABASE_URL": f"sqlite:///{data_dir / 'db.sqlite3'}"}
+    )
+    engine = make_engine(settings.database_url)
+    init_db(engine)
+    etl.run_pass(engine, settings, str(REAL_FEED))
+    with session_factory(engine)() as session:
+        yield session
+    engine.dispose()
+
+
+def ids_where(session, keep) -> set[int]:
+    """Ids of the stations `keep(station)` accepts, by reading every station: an oracle independent of the module."""
+    return {station.id for station in session.scalars(select(Station)) if keep(station)}
+
+
+def in_city(name: str, postcodes: str):
+    # The feed spells Lyon 'LYON', 'Lyon', 'LYON 5EME', 'LYON 7', and Marseille 'MARSEILLE VALENTINE' (13011) too;
+    # 'LYON ST EXUPERY AEROPORT' (69125) is the airport, in another town.
+    return lambda station: fold(station.town).split()[0] == name and station.zip_code.startswith(postcodes)
+
+
+in_lyon = in_city("lyon", "6900")
+
+
+def test_the_feed_spells_the_big_towns_in_many_ways(real):
+    towns = {station.town for station in real.scalars(select(Station)) if in_lyon(station)}
+    assert towns == {"LYON", "Lyon", "LYON 5EME", "LYON 7"}
+    paris = {station.town for station in real.scalars(select(Station).where(Station.zip_code.startswith("75")))}
+    assert paris == {"PARIS", "Paris", "PARIS 13"}
+    saint_etienne = ids_where(real, lambda s: s.zip_code in ("42000", "42100") and "etienne" in fold(s.town))
+    assert {real.get(Station, i).town for i in saint_etienne} == {
+        "SAINT ETIENNE",
+        "Saint-Étienne",
+        "ST ETIENNE MONTHIEU",
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "label", "stations", "box"),
+    [
+        *[(text, "Lyon (69002–69009)", 17, LYON_BOX) for text in ("Lyon", "LYON 03", "lyon 3e", "Lyon (69)")],
+        *[(text, "Paris (75001–75116)", 46, PARIS_BOX) for text in ("paris", "Paris 15e Arrondissement")],
+        ("MARSEILLE 8E", "Marseille (13000–13016)", 62, ((43.20, 43.40), (5.30, 5.50))),
+    ],
+)
+def test_a_big_town_is_every_arrondissement_of_it_and_nothing_else(real, text, label, stations, box):
+    match = resolve_place(real, text)
+
+    city = match.town
+    assert (match.kind, match.label, match.query) == ("town", label, f"{city} ({match.department})")
+    postcodes = {"Lyon": "6900", "Paris": "75", "Marseille": "130"}[city]
+    assert set(match.station_ids) == ids_where(real, in_city(fold(city), postcodes))
+    assert len(match.station_ids) == stations
+    (south, north), (west, east) = box
+    assert south <= match.latitude <= north
+    assert west <= match.longitude <= east
+    assert match.alternatives == ()
+
+
+@pytest.mark.parametrize("text", ["saint etienne", "ST ETIENNE", "Saint-Étienne", "St-Etienne", "saint-étienne (42)"])
+def test_saint_etienne_however_it_is_written(real, text):
+    match = resolve_place(real, text)
+
+    assert (match.kind, match.town, match.department) == ("town", "Saint-Étienne", "42")
+    expected = ids_where(real, lambda s: s.zip_code.startswith("42") and fold(s.town) == "saint etienne")
+    assert set(match.station_ids) == expected
+    assert len(expected) == 10  # 1 'SAINT ETIENNE' + 9 'Saint-Étienne'; 'ST ETIENNE MONTHIEU' is another name
+    assert match.postcodes == ("42000", "42100")
+    assert 45.38 <= match.latitude <= 45.48 and 4.33 <= match.longitude <= 4.46
+
+
+def test_the_first_letters_of_a_town_give_the_biggest_town_so_named(real):
+    match = resolve_place(real, "saint eti")
+
+    assert (match.kind, match.town, match.query) == ("town_prefix", "Saint-Étienne", "Saint-Étienne (42)")
+    others = [alternative.town for alternative in match.alternatives]
+    assert len(others) == 5
+    assert all(fold(town).startswith("saint etienne ") for town in others)
+    assert resolve_place(real, match.alternatives[0].query).town == others[0]
+
+
+def test_a_postcode_gives_its_stations(real):
+    match = resolve_place(real, "69003")
+
+    assert (match.kind, match.label, match.town, match.postcodes) == ("postcode", "69003 Lyon", "Lyon", ("69003",))
+    assert set(match.station_ids) == ids_where(real, lambda s: s.zip_code == "69003") == {69003012, 69003013}
+
+
+def test_a_street_and_its_town_in_either_order(real):
+    thomas = resolve_place(real, "cours albert thomas lyon")
+    garibaldi = resolve_place(real, "Lyon rue Garibaldi")
+
+    assert (thomas.kind, thomas.station_ids, thomas.label) == (
+        "street_town",
+        (69003012,),
+        "Cours Albert Thomas, Lyon (69003)",
+    )
+    assert (garibaldi.kind, garibaldi.station_ids, garibaldi.town) == ("street_town", (69003013,), "Lyon")
+    assert resolve_place(real, garibaldi.query).station_ids == (69003013,)
+
+
+def test_no_station_on_a_street_of_a_town_finds_nothing(real):
+    # No Lyon station of this feed is on a Cours Gambetta (Aix-en-Provence has one).
+    assert not ids_where(real, lambda s: in_lyon(s) and "gambetta" in fold(s.address))
+    assert ids_where(real, lambda s: "cours gambetta" in fold(s.address))
+    assert resolve_place(real, "cours gambetta lyon") is None
+
+
+def test_a_street_named_after_a_town_is_a_street(real):
+    match = resolve_place(real, "route de lyon")
+
+    assert (match.kind, match.town, match.label) == ("street", None, "route de lyon")
+    assert len(match.station_ids) == 33
+    assert not set(match.station_ids) & ids_where(real, in_lyon)
+    assert ids_where(real, lambda s: "route de lyon" in fold(s.address)) <= set(match.station_ids)
+
+
+def test_a_town_name_in_two_departments_offers_the_other(real):
+    match = resolve_place(real, "Montreuil")
+
+    assert (match.label, len(match.station_ids)) == ("Montreuil (93100)", 4)
+    (other,) = match.alternatives
+    assert (other.kind, other.label, other.query, other.station_ids) == (
+        "town",
+        "Montreuil (62170)",
+        "Montreuil (62)",
+        (62170005,),
+    )
+    assert resolve_place(real, other.query) == other
+
+
+@pytest.mark.parametrize("text", ["Zzyzx", "%", "_", "%%", "Ly_n", "Ly%n", "  ", "-"])
+def test_nothing_found_and_wildcards_are_never_wildcards(real, text):
+    assert resolve_place(real, text) is None
+
+
+def test_too_long_a_text_is_refused(real):
+    with pytest.raises(SearchTooLong):
+        resolve_place(real, "a" * (SEARCH_MAX_CHARS + 1))
+    with pytest.raises(SearchTooLong):
+        resolve_place(real, " ".join(["lyon"] * (SEARCH_MAX_WORDS + 1)))
+
+
+def test_suggestions_list_every_town_biggest_first(real):
+    suggestions = place_suggestions(real)
+
+    labels = [suggestion.label for suggestion in suggestions]
+    assert labels[:2] == ["Marseille (13)", "Paris (75)"]
+    assert {"Lyon (69)", "Saint-Étienne (42)", "Montreuil (93)", "Montreuil (62)"} <= set(labels)
+    assert len(labels) == len(set(labels))
+    assert sum(suggestion.stations for suggestion in suggestions) == 9780
+    counts = [suggestion.stations for suggestion in suggestions]
+    assert counts == sorted(counts, reverse=True)
+    lyon = suggestions[labels.index("Lyon (69)")]
+    assert (lyon.name, lyon.department, lyon.stations) == ("Lyon", "69", 17)
+    (south, north), (west, east) = LYON_BOX
+    assert south <= lyon.latitude <= north and west <= lyon.longitude <= east
+    for suggestion in suggestions[:40]:
+        match = resolve_place(real, suggestion.label)
+        assert (match.kind, match.query, len(match.station_ids)) == ("town", suggestion.label, suggestion.stations)
+
+
+# --------------------------------------------------------------------------- tiny databases
+
+
+@pytest.fixture
+def session(engine):
+    with session_factory(engine)() as session, session.begin():
+        yield session
+
+
+def add(session, station_id: int, town: str, zip_code: str, address: str, at: tuple[float, float] | None) -> None:
+    latitude, longitude = at or (None, None)
+    session.add(
+        Station(
+            id=station_id,
+            latitude=latitude,
+            longitude=longitude,
+            address=address,
+            zip_code=zip_code,
+            town=town,
+            search_text=fold(f"{address} {zip_code} {town}"),
+            last_seen_at=NOW,
+        )
+    )
+    session.flush()
+
+
+@pytest.fixture
+def towns(session) -> None:
+    add(session, 1, "Rue", "80120", "Route de Rue", (50.27, 1.66))
+    add(session, 2, "RUEIL-MALMAISON", "92500", "Avenue Paul Doumer", (48.87, 2.18))
+    add(session, 3, "Rueil-Malmaison", "92500", "Rue de Paris", (48.88, 2.19))
+    add(session, 4, "LYON 03", "69003", "12 COURS GAMBETTA", (45.756, 4.845))
+    add(session, 5, "Lyon 7e Arrondissement", "69007", "Avenue Jean Jaurès", (45.745, 4.840))
+    add(session, 6, "Sainte-Foy-lès-Lyon", "69110", "Cours Gambetta", (45.73, 4.80))
+    add(session, 7, "Villeurbanne", "69100", "Route de Lyon", (45.77, 4.88))
+    add(session, 8, "SAINT DENIS", "97400", "Rue de Paris", (-20.88, 55.45))
+    add(session, 9, "Saint-Denis", "93200", "Boulevard Anatole France", (48.93, 2.36))
+    add(session, 10, "St-Denis", "93200", "Avenue du Président Wilson", (48.92, 2.35))
+
+
+def test_an_exact_town_beats_a_bigger_town_starting_so(session, towns):
+    rue = resolve_place(session, "rue")
+    assert (rue.kind, rue.station_ids) == ("town", (1,))
+    prefix = resolve_place(session, "RUEIL")
+    assert (prefix.kind, prefix.town, prefix.station_ids) == ("town_prefix", "Rueil-Malmaison", (2, 3))
+    assert prefix.label == "Rueil-Malmaison (92500)"
+    assert [(a.town, a.query) for a in resolve_place(session, "ru").alternatives] == [("Rue", "Rue (80)")]
+
+
+def test_a_postcode_comes_after_towns_and_before_streets(session, towns):
+    assert resolve_place(session, "92500")[:2] == ("postcode", "92500 Rueil-Malmaison")
+    assert resolve_place(session, "92501") is None
+    assert resolve_place(session, "925").kind == "street"  # the first digits of postcodes, as search_stations
+
+
+def test_a_street_in_a_town_beats_the_same_words_elsewhere(session, towns):
+    match = resolve_place(session, "cours gambetta lyon")
+
+    assert (match.kind, match.station_ids, match.label) == ("street_town", (4,), "Cours Gambetta, Lyon (69003)")
+    assert resolve_place(session, "gambetta")[:2] == ("street", "gambetta")
+    assert set(resolve_place(session, "cours gambetta").station_ids) == {4, 6}
+
+
+def test_a_street_named_after_a_town_is_not_read_as_the_town(session, towns):
+    assert resolve_place(session, "route de lyon")[:2] == ("street", "route de lyon")
+    add(session, 13, "Lyon", "69008", "Route de Vienne", (45.73, 4.86))
+
+    match = resolve_place(session, "route de lyon")
+
+    # Not 'Route de ... in Lyon'; the street words match postcodes and towns too, as search_stations does.
+    assert (match.kind, match.station_ids) == ("street", (7, 13))
+    assert resolve_place(session, "route lyon")[:3] == ("street_town", "Route, Lyon (69008)", 45.73)
+
+
+def test_saint_is_also_written_st(session, towns):
+    add(session, 11, "ST ETIENNE", "42000", "Rue Bergson", (45.45, 4.39))
+    add(session, 12, "Ste-Foy-lès-Lyon", "69110", "Chemin de Montray", None)
+
+    assert resolve_place(session, "saint etienne")[:3] == ("town", "St Etienne (42000)", 45.45)
+    assert resolve_place(session, "Sainte Foy les Lyon").station_ids == (6, 12)
+    match = resolve_place(session, "sain")
+    assert [place.town for place in (match, *match.alternatives)] == [
+        "Saint-Denis",
+        "Sainte-Foy-lès-Lyon",
+        "Saint Denis",
+        "St Etienne",
+    ]
+
+
+def test_homonyms_are_one_place_per_department(session, towns):
+    match = resolve_place(session, "saint-denis")
+
+    assert (match.kind, match.label, match.station_ids) == ("town", "Saint-Denis (93200)", (9, 10))
+    (reunion,) = match.alternatives
+    assert (reunion.label, reunion.department, reunion.query) == ("Saint Denis (97400)", "974", "Saint Denis (974)")
+    assert resolve_place(session, "Saint Denis (974)").station_ids == (8,)
+    assert resolve_place(session, "rue de paris saint denis (974)").station_ids == (8,)
+    assert resolve_place(session, "Saint-Denis (13)").kind == "street"  # no such town: the words alone
+
+
+def test_the_centre_ignores_a_misplaced_station(session):
+    add(session, 1, "Lyon", "69001", "Quai Saint-Vincent", (45.767, 4.826))
+    add(session, 2, "Lyon", "69002", "Place Bellecour", (45.758, 4.832))
+    add(session, 3, "Lyon", "69003", "Cours Lafayette", (45.763, 4.850))
+    add(session, 4, "LYON", "69005", "Rue Misplaced", (48.85, 2.35))  # in Paris by mistake
+    add(session, 5, "Lyon", "69008", "No coordinates", None)
+
+    match = resolve_place(session, "Lyon")
+
+    assert (match.latitude, match.longitude) == pytest.approx((45.765, 4.829))
+    assert match.station_ids == (1, 2, 3, 4, 5)
+
+
+def test_suggestions_name_each_town_by_its_best_spelling(session, towns):
+    add(session, 11, "SAINTE FOY LES LYON", "69110", "Chemin de Montray", None)
+    add(session, 12, "ST ETIENNE", "42000", "Rue Bergson", (45.45, 4.39))
+
+    suggestions = place_suggestions(session)
+
+    assert [(s.label, s.stations) for s in suggestions] == [
+        ("Lyon (69)", 2),
+        ("Rueil-Malmaison (92)", 2),
+        ("Saint-Denis (93)", 2),
+        ("Sainte-Foy-lès-Lyon (69)", 2),
+        ("Rue (80)", 1),
+        ("Saint Denis (974)", 1),
+        ("St Etienne (42)", 1),
+        ("Villeurbanne (69)", 1),
+    ]
+    assert suggestions[3][4:] == (45.73, 4.80)  # the station without coordinates does not count
+    for suggestion in suggestions:
+        match = resolve_place(session, suggestion.label)
+        assert (match.kind, match.query, len(match.station_ids)) == ("town", suggestion.label, suggestion.stations)
+
+
+# --------------------------------------------------------------------------- words of an address (the street kinds)
+
+
+@pytest.fixture
+def addresses(session) -> None:
+    add(session, 1, "Saint-Étienne", "42000", "12 Rue de la République", (45.44, 4.39))
+    add(session, 2, "Paris", "75004", "5 Avenue Jean Jaurès", (48.85, 2.36))
+    add(session, 3, "Jonzac", "17500", "Route de Bordeaux", (45.45, -0.43))
+    add(session, 4, "Paris", "75009", "8 Boulevard Haussmann", None)
+
+
+def matching_ids(session, text: str) -> list[int]:
+    """The stations every word of `text` matches, by the conditions place_search builds for a street."""
+    from place_search import words_match
+
+    conditions = words_match(text)
+    assert conditions, "a text without words has no condition: a caller must not run it as a query"
+    return list(session.scalars(select(Station.id).where(*conditions).order_by(Station.id)))
+
+
+@pytest.mark.parametrize("text", ["république", "RÉPUBLIQUE", "Republique", "  république  ", "etienne 42"])
+def test_street_words_ignore_case_and_accents(session, addresses, text):
+    match = resolve_place(session, text)
+
+    assert (match.kind, match.station_ids) == ("street", (1,))
+    assert matching_ids(session, text) == [1]
+
+
+def test_the_first_digits_of_a_postcode_start_a_word_but_not_its_last_ones(session, addresses):
+    paris = resolve_place(session, "750")
+
+    assert (paris.kind, paris.station_ids, paris.postcodes) == ("street", (2, 4), ())
+    assert matching_ids(session, "750") == [2, 4]
+    assert matching_ids(session, "500") == []  # 17500 holds '500', but no word starts with it
+    assert resolve_place(session, "500") is None
+    assert matching_ids(session, "jaures paris") == [2]
+
+
+def test_a_street_without_coordinates_is_found_but_has_no_centre(session, addresses):
+    match = resolve_place(session, "haussmann")
+
+    assert (match.kind, match.station_ids, match.latitude, match.longitude) == ("street", (4,), None, None)
+
+
+def test_like_wildcards_in_the_words_are_literal(session, addresses):
+    assert matching_ids(session, "jonz%") == [3]  # '%' folds to a word break: 'jonz' starts 'jonzac'
+    assert matching_ids(session, "j_nzac") == []  # '_' is not 'any letter'
+    assert resolve_place(session, "j_nzac") is None
+    assert resolve_place(session, "Jonz%").station_ids == (3,)  # the first letters of Jonzac
+
+
+@pytest.mark.parametrize("text", ["", "   ", "'", "%_%", "-", "%", "_"])
+def test_a_text_without_words_matches_nothing(session, addresses, text):
+    from place_search import words_match
+
+    assert words_match(text) == []
+    assert resolve_place(session, text) is None
