@@ -456,10 +456,12 @@ def trip_form(trip: Trip) -> tuple[float, float] | None:
     """The litres of one fill and the car's L/100 km; both when the form was sent."""
     with st.form("trip"):
         left, right = st.columns(2)
-        tank = left.number_input("Litres per fill", min_value=0.0, value=float(trip.tank_litres), step=5.0)
-        per_100 = right.number_input(
-            "Consumption (L/100 km)", min_value=0.0, value=float(trip.litres_per_100km), step=0.1
+        tank = left.number_input(
+            "Litres per fill", min_value=0.0, value=float(trip.tank_litres), step=5.0, key="trip-litres"
         )
-        if st.form_submit_button("Save"):
+        per_100 = right.number_input(
+            "Consumption (L/100 km)", min_value=0.0, value=float(trip.litres_per_100km), step=0.1, key="trip-l100"
+        )
+        if st.form_submit_button("Save my fill and consumption"):
             return tank, per_100
     return None

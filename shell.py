@@ -268,7 +268,9 @@ def pages_for(account: Account | None) -> list[st.Page]:
 def draw_sidebar(account: Account | None) -> None:
     if account is not None:
         ui.caption("Signed in as {}", account.username, where=st.sidebar)
-    st.sidebar.caption("Prices: prix-carburants.gouv.fr, Licence Ouverte 2.0")
+    st.sidebar.caption(
+        "Prices: prix-carburants.gouv.fr, Licence Ouverte 2.0. Brands: © les contributeurs d'OpenStreetMap, ODbL."
+    )
 
 
 def require_account() -> Account:

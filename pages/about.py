@@ -13,8 +13,23 @@ year must declare each price change. The government publishes those prices as op
 [prix-carburants.gouv.fr](https://www.prix-carburants.gouv.fr/), refreshed every ten minutes,
 under the [Licence Ouverte / Open Licence 2.0](https://www.etalab.gouv.fr/licence-ouverte-open-licence/)
 (Etalab). Carburoam downloads that feed about once an hour; each price shows when the station
-last declared it. Station names and brands are not part of the data, which is why you can name
-your stations yourself.
+last declared it.
+
+**Brands and names.** The official data names no brand. Brands and station names come from
+[OpenStreetMap](https://www.openstreetmap.org/), whose contributors link each station to its
+official id; © les contributeurs d'OpenStreetMap, under the
+[Open Database License](https://opendatacommons.org/licenses/odbl/). Carburoam refreshes them
+every week. A station OpenStreetMap does not know shows its town and address, and you can name the
+stations you follow yourself.
+
+**Open now.** Opening hours come from what each station declares. Many declare none, or
+placeholders: Carburoam then says "hours unknown" rather than guess, and never "open". A station
+with a 24/24 automat takes cards at the pump round the clock even when its shop is closed.
+
+**Is the detour worth it?** The finder compares each station with the nearest one that sells your
+fuel: what you save on one fill, minus the fuel burnt driving there and back (the straight-line
+distance × 1.3 for roads, at your car's consumption). Set your fill and consumption in your
+profile; without them, 40 L and 6.5 L/100 km.
 
 **Your data.** Your account holds your name, e-mail, the fuels and stations you follow and your
 yearly consumption. You can download all of it, or delete your account, from your profile.

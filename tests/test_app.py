@@ -378,6 +378,29 @@ def test_pages_by_role(app):
     assert metrics["Last update"] in {"just now", "1 min ago"}
 
 
+def test_the_profile_keeps_a_fill_and_a_consumption_for_the_detour(app):
+    account = app.register("alice")
+    at = new_app().run()
+    sign_in(at, "alice", PASSWORD)
+    open_page(at, "pages/profile.py")
+
+    fill = {widget.label: widget for widget in at.number_input}
+    assert (fill["Litres per fill"].value, fill["Consumption (L/100 km)"].value) == (40.0, 6.5), "the defaults"
+    fill["Litres per fill"].set_value(55.0)
+    fill["Consumption (L/100 km)"].set_value(5.1)
+    button(at, "Save my fill and consumption").click().run()
+    assert "Saved." in successes(at)
+    with app.session() as session:
+        assert preferences.trip(session.get(User, account.user_id)) == (55.0, 5.1)
+
+    fill = {widget.label: widget for widget in at.number_input}
+    fill["Litres per fill"].set_value(1.0)
+    button(at, "Save my fill and consumption").click().run()
+    assert "Litres per fill must be between 5 and 200." in errors(at)
+    with app.session() as session:
+        assert preferences.trip(session.get(User, account.user_id)) == (55.0, 5.1), "nothing changed"
+
+
 def test_change_password_on_the_profile(app):
     app.register("alice")
     elsewhere = new_app().run()  # alice is also signed in on another device
