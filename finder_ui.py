@@ -221,8 +221,8 @@ def results_list(
         }
     )
     config = {
-        "Price": st.column_config.TextColumn(width=90, pinned=True),
-        "Station": st.column_config.TextColumn(width=190, pinned=True),
+        "Price": st.column_config.TextColumn(width=90),
+        "Station": st.column_config.TextColumn(width=190),
         "km": st.column_config.NumberColumn(format="%.1f", width=50),
     }
     event = st.dataframe(
@@ -335,8 +335,8 @@ def price_map(
     )
     event = st.pydeck_chart(deck, on_select="rerun", selection_mode="single-object", key=key, height=460)
     if points.low < points.high:
-        ui.markdown(
-            "🟢 {} · 🟠 {} · 🔴 {} and dearer · ⚪ no price",
+        ui.caption(
+            "Colours: green {} and cheaper, amber {}, red {} and dearer, grey no price.",
             f"{points.low:.3f} €/L",
             f"{(points.low + points.high) / 2:.3f} €/L",
             f"{points.high:.3f} €/L",

@@ -14,6 +14,7 @@ import streamlit as st
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
+from streamlit.runtime.pages_manager import PagesManager
 
 import authenticator
 import etl
@@ -77,8 +78,24 @@ def _open_resources() -> Resources:
     )
 
 
+def through_the_frame() -> None:
+    """Make sure this run goes through `home.py`, the frame, and not straight to a page script.
+
+    With a `pages/` folder beside `st.navigation`, a Streamlit process that has not yet run
+    `st.navigation` (a server just started) serves a link to a page, such as /find?q=Lyon, by
+    running that page's script alone, as in Streamlit's first multipage design: no page setup,
+    no sign-in, the wrong menu. Such a run has never been through the frame in its session; it
+    tells Streamlit that this app navigates with `st.navigation` (the flag `st.navigation` itself
+    sets) and runs again, now through the frame, on the same page and query.
+    """
+    if PagesManager.uses_pages_directory and not st.session_state.get(STARTED_KEY):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def resources() -> Resources:
     """The process-wide settings, database and account services; a clear stop when they cannot open."""
+    through_the_frame()
     try:
         return _open_resources()
     except ValueError as exc:

@@ -1,6 +1,9 @@
 import streamlit as st
 
+import shell
 from utils import VERSION
+
+shell.through_the_frame()
 
 st.title("About Carburoam")
 st.markdown(

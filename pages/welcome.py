@@ -1,5 +1,9 @@
 import streamlit as st
 
+import shell
+
+shell.through_the_frame()
+
 st.title("Carburoam")
 st.markdown(
     "Stop overpaying at the pump: follow your stations and your fuels, see at a glance where "

@@ -343,6 +343,23 @@ def test_right_after_sign_out_the_sidebar_offers_sign_in(app):
     assert [b.label for b in at.sidebar.button] == ["Sign in"]
 
 
+def test_a_link_to_a_page_opened_first_on_a_fresh_server_goes_through_the_frame(app):
+    """Streamlit serves a link to a page of a process that never ran st.navigation by running the page
+    script alone; the page sends that run through home.py: page setup, sign-in, menu, the link's query."""
+    load_feed_a(app)
+    at = new_app()
+    at.query_params["q"] = FEED_A_TOWN
+
+    request_page(at, "pages/find.py")  # the first request of this session, as a shared link is
+
+    assert not at.exception
+    assert titles(at) == ["Find a station"]
+    assert navigation(at)[0] == "Find a station", "the frame's menu, not one entry per file of pages/"
+    assert [w.label for w in at.sidebar.text_input] == ["Username", "Password"]
+    assert at.selectbox(key="q").value == FEED_A_TOWN
+    assert any(" in and around " in text for text in markdowns(at)), "the link's search is answered"
+
+
 def test_pages_by_role(app):
     app.register("alice")
     app.accounts.create_admin("root", "root@example.org", PASSWORD)

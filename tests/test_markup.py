@@ -60,6 +60,8 @@ OWN_LINKS = {
     "https://www.prix-carburants.gouv.fr/",
     "https://www.etalab.gouv.fr/licence-ouverte-open-licence/",
     "http://prix-carburants.gouv.fr",
+    "https://www.openstreetmap.org/",
+    "https://opendatacommons.org/licenses/odbl/",
 }
 MARKDOWN_ELEMENTS = ("title", "header", "subheader", "markdown", "caption", "error", "warning", "info", "success")
 LABELLED_ELEMENTS = ("button", "expander", "tab", "text_input", "selectbox", "radio", "checkbox", "metric")
