@@ -1,7 +1,9 @@
 """What only a browser shows: Debian's Chromium, driven by Playwright, against `streamlit run home.py`.
 
 The real app runs as a subprocess on a free local port, over a temporary data dir whose SQLite
-database is loaded from a feed generated at test time. Nothing here needs the internet: the
+database is loaded from a feed generated at test time, in which the real stations of central Lyon
+(tests/data, with their OpenStreetMap brands) replace the generated ones around Lyon, for a browser
+that says it stands in Lyon. Nothing here needs the internet: the
 browser's requests to any other host are aborted and recorded, and the map is configured without
 a basemap (MAP_PROVIDER=none). Every wait has a deadline and no fixed sleep: Playwright's expect
 and wait_for_*, and the end of each script run read from Streamlit's own websocket messages.
@@ -9,10 +11,15 @@ and wait_for_*, and the end of each script run read from Streamlit's own websock
 - Accounts: sign up, sign in, reload (still signed in), sign out, reload (still signed out), sign
   in, change the password; a new browser holding the old cookie is signed out, the old password
   is refused and the new one accepted.
-- Stations: register, sign in, search a town, select two stations in the results table, follow
-  them under custom names, and find them on the dashboard cheapest first, as the database says;
-  screenshots of the stations map and of the dashboard go to outputs/screenshots/, and the map's
-  screenshot must show its points.
+- Stations: register, sign in, search a town in "Find a station", select two stations in the
+  results table, follow them under custom names, find them on "My stations" and on the dashboard
+  cheapest first, as the database says; screenshots of the finder's map and of the dashboard go to
+  outputs/screenshots/, and the map's screenshot must show its points.
+- The finder signed out: "Locate me" in a browser that shares its position (Lyon) lists the stations
+  around it cheapest first and opens one in detail (screenshots at desktop and phone sizes); a
+  browser that refuses gets a clear warning and keeps the place box; on a phone the price and the
+  station of each row show without scrolling sideways; without a search the map of France draws
+  its points; a shared link /find?q=...&radius=5 opens with its results.
 - The demo map: each station a small point inside the first view, and no request for a basemap.
 - Sessions: sign in then sign out at once, reload, signed out (ten times, no retry); the same after
   a password change and a page change; a cookie copied before a sign-out signs nobody in; "sign out
@@ -34,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import io
+import itertools
 import math
 import os
 import pwd
@@ -45,6 +53,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -60,15 +69,21 @@ from sqlalchemy import select
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
+import brands
 import etl
+import finder
+import hours
+import place_search
 import queries
 from accounts.service import Accounts
 from accounts.store import credential_store
-from models import CustomStation, EtlRun, GasType, Price, Station, User
+from detour import Trip
+from finder_ui import DEFAULT_RADIUS_KM, NO_PRICE, SCALE
+from models import CustomStation, EtlRun, GasType, Price, User
 from preferences import DEFAULT_FUELS, DEFAULT_YEARLY_LITRES
 from session import init_db, make_engine, session_factory
 from settings import Settings, load_settings
-from ui import CHEAP, DEAR, NO_PRICE
+from utils import haversine_km
 
 pytestmark = pytest.mark.browser
 
@@ -83,6 +98,13 @@ if not CHROMIUM.exists() and not os.environ.get("CARBUROAM_REQUIRE_BROWSER"):
 
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+DATA = Path(__file__).resolve().parent / "data"
+# Verbatim <pdv> elements of the 13 stations within 3.1 km of Lyon's centre in the real 2026-06-05
+# feed, and their rows of the OpenStreetMap brands CSV (provenance in tests/data/README.md).
+LYON_FEED = DATA / "extract_instantane_ruptures_2026-06-05_lyon-pdv.xml"
+LYON_BRANDS = DATA / "brands-osm_lyon_cut.csv"
+LYON = {"latitude": 45.7578, "longitude": 4.8320}  # place Bellecour, where the located browser stands
+LYON_CLEARED_KM = 15  # the generated stations this close to Lyon's centre make way for the real ones
 GEN_FEED = ROOT.parent / "shared" / "tools" / "gen_feed.py"
 SCREENSHOTS = ROOT / "outputs" / "screenshots"
 CHROMIUM_ARGS = [
@@ -97,21 +119,23 @@ CHROMIUM_ARGS = [
     "--enable-unsafe-swiftshader",
 ]
 VIEWPORT = {"width": 1600, "height": 1400}
+DESKTOP = {"width": 1366, "height": 900}
+PHONE = {"width": 390, "height": 844}
 TIMEOUT_MS = 20_000
 ATTEMPT_MS = 4_000
 APP_START_SECONDS = 60
 COOKIE = "carburoam_auth"
 WRONG_CREDENTIALS = "Wrong username or password."
 PASSWORD_CHANGED = "Your password is changed."
-SIGNED_OUT_PAGES = ["Welcome", "Demo", "Create an account", "Forgot password", "About"]
-SIGNED_IN_PAGES = ["My prices", "Stations", "Profile", "About"]
+SIGNED_OUT_PAGES = ["Find a station", "Welcome", "Demo", "Create an account", "Forgot password", "About"]
+SIGNED_IN_PAGES = ["My prices", "Find a station", "My stations", "Profile", "About"]
 # The page_icon ":material/local_gas_station:" makes Streamlit point the tab's icon at Google Fonts;
 # offline the tab just has no icon. Nothing else may leave 127.0.0.1.
 TAB_ICON = "https://fonts.gstatic.com/s/i/short-term/release/materialsymbolsrounded/"
-POINT_ALPHA = 220 / 255  # the map's points are filled at alpha 220 (ui.station_map)
-POINT_MAX_RADIUS = 9 + 3  # pixels: a favourite's or the selected station's radius, and its outline
+POINT_ALPHA = 0.85  # the map's points are drawn at opacity 0.85 (finder_ui.price_map)
+POINT_MAX_RADIUS = 7 + 5  # pixels: a point's radius (up to 1,000 points), and room for a neighbour touching it
 MAP_DRAWN_SECONDS = 10  # deck.gl draws within a second here
-MIN_POINT_PIXELS = 20  # a plain station's point (radius 5) fills ~80 pixels; smaller areas are edges of other things
+MIN_POINT_PIXELS = 20  # a station's point (radius 7) fills ~150 pixels; smaller areas are edges of other things
 # Every message box (st.success, st.error...) the page shows, even for one run, and how many values
 # components have sent to Streamlit (each one starts a rerun).
 RECORDER = """
@@ -140,6 +164,7 @@ class App:
     url: str
     settings: Settings
     log: Path
+    environ: dict[str, str]  # the server's environment, for another server on the same data
 
     @property
     def database_url(self) -> str:
@@ -193,6 +218,31 @@ def _feed(folder: Path) -> Path:
     return out
 
 
+def _with_lyon(feed: Path, folder: Path) -> Path:
+    """`feed` with the real stations of central Lyon in place of its own stations around Lyon."""
+    with zipfile.ZipFile(feed) as archive:
+        (name,) = archive.namelist()
+        xml = archive.read(name)
+    lyon = LYON_FEED.read_bytes()
+    element = re.compile(rb'<pdv id="(\d+)" latitude="([^"]*)" longitude="([^"]*)".*?</pdv>\s*', re.DOTALL)
+    real = {match[1] for match in element.finditer(lyon)}
+
+    def near_lyon(match: re.Match) -> bool:
+        try:
+            latitude, longitude = float(match[2]) / 100_000, float(match[3]) / 100_000
+        except ValueError:  # a station without coordinates
+            return False
+        return haversine_km(LYON["latitude"], LYON["longitude"], latitude, longitude) <= LYON_CLEARED_KM
+
+    kept = element.sub(lambda match: b"" if match[1] in real or near_lyon(match) else match[0], xml)
+    stations = lyon[lyon.index(b"<pdv ") : lyon.rindex(b"</pdv_liste>")]
+    head, tail = kept.rsplit(b"</pdv_liste>", 1)
+    out = folder / "feed-with-lyon.zip"
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(name, head.rstrip() + b"\n  " + stations + b"</pdv_liste>" + tail)
+    return out
+
+
 def _app_environ(data_dir: Path, feed: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SMTP_", "CARBUROAM_", "AWS_"))}
     env.update(
@@ -224,24 +274,34 @@ def _wait_healthy(process: subprocess.Popen, url: str, log: Path) -> None:
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory) -> Iterator[App]:
-    """`streamlit run home.py` on a free port, over a fresh data dir loaded from a generated feed.
+    """`streamlit run home.py` on a free port, over a fresh data dir loaded from a generated feed and Lyon's.
 
     One server for the module: every test signs up an account of its own.
     """
     folder = tmp_path_factory.mktemp("browser")
     data_dir = folder / "data"
     data_dir.mkdir()
-    feed = _feed(folder)
+    feed = _with_lyon(_feed(folder), folder)
     env = _app_environ(data_dir, feed)
     settings = load_settings(env)
     engine = make_engine(settings.database_url)
     init_db(engine)
     etl.run_pass(engine, settings, str(feed))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(brands, "MIN_STATIONS", 1)  # the cut names 13 stations; the real minimum is for France
+        etl.import_brands(engine, settings, str(LYON_BRANDS))
     engine.dispose()
+    log = folder / "streamlit.log"
+    with serve(env, log) as url:
+        LOGS.append(log)
+        yield App(url, settings, log, env)
 
+
+@contextlib.contextmanager
+def serve(env: dict[str, str], log: Path) -> Iterator[str]:
+    """`streamlit run home.py` on a free port with the environment `env`, its output to `log`; its URL."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    log = folder / "streamlit.log"
     command = [sys.executable, "-m", "streamlit", "run", "home.py", "--server.port", str(port)]
     command += ["--server.headless", "true", "--server.address", "127.0.0.1"]
     # No file watcher: it would watch the whole project (.venv included) and rerun on any edit.
@@ -252,8 +312,7 @@ def app(tmp_path_factory) -> Iterator[App]:
         )
     try:
         _wait_healthy(process, url, log)
-        LOGS.append(log)
-        yield App(url, settings, log)
+        yield url
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -286,11 +345,12 @@ class Profile:
 
 
 @pytest.fixture
-def new_profile(browser: Browser, app: App) -> Iterator[Callable[[], Profile]]:
+def new_profile(browser: Browser, app: App) -> Iterator[Callable[..., Profile]]:
+    """Makes profiles; keyword arguments go to the browser context (viewport, geolocation, permissions...)."""
     made: list[Profile] = []
 
-    def make() -> Profile:
-        context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
+    def make(**options) -> Profile:
+        context = browser.new_context(**{"viewport": VIEWPORT, "device_scale_factor": 1, **options})
         context.set_default_timeout(TIMEOUT_MS)
         profile = Profile(context, [])
 
@@ -683,7 +743,7 @@ def test_after_a_password_change_and_a_page_change_sign_out_still_signs_out(app,
     page = open_app(new_profile(), app)
     click_sign_in(page, username, old)
     change_password(page, old, new)
-    go_to(page, "Stations", "Stations")
+    go_to(page, "My stations", "My stations")
     click_sign_out(page)
     reload(page)
     expect_signed_out(page)
@@ -731,7 +791,7 @@ def test_a_page_opened_by_its_url_right_after_signing_in_shows_that_page(app, ne
     username, password = "noether.browser", "Symmetry-Theorem-1915"
     app.register(username, password)
     page = open_signed_in(new_profile(), app, username, password)
-    for path, heading in (("stations", "Stations"), ("profile", "Profile")):
+    for path, heading in (("stations", "My stations"), ("find", "Find a station"), ("profile", "Profile")):
         RUNS[page].forget()
         page.goto(f"{app.url}/{path}")
         loaded(page)
@@ -748,13 +808,16 @@ def _blend(colour: tuple[int, ...], background: tuple[int, ...]) -> tuple[float,
 
 
 def point_mask(image: Image.Image, background: tuple[int, int, int]) -> np.ndarray:
-    """Which pixels have a point's colour: on the green-to-red price gradient, or the no-price grey."""
-    cheap, dear, grey = (np.array(_blend(c, background)) for c in (CHEAP, DEAR, NO_PRICE))
+    """Which pixels have a point's colour: on the green-amber-red price scale, or the no-price grey."""
+    stops = [np.array(_blend(colour, background)) for colour in SCALE]
     pixels = np.asarray(image.convert("RGB"), dtype=float)
-    axis = dear - cheap
-    share = np.clip((pixels - cheap) @ axis / (axis @ axis), 0, 1)
-    on_gradient = np.linalg.norm(pixels - (cheap + share[..., None] * axis), axis=-1) <= 40
-    return on_gradient | (np.linalg.norm(pixels - grey, axis=-1) <= 12)
+    on_scale = np.zeros(pixels.shape[:2], dtype=bool)
+    for start, end in itertools.pairwise(stops):
+        axis = end - start
+        share = np.clip((pixels - start) @ axis / (axis @ axis), 0, 1)
+        on_scale |= np.linalg.norm(pixels - (start + share[..., None] * axis), axis=-1) <= 40
+    grey = np.array(_blend(NO_PRICE, background))
+    return on_scale | (np.linalg.norm(pixels - grey, axis=-1) <= 12)
 
 
 def blobs(mask: np.ndarray) -> list[int]:
@@ -834,8 +897,8 @@ def test_the_demo_map_shows_each_station_as_a_small_point_and_asks_no_other_host
 
 @dataclass(frozen=True)
 class Pick:
-    town: str
-    addresses: tuple[str, str]  # the dearer station first, then the cheaper one
+    place: str  # what the person types in the place box: a suggestion, e.g. 'Saint-Gély (13)'
+    titles: tuple[str, str]  # the Station cells of the dearer station first, then of the cheaper one
     prices: tuple[Decimal, Decimal]
     fresh: bool  # both prices younger than the dashboard's 7 days
     shown: int  # how many stations the search shows
@@ -848,34 +911,35 @@ def _age(moment: dt.datetime, now: dt.datetime) -> dt.timedelta:
 def pick_town(database_url: str, fuel_id: int) -> Pick:
     """A town whose search shows a few located stations, two of them selling `fuel_id` at different prices.
 
-    Read from the app's database before the browser starts. The dearer station is listed first in
-    the results, so that "cheapest first" on the dashboard is not just the order of following.
+    Read from the app's database before the browser starts, the way the finder reads it. The finder
+    lists the cheaper station first and the dearer is followed first, so that "cheapest first" on
+    the dashboard is not just the order of following.
     """
     engine = make_engine(database_url)
     now = dt.datetime.now(dt.UTC)
     try:
         with session_factory(engine)() as session:
-            for town in sorted(set(session.scalars(select(Station.town)))):
-                found = queries.find_stations(session, town, 0, fuel_id)
-                if not 2 <= len(found) <= 8 or len({s.address for s in found}) != len(found):
+            for suggestion in place_search.place_suggestions(session):
+                match = place_search.resolve_place(session, suggestion.label)
+                if match is None or match.kind == "street":
                     continue
-                if any(s.latitude is None or s.longitude is None for s in found):
+                found = finder.stations_for(session, match, DEFAULT_RADIUS_KM, fuel_id)
+                stations = [result.station for result in finder.results(found, now, Trip())]
+                if not 2 <= len(stations) <= 8 or len({s.title for s in stations}) != len(stations):
                     continue
-                ids = [s.id for s in found]
-                prices = {
-                    row.station_id: row
-                    for row in session.scalars(
-                        select(Price).where(Price.station_id.in_(ids), Price.gastype_id == fuel_id)
-                    )
-                }
-                buyable = [s for s in found if not s.out_of_stock and getattr(prices.get(s.id), "price", None)]
-                for i, dearer in enumerate(buyable):
-                    for cheaper in buyable[i + 1 :]:
-                        a, b = prices[dearer.id], prices[cheaper.id]
-                        fresh = [_age(row.updated_at, now) <= dt.timedelta(days=7) for row in (a, b)]
-                        if a.price > b.price and fresh[0] == fresh[1]:
+                if any(s.latitude is None or s.longitude is None for s in stations):
+                    continue
+                buyable = [s for s in stations if s.available]
+                for i, cheaper in enumerate(buyable):
+                    for dearer in buyable[i + 1 :]:
+                        fresh = [_age(s.updated_at, now) <= dt.timedelta(days=7) for s in (dearer, cheaper)]
+                        if dearer.price > cheaper.price and fresh[0] == fresh[1]:
                             return Pick(
-                                town, (dearer.address, cheaper.address), (a.price, b.price), fresh[0], len(found)
+                                suggestion.label,
+                                (dearer.title, cheaper.title),
+                                (dearer.price, cheaper.price),
+                                fresh[0],
+                                len(stations),
                             )
     finally:
         engine.dispose()
@@ -892,32 +956,57 @@ def select_row(page: Page, grid: Locator, column: int, text: str, *outcomes: Loc
     """Tick the row-selection box (the grid's leftmost column) of the row whose `column` cell is `text`."""
     cells = grid.locator(f'td[role="gridcell"][aria-colindex="{column}"]')
     expect(cells.filter(has_text=re.compile(f"^{re.escape(text)}$"))).to_have_count(1)
-    index = [row[column - 1] for row in grid_rows(grid)].index(text)
+    select_row_at(page, grid, [row[column - 1] for row in grid_rows(grid)].index(text), *outcomes)
+
+
+def select_row_at(page: Page, grid: Locator, index: int, *outcomes: Locator) -> None:
+    """Tick the row-selection box of the grid's row `index` (0: the first row shown)."""
     row = grid.locator(f'tr[role="row"][aria-rowindex="{index + 2}"]')
 
     def tick() -> None:
         if row.get_attribute("aria-selected") != "true":
-            box = grid.locator('[data-testid="data-grid-canvas"]').bounding_box()
+            canvas = grid.locator('[data-testid="data-grid-canvas"]')
+            canvas.scroll_into_view_if_needed()
+            box = canvas.bounding_box()
             assert box is not None
             header = height = 35  # Streamlit's dataframe: 35 px for the header and for each row
             # The grid's scroller lies over its canvas and takes the clicks: click the spot, not an element.
             page.mouse.click(box["x"] + 15, box["y"] + header + height * index + height / 2)
 
-    click_until(page, f"select {text}", tick, *outcomes)
+    click_until(page, f"select row {index + 1}", tick, *outcomes)
     expect(row).to_have_attribute("aria-selected", "true")
 
 
-def follow(page: Page, address: str, name: str) -> None:
+PLACE_BOX = 'input[aria-label="Town, postcode or address"]'
+
+
+def results_grid(page: Page) -> Locator:
+    """The finder's results (the station detail below them has a table of its own)."""
+    return main(page).locator('[data-testid="stDataFrame"]').first
+
+
+def search(page: Page, place: str, *outcomes: Locator) -> None:
+    """Type `place` in the finder's place box and press Enter (the box takes free text), until `outcomes` show."""
+    box = main(page).locator(PLACE_BOX)
+
+    def send() -> None:
+        box.click()
+        box.fill(place)
+        box.press("Enter")
+
+    click_until(page, f"search {place}", send, *outcomes)
+
+
+def follow(page: Page, title: str, name: str) -> None:
     body = main(page)
-    grid = body.locator('[data-testid="stDataFrame"]')
-    summary = body.locator('[data-testid="stMarkdownContainer"] strong', has_text=address)
-    select_row(page, grid, 2, address, body.get_by_role("heading", name="Selected station"), summary)
+    button = body.get_by_role("button", name="Follow this station")
+    select_row(page, results_grid(page), 2, title, body.get_by_role("heading", name=title, exact=True), button)
 
     def send() -> None:
         body.locator('input[aria-label="Name it (1 to 40 characters)"]').fill(name)
-        body.get_by_role("button", name="Follow this station").click()
+        button.click()
 
-    submit(page, f"follow {name}", send, f"You already follow this station as “{name}”.")
+    submit(page, f"follow {name}", send, f"You follow this station as “{name}”.")
 
 
 def test_find_two_stations_follow_them_and_see_them_cheapest_first(app, new_profile):
@@ -930,36 +1019,36 @@ def test_find_two_stations_follow_them_and_see_them_cheapest_first(app, new_prof
     register(page, "Linus", username, password)
     sign_in(page, username, password)
 
-    go_to(page, "Stations", "Stations")
+    go_to(page, "Find a station", "Find a station")
     body = main(page)
-    grid = body.locator('[data-testid="stDataFrame"]')
+    grid = results_grid(page)
     chart = body.locator('[data-testid="stDeckGlJsonChart"]')
-
-    def search() -> None:
-        body.locator('input[aria-label="Town, postcode or address"]').fill(pick.town)
-        body.get_by_role("button", name="Search").click()
-
     map_bug = None  # a broken map is raised at the end: the table, following and the dashboard are checked first
     try:
         with known_bug(*MAP_CRASH):
-            click_until(page, "search", search, grid, chart.locator("canvas").first.or_(page.locator(ERRORS).first))
+            search(page, pick.place, grid, chart.locator("canvas").first.or_(page.locator(ERRORS).first))
     except KnownBug as bug:
         map_bug, TOLERATED[page] = bug, MAP_CRASH[0]
         settle(page)
     expect(grid.locator('td[role="gridcell"][aria-colindex="2"]')).to_have_count(pick.shown)
 
-    follow(page, pick.addresses[0], dearer)
-    follow(page, pick.addresses[1], cheaper)
-    expect(body.locator('[data-testid="stExpander"] summary [data-testid="stMarkdownContainer"]')).to_have_text(
-        [dearer, cheaper]
-    )
+    follow(page, pick.titles[0], dearer)
+    follow(page, pick.titles[1], cheaper)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     if map_bug is None:
-        points = map_points(page, chart, SCREENSHOTS / "stations-map.png")
+        points = map_points(page, chart, SCREENSHOTS / "find-map.png")
         assert points, "the map shows none of its points: a blank canvas?"
         assert sum(points) >= 60 and all(size <= math.pi * POINT_MAX_RADIUS**2 for size in points), points
     else:
-        page.screenshot(path=SCREENSHOTS / "stations-map.png")
+        page.screenshot(path=SCREENSHOTS / "find-map.png")
+
+    go_to(page, "My stations", "My stations")
+    expect(body.locator('[data-testid="stExpander"] summary [data-testid="stMarkdownContainer"]')).to_have_text(
+        [dearer, cheaper]
+    )
+    mine = body.locator('[data-testid="stDataFrame"]').first
+    expect(mine.locator('td[role="gridcell"][aria-colindex="2"]')).to_have_text([cheaper, dearer])
+    assert [row[0] for row in grid_rows(mine)] == [f"{price:.3f} €/L" for price in reversed(pick.prices)]
 
     go_to(page, "My prices", "My prices today")
     expect(body.locator("h2, h3").first).to_have_text(fuel)
@@ -979,6 +1068,238 @@ def test_find_two_stations_follow_them_and_see_them_cheapest_first(app, new_prof
     page.screenshot(path=SCREENSHOTS / "dashboard.png", full_page=True)
     if map_bug is not None:
         raise map_bug
+
+
+# --------------------------------------------------------------------------- the finder, signed out
+
+PRICE = re.compile(r"^(\d+\.\d{3}) €/L$")
+OPENING = re.compile(r"^(Open now, closes .+|Open 24 hours|Closed|Closed, opens .+|Hours unknown)")
+
+
+def open_find(profile: Profile, app: App, query: str = "") -> Page:
+    page = profile.context.new_page()
+    RUNS[page] = Runs(page)
+    page.goto(f"{app.url}/find{query}")
+    loaded(page)
+    expect(main(page).get_by_role("heading", name="Find a station", exact=True)).to_be_visible()
+    return page
+
+
+def whole_page_screenshot(page: Page, path: Path) -> None:
+    """The whole page at the viewport's width: Streamlit scrolls its main area, not the document, so
+    `full_page` would stop at the viewport; the viewport grows to the page's height for the shot."""
+    size = page.viewport_size
+    assert size is not None
+    height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+    page.set_viewport_size({"width": size["width"], "height": max(height, size["height"])})
+    try:
+        page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+        settle(page)
+        page.screenshot(path=path)
+    finally:
+        page.set_viewport_size(size)
+
+
+def expected_results(app: App, *, place: str | None = None, radius_km: int = DEFAULT_RADIUS_KM) -> list[finder.Result]:
+    """What the finder lists for Gazole (a signed-out person's fuel) around `place`, or around LYON."""
+    engine = make_engine(app.database_url)
+    try:
+        with session_factory(engine)() as session:
+            if place is None:
+                found = finder.stations_around(session, LYON["latitude"], LYON["longitude"], radius_km, 1)
+            else:
+                match = place_search.resolve_place(session, place)
+                assert match is not None, f"the database knows no place called {place}"
+                found = finder.stations_for(session, match, radius_km, 1)
+            return finder.results(found, dt.datetime.now(dt.UTC), Trip())
+    finally:
+        engine.dispose()
+
+
+def shown_prices(grid: Locator) -> list[Decimal]:
+    """The prices in the grid's Price column, top down, for the rows that have one (not 'out of stock' or '—')."""
+    return [Decimal(match[1]) for row in grid_rows(grid) if (match := PRICE.match(row[0]))]
+
+
+def expect_station_detail(page: Page, result: finder.Result) -> None:
+    """The detail below the results: title, address, whether it is open, and the week's hours with today marked."""
+    body = main(page)
+    station = result.station
+    expect(body.get_by_role("heading", name=station.title, exact=True)).to_be_visible()
+    expect(body.get_by_text(f"{station.address}, {station.zip_code} {station.town}", exact=True)).to_be_visible()
+    bold = body.locator('[data-testid="stMarkdownContainer"] p > strong').filter(has_text=OPENING)
+    expect(bold).to_have_count(1)
+    later = hours.opening_status(finder.week_of(station), station.automat, dt.datetime.now(dt.UTC))
+    phrases = {result.opening.phrase(), later.phrase()}  # read before the page drew it, and after
+    shown = bold.inner_text().replace("\u2060", "")  # the escaping's invisible word joiners
+    assert any(shown.startswith(phrase) for phrase in phrases), (shown, phrases)
+    week = body.locator('[data-testid="stMarkdownContainer"]', has_text="(today)").last
+    expect(week).to_be_visible()
+    today = dt.datetime.now(ZoneInfo("Europe/Paris")).date()
+    lines = [
+        f"{day.name}: {day.text}" + (" (today)" if day.today else "")
+        for day in hours.week(finder.week_of(station), today)
+    ]
+    assert week.inner_text().replace("\u2060", "").splitlines() == lines
+    assert week.locator("strong").inner_text().replace("\u2060", "") == lines[today.weekday()].removesuffix(" (today)")
+
+
+@pytest.mark.parametrize("size", ["desktop", "phone"])
+def test_locate_me_lists_the_stations_around_cheapest_first_and_opens_one(app, new_profile, size):
+    profile = new_profile(
+        viewport=DESKTOP if size == "desktop" else PHONE, geolocation=LYON, permissions=["geolocation"]
+    )
+    page = open_find(profile, app)
+    body = main(page)
+    expected = expected_results(app)
+    assert len(expected) >= 10, "the database holds the stations of central Lyon"
+    located = body.get_by_text(re.compile(r"^\d+ stations? within 10 km of you\.$"))
+    click_until(page, "locate me", body.get_by_role("button", name="Locate me").click, located)
+    expect(located).to_have_text(f"{len(expected)} stations within {DEFAULT_RADIUS_KM} km of you.")
+    expect(page).to_have_url(re.compile(r"[?&]lat=45\.7578\d*&lon=4\.832\d*$"))
+    grid = results_grid(page)
+    expect(grid.locator('td[role="gridcell"][aria-colindex="2"]').first).to_have_text(expected[0].station.title)
+    prices = shown_prices(grid)
+    assert len(prices) >= 5 and prices == sorted(prices), f"cheapest first: {prices}"
+    assert prices == [r.station.price for r in expected if r.station.available][: len(prices)]
+
+    select_row_at(page, grid, 0, body.get_by_role("heading", name=expected[0].station.title, exact=True))
+    expect_station_detail(page, expected[0])
+    expect(body.get_by_text("Create an account to follow this station")).to_be_visible()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    whole_page_screenshot(page, SCREENSHOTS / f"find-located-{size}.png")
+    assert profile.outside_requests() == []
+
+
+def test_a_browser_that_keeps_its_position_gets_a_warning_and_keeps_the_place_box(app, new_profile):
+    page = open_find(new_profile(permissions=[]), app)
+    body = main(page)
+    refused = body.locator('[data-testid="stAlertContainer"]').filter(
+        has_text=re.compile(
+            r"^(Your browser did not share its position|Your position could not be found)\. "
+            r"Type a town, a postcode or an address instead\.$"
+        )
+    )
+    click_until(page, "locate me", body.get_by_role("button", name="Locate me").click, refused)
+    assert "lat=" not in page.url
+    expect(body.locator(PLACE_BOX)).to_be_enabled()
+    found = body.get_by_text(re.compile(r"^\d+ stations? in and around Lyon \(.+\), 10 km around\.$"))
+    search(page, "Lyon", found, results_grid(page))
+    expect(found).to_have_text(re.compile(f"^{len(expected_results(app, place='Lyon'))} stations"))
+
+
+def column_lines(page: Page, grid: Locator) -> tuple[dict, list[float]]:
+    """The grid's box, and the x (in the page) of the lines its header draws between columns.
+
+    The grid is drawn on a canvas: the lines are found in a screenshot, as the columns of header
+    pixels that all have the grid's border colour.
+    """
+    canvas = grid.locator('[data-testid="data-grid-canvas"]')
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    assert box is not None
+    border = grid.evaluate(
+        """g => getComputedStyle(g.querySelector('.stDataFrameGlideDataEditor'))
+                   .getPropertyValue('--gdg-border-color').trim()"""
+    )
+    colour = np.array([int(border[i : i + 2], 16) for i in (1, 3, 5)])
+    shot = np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("RGB"), dtype=int)
+    left, top = math.ceil(box["x"]) + 1, math.ceil(box["y"]) + 8  # inside the grid's border, mid-header
+    header = shot[top : top + 20, left : math.floor(box["x"] + box["width"]) - 1]
+    lines = np.all(np.abs(header - colour).max(axis=-1) <= 3, axis=0)
+    return box, [left + float(x) for x in np.flatnonzero(lines)]
+
+
+def test_on_a_phone_each_rows_price_and_station_show_without_scrolling_sideways(app, new_profile):
+    page = open_find(new_profile(viewport=PHONE), app)
+    body = main(page)
+    grid = results_grid(page)
+    found = body.get_by_text(re.compile(r"^\d+ stations? in and around Lyon \(.+\), 10 km around\.$"))
+    search(page, "Lyon", found, grid)
+    expect(grid.locator('th[role="columnheader"]').first).to_have_text("Price")
+    expect(grid.locator('th[role="columnheader"]').nth(1)).to_have_text("Station")
+    rows = grid_rows(grid)
+    assert len(rows) >= 5 and all(PRICE.match(row[0]) or row[0] in ("out of stock", "—") for row in rows), rows
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"], "the page scrolls sideways"
+    box, lines = column_lines(page, grid)
+    assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], f"the grid is not inside the screen: {box}"
+    # After the row-selection boxes: Price, then Station, each closed by a line inside the grid (and the screen).
+    assert len(lines) >= 3, f"the Station column does not end inside the grid: lines at {lines}, grid {box}"
+    price, station = (lines[0], lines[1]), (lines[1], lines[2])
+    assert price[1] - price[0] >= 80 and station[1] - station[0] >= 150, f"columns too narrow: {lines}"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    whole_page_screenshot(page, SCREENSHOTS / "find-phone-results.png")
+
+
+# The map of France shows at least this share of its stations as separate areas of point colours (about
+# 50 areas for the 300 generated stations, 40 for the 60 of tests/fixtures/feed_a.zip: neighbours merge).
+FRANCE_AREAS_PER_STATION = 1 / 10
+
+
+def test_without_a_search_the_map_of_france_draws_its_stations(app, new_profile):
+    profile = new_profile()
+    page = open_find(profile, app)
+    body = main(page)
+    expect(body.get_by_text("Type a place or press Locate me to see the stations around it")).to_be_visible()
+    expect(results_grid(page)).to_have_count(0)
+    chart = body.locator('[data-testid="stDeckGlJsonChart"]')
+    expect(chart.locator("canvas").first).to_be_visible()
+    engine = make_engine(app.database_url)
+    try:
+        with session_factory(engine)() as session:
+            located = len(finder.france(session, 1))
+    finally:
+        engine.dispose()
+    assert located >= 50
+    areas = math.ceil(located * FRANCE_AREAS_PER_STATION)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    points = map_points(page, chart, SCREENSHOTS / "find-france.png", at_least=areas)
+    # Neighbouring stations merge into one area at the scale of France: count areas, and the colour they cover.
+    assert len(points) >= areas, f"{len(points)} separate areas of point colours for {located} stations"
+    assert sum(points) >= located * math.pi * 7**2 / 3, f"{sum(points)} pixels of point colours for {located} stations"
+    assert profile.outside_requests() == []
+
+
+def test_a_shared_link_opens_with_its_results(app, new_profile):
+    expected = expected_results(app, place="Lyon", radius_km=5)
+    page = open_find(new_profile(), app, "?q=Lyon&radius=5")
+    body = main(page)
+    found = body.get_by_text(re.compile(r"^\d+ stations? in and around Lyon \(.+\), 5 km around\.$"))
+    expect(found).to_be_visible()
+    expect(found).to_have_text(re.compile(f"^{len(expected)} stations"))
+    expect(body.locator(PLACE_BOX)).to_have_value("Lyon")
+    expect(body.get_by_role("slider")).to_have_value("5")
+    grid = results_grid(page)
+    expect(grid.locator('td[role="gridcell"][aria-colindex="2"]').first).to_have_text(expected[0].station.title)
+    assert shown_prices(grid) == [r.station.price for r in expected if r.station.available][: len(shown_prices(grid))]
+
+
+def test_a_shared_link_opened_first_after_a_start_shows_the_apps_frame(app, browser, tmp_path):
+    """The first visit to a freshly started server comes by a shared link, not by the home page.
+
+    Until a session has run st.navigation, Streamlit would serve /find as the bare script
+    pages/find.py, as in its older multipage mode: the sidebar listing the files of pages/ (admin,
+    dashboard...) and no sign-in form.
+    """
+    with serve(app.environ, tmp_path / "streamlit.log") as url:  # the same data, a fresh process
+        context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
+        context.set_default_timeout(TIMEOUT_MS)
+        context.route(lambda address: not address.startswith(url), lambda route: route.abort())
+        context.add_init_script(RECORDER)
+        try:
+            page = context.new_page()
+            RUNS[page] = Runs(page)
+            page.goto(f"{url}/find?q=Lyon&radius=5")
+            loaded(page)
+            found = main(page).get_by_text(re.compile(r"^\d+ stations? in and around Lyon \(.+\), 5 km around\.$"))
+            expect(found).to_be_visible()
+            expect_signed_out(page)
+            expect(page.locator('[data-testid="stSidebarNav"] a[aria-current="page"]')).to_contain_text(
+                "Find a station"
+            )
+            assert page.url == f"{url}/find?q=Lyon&radius=5"
+        finally:
+            context.close()
 
 
 # --------------------------------------------------------------------------- text is never markup
