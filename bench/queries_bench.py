@@ -4,15 +4,17 @@
 
 Generates a feed of N stations (../shared/tools/gen_feed.py) in a temporary
 directory, loads it with the ETL into a fresh SQLite database there, creates a
-user following 20 stations and 3 fuels, then prints the median of --repeat
-timings of each query, each in its own session as a page runs it, and its ratio
-to the target.
+user following the 20 stations nearest central Paris and 3 fuels, then prints
+the median of --repeat timings of each query (price boards, the finder's
+stations around a point, a place typed resolved and its stations, the demo's
+stations, freshness), each in its own session as a page runs it, and its ratio
+to the target. The finder page as a whole has its own benchmark,
+bench/finder_bench.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import statistics
 import subprocess
@@ -28,27 +30,22 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import etl  # noqa: E402
+import finder  # noqa: E402
+import place_search  # noqa: E402
 import preferences  # noqa: E402
 import queries  # noqa: E402
 from models import Station, User  # noqa: E402
 from session import init_db, make_engine, session_factory, writer  # noqa: E402
 from settings import load_settings  # noqa: E402
-from utils import EARTH_RADIUS_KM, utcnow  # noqa: E402
+from utils import utcnow  # noqa: E402
 
 GEN_FEED = ROOT.parent / "shared" / "tools" / "gen_feed.py"
 TARGET_MS = 20.0
 PARIS_CENTRE = (48.8566, 2.3522)
-BOX_SIDE_KM = 50.0
+WIDE_RADIUS_KM = 25.0  # the circle in a 50 x 50 km view
 NEAR_RADIUS_KM = 10.0
 FAVOURITES = 20
 FUELS = (1, 2, 5)
-
-
-def box_around(latitude: float, longitude: float, side_km: float) -> tuple[float, float, float, float]:
-    """(south, west, north, east) of a square of `side_km` centred on the point (flat-earth approximation)."""
-    half_lat = math.degrees(side_km / 2 / EARTH_RADIUS_KM)
-    half_lon = half_lat / math.cos(math.radians(latitude))
-    return latitude - half_lat, longitude - half_lon, latitude + half_lat, longitude + half_lon
 
 
 def seed_user(Session) -> int:
@@ -57,9 +54,9 @@ def seed_user(Session) -> int:
         user = User(username="bench", email="bench@example.org", name="Bench", created_at=utcnow())
         session.add(user)
         session.flush()
-        nearest = queries.stations_near(session, *PARIS_CENTRE, 50, limit=FAVOURITES)
-        for number, hit in enumerate(nearest, start=1):
-            preferences.follow_station(session, user.id, hit.station.id, f"Favourite {number}")
+        nearest = finder.stations_around(session, *PARIS_CENTRE, finder.MAX_RADIUS_KM, FUELS[0])[:FAVOURITES]
+        for number, station in enumerate(nearest, start=1):
+            preferences.follow_station(session, user.id, station.id, f"Favourite {number}")
         preferences.set_fuels(session, user.id, FUELS)
         return user.id
 
@@ -68,6 +65,13 @@ def most_common_town(Session) -> str:
     with Session() as session:
         statement = select(Station.town).group_by(Station.town).order_by(func.count().desc(), Station.town).limit(1)
         return session.scalar(statement)
+
+
+def resolve(session, text: str) -> place_search.PlaceMatch:
+    match = place_search.resolve_place(session, text)
+    if match is None:
+        sys.exit(f"no place found for {text!r}")
+    return match
 
 
 def median_ms(Session, query: Callable, repeat: int) -> tuple[float, int]:
@@ -107,32 +111,34 @@ def main() -> int:
         town = most_common_town(Session)
         with Session() as session:
             demo = dict(queries.demo_stations(session, (1, 2)))
-        box = box_around(*PARIS_CENTRE, BOX_SIDE_KM)
         cases = [
             (
                 f"favourites_board ({FAVOURITES} stations x {len(FUELS)} fuels)",
                 lambda s: queries.favourites_board(s, user_id),
             ),
             (
-                f"stations_in_box ({BOX_SIDE_KM:.0f} x {BOX_SIDE_KM:.0f} km, Gazole)",
-                lambda s: queries.stations_in_box(s, *box, 1),
+                f"finder.stations_around ({WIDE_RADIUS_KM:.0f} km, Gazole)",
+                lambda s: finder.stations_around(s, *PARIS_CENTRE, WIDE_RADIUS_KM, 1),
             ),
             (
-                f"stations_near ({NEAR_RADIUS_KM:.0f} km, Gazole)",
-                lambda s: queries.stations_near(s, *PARIS_CENTRE, NEAR_RADIUS_KM, fuel_id=1),
+                f"finder.stations_around ({NEAR_RADIUS_KM:.0f} km, Gazole)",
+                lambda s: finder.stations_around(s, *PARIS_CENTRE, NEAR_RADIUS_KM, 1),
             ),
-            (f"search_stations ({town!r})", lambda s: queries.search_stations(s, town)),
-            (f"find_stations ({town!r}, 10 km, Gazole)", lambda s: queries.find_stations(s, town, 10, 1)),
+            (f"resolve_place ({town!r}): its stations", lambda s: resolve(s, town).station_ids),
+            (
+                f"resolve_place + stations_for ({town!r}, 10 km, Gazole)",
+                lambda s: finder.stations_for(s, resolve(s, town), NEAR_RADIUS_KM, 1),
+            ),
             ("demo_stations (Gazole + SP95)", lambda s: queries.demo_stations(s, (1, 2))),
             ("board_for (demo: 3 stations x 2 fuels)", lambda s: queries.board_for(s, demo, (1, 2))),
             ("freshness", lambda s: [queries.freshness(s)]),
         ]
 
         print(f"\nmedian of {args.repeat} runs, each in its own session; target {TARGET_MS:.0f} ms per query")
-        print(f"{'query':<52} {'rows':>6} {'median':>10} {'/ target':>9}")
+        print(f"{'query':<62} {'rows':>6} {'median':>10} {'/ target':>9}")
         for label, query in cases:
             median, rows = median_ms(Session, query, args.repeat)
-            print(f"{label:<52} {rows:>6} {median:>7.2f} ms {median / TARGET_MS:>9.2f}")
+            print(f"{label:<62} {rows:>6} {median:>7.2f} ms {median / TARGET_MS:>9.2f}")
         engine.dispose()
     return 0
 

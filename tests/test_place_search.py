@@ -10,8 +10,7 @@ from sqlalchemy import select
 import etl
 from conftest import REAL_FEEDS
 from models import Station
-from place_search import place_suggestions, resolve_place
-from queries import SEARCH_MAX_CHARS, SEARCH_MAX_WORDS, SearchTooLong
+from place_search import SEARCH_MAX_CHARS, SEARCH_MAX_WORDS, SearchTooLong, place_suggestions, resolve_place
 from session import init_db, make_engine, session_factory
 from settings import load_settings
 from utils import UTC, fold

@@ -1,4 +1,4 @@
-"""The read side: price boards, map views, search, freshness; on SQLite and PostgreSQL."""
+"""The read side: price boards, the demo's stations, freshness, a user's choices and data; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -234,51 +234,8 @@ def test_board_of_a_loaded_feed_matches_its_prices(engine, settings, session):
         assert prices == sorted(prices)
 
 
-# --------------------------------------------------------------------------- map views
-
-
-@pytest.fixture
-def map_stations(session) -> None:
-    add_station(session, 1, at=(48.85, 2.35))  # inside
-    add_station(session, 2, at=(48.90, 2.30))  # on the north-west corner: inside
-    add_station(session, 3, at=(48.95, 2.35))  # north of the box
-    add_station(session, 4, at=(48.85, 2.45))  # east of the box
-    add_station(session, 5, at=None)  # no coordinates
-    add_station(session, 6, at=(48.81, 2.39))  # inside
-    add_price(session, 1, GAZOLE, "1.811")
-    add_price(session, 6, GAZOLE, "1.755")
-    add_rupture(session, 6, GAZOLE, "temporaire")
-    add_price(session, 3, GAZOLE, "1.700")
-    session.flush()
-
-
-def test_stations_in_box_returns_exactly_the_stations_inside(session, map_stations):
-    box = (48.80, 2.30, 48.90, 2.40)
-
-    with_gazole = {s.id: s for s in queries.stations_in_box(session, *box, GAZOLE)}
-    without_fuel = {s.id: s for s in queries.stations_in_box(session, *box, None)}
-
-    assert set(with_gazole) == set(without_fuel) == {1, 2, 6}
-    assert (with_gazole[1].price, with_gazole[1].out_of_stock) == (Decimal("1.811"), False)
-    assert (with_gazole[2].price, with_gazole[2].out_of_stock) == (None, False)
-    assert (with_gazole[6].price, with_gazole[6].out_of_stock) == (Decimal("1.755"), True)
-    assert all(s.price is None and s.out_of_stock is False for s in without_fuel.values())
-    assert (with_gazole[1].latitude, with_gazole[1].longitude, with_gazole[1].town) == (48.85, 2.35, "Paris")
-    assert len(queries.stations_in_box(session, *box, GAZOLE, limit=2)) == 2
-    assert queries.stations_in_box(session, 10.0, 10.0, 11.0, 11.0, GAZOLE) == []
-
-
-def test_stations_in_box_uses_the_coordinates_index(engine, session, map_stations):
-    if engine.dialect.name != "sqlite":
-        pytest.skip("query plans are checked on SQLite, whose planner is predictable on small tables")
-    session.connection()
-    with recorded_statements(engine) as statements:
-        queries.stations_in_box(session, 48.80, 2.30, 48.90, 2.40, GAZOLE)
-    ((sql, parameters),) = statements
-
-    plan = " ".join(row[-1] for row in session.connection().exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", parameters))
-
-    assert "ix_stations_lat_lon" in plan
+# --------------------------------------------------------------------------- distances
+# Stations around a place, and the search for a place, are tested in test_finder.py and test_place_search.py.
 
 
 def test_haversine_of_a_known_pair():
@@ -287,109 +244,7 @@ def test_haversine_of_a_known_pair():
     assert haversine_km(*NOTRE_DAME, *NOTRE_DAME) == 0
 
 
-def test_stations_near_are_sorted_by_exact_distance(session):
-    add_station(session, 1, at=NOTRE_DAME)
-    add_station(session, 2, at=BELLECOUR, town="Lyon", zip_code="69002")
-    add_station(session, 3, at=(48.8530, 2.4183))  # ~5 km east
-    add_station(session, 4, at=(48.9230, 2.4499))  # in the 10 km bounding box, but 10.7 km away
-    add_station(session, 5, at=(48.8800, 2.3499))  # 3 km north
-    add_station(session, 6, at=None)
-    session.flush()
-
-    near = queries.stations_near(session, *NOTRE_DAME, 10)
-    far = queries.stations_near(session, *NOTRE_DAME, 400, fuel_id=GAZOLE)
-
-    assert [(hit.station.id, round(hit.distance_km, 1)) for hit in near] == [(1, 0.0), (5, 3.0), (3, 5.0)]
-    assert 10 < haversine_km(*NOTRE_DAME, 48.9230, 2.4499) < 11
-    assert [hit.station.id for hit in far] == [1, 5, 3, 4, 2]
-    assert 391 <= far[-1].distance_km <= 393
-    assert [hit.station.id for hit in queries.stations_near(session, *NOTRE_DAME, 400, limit=2)] == [1, 5]
-
-
-# --------------------------------------------------------------------------- search
-
-
-@pytest.fixture
-def searchable(session) -> None:
-    add_station(session, 1, address="12 Rue de la République", zip_code="42000", town="Saint-Étienne")
-    add_station(session, 2, address="5 Avenue Jean Jaurès", zip_code="75004", town="Paris")
-    add_station(session, 3, address="Route de Bordeaux", zip_code="17500", town="Jonzac")
-    add_station(session, 4, address="8 Boulevard Haussmann", zip_code="75009", town="Paris", at=None)
-    session.flush()
-
-
-@pytest.mark.parametrize("text", ["saint etienne", "SAINT-ÉTIENNE", "Étienne", "etienne 42", "  république  "])
-def test_search_ignores_case_and_accents(session, searchable, text):
-    assert [hit.id for hit in queries.search_stations(session, text)] == [1]
-
-
-def test_search_by_postcode_prefix_town_or_address(session, searchable):
-    assert [hit.id for hit in queries.search_stations(session, "750")] == [2, 4]
-    assert [hit.id for hit in queries.search_stations(session, "paris")] == [2, 4]
-    assert [hit.id for hit in queries.search_stations(session, "jaures paris")] == [2]
-    assert queries.search_stations(session, "500") == []  # 17500 holds '500', but no word starts with it
-    hit = queries.search_stations(session, "haussmann")[0]
-    assert (hit.address, hit.town, hit.zip_code, hit.latitude, hit.longitude) == (
-        "8 Boulevard Haussmann",
-        "Paris",
-        "75009",
-        None,
-        None,
-    )
-    assert len(queries.search_stations(session, "r", limit=1)) == 1
-
-
-@pytest.mark.parametrize("text", ["%", "_", "%%", "'", "", "   ", "-", "%_%"])
-def test_search_wildcards_and_blank_queries_match_nothing(session, searchable, text):
-    assert queries.search_stations(session, text) == []
-
-
-def test_search_treats_wildcards_inside_words_literally(session, searchable):
-    assert [hit.id for hit in queries.search_stations(session, "jonz%")] == [3]  # '%' folds to a word break
-    assert queries.search_stations(session, "j_nzac") == []
-
-
-def test_search_finds_a_loaded_station_by_its_town(engine, settings, session):
-    etl.run_pass(engine, settings, str(FIXTURES / "feed_a.zip"))
-    station = session.scalars(select(Station).order_by(Station.id)).first()
-
-    hits = queries.search_stations(session, station.town.upper())
-
-    assert station.id in {hit.id for hit in hits}
-    assert all(fold(station.town) in fold(f"{hit.town} {hit.address}") for hit in hits)
-
-
-def test_find_stations_by_text_or_around_the_place_found(session):
-    add_station(session, 1, address="Place Bellecour", zip_code="69002", town="Lyon", at=BELLECOUR)
-    add_station(session, 2, address="Quai Perrache", zip_code="69002", town="Lyon", at=(45.7450, 4.8200))
-    add_station(session, 3, address="Rue de Lyon", zip_code="69100", town="Villeurbanne", at=(45.7700, 4.8800))
-    add_station(session, 4, address="Route de Vienne", zip_code="69200", town="Vénissieux", at=(45.6970, 4.8860))
-    add_station(session, 5, address="Cours Gambetta", zip_code="69003", town="Lyon", at=None)
-    add_station(session, 6, at=NOTRE_DAME)
-    add_price(session, 2, GAZOLE, "1.777")
-    add_rupture(session, 3, GAZOLE, "temporaire")
-
-    matching = queries.find_stations(session, "lyon 6900", 0, GAZOLE)
-    around = queries.find_stations(session, "lyon 6900", 5, GAZOLE)
-
-    assert [s.id for s in matching] == [1, 2, 5]  # the town and postcode words, nothing else
-    assert (matching[1].price, matching[2].latitude) == (Decimal("1.777"), None)
-    assert [s.id for s in around] == [1, 2, 3]  # within 5 km of Lyon's stations, nearest first; not Vénissieux
-    assert around[2].out_of_stock
-    assert [s.id for s in queries.find_stations(session, "lyon", 10, None)] == [1, 2, 3, 4]
-    assert queries.find_stations(session, "gambetta", 10) == []  # found, but nowhere on the map
-    assert queries.find_stations(session, " % ", 10) == []
-
-
-def test_map_stations_for_given_ids(session, map_stations):
-    shown = queries.map_stations(session, {6: "Demo", 5: "No place", 1: "One", 404: "Gone"}, GAZOLE)
-
-    assert [(s.id, s.price, s.out_of_stock, s.latitude) for s in shown] == [
-        (1, Decimal("1.811"), False, 48.85),
-        (5, None, False, None),
-        (6, Decimal("1.755"), True, 48.81),
-    ]
-    assert queries.map_stations(session, [], GAZOLE) == []
+# --------------------------------------------------------------------------- the demo
 
 
 def test_demo_stations_are_fresh_neighbours_selling_every_fuel(session):
@@ -422,33 +277,13 @@ def test_demo_stations_are_fresh_neighbours_selling_every_fuel(session):
     assert queries.demo_stations(session, [E10]) == []
 
 
-# --------------------------------------------------------------------------- details and freshness
-
-
-def test_station_prices_for_tooltips_in_one_statement(engine, session):
-    add_station(session, 1)
-    add_station(session, 2)
-    add_price(session, 1, SP95, "1.900")
-    add_price(session, 1, GAZOLE, "1.800", NOW - dt.timedelta(days=2))
-    session.flush()
-    session.connection()
-
-    with recorded_statements(engine) as statements:
-        prices = queries.station_prices(session, [1, 2, 3])
-
-    assert len(statements) == 1
-    assert prices == {
-        1: [("Gazole", Decimal("1.800"), NOW - dt.timedelta(days=2)), ("SP95", Decimal("1.900"), NOW)],
-        2: [],
-        3: [],
-    }
-    assert queries.station_prices(session, []) == {}
+# --------------------------------------------------------------------------- freshness
 
 
 def test_freshness_before_any_run_after_a_success_a_failure_and_a_recovery(engine, settings, tmp_path):
     Session = session_factory(engine)
     with Session() as session:
-        assert queries.freshness(session) == (None, None, None, None, 0, 0)
+        assert queries.freshness(session) == (None, None, None, None, 0, 0, None)
 
     etl.run_pass(engine, settings, str(FIXTURES / "feed_a.zip"))
     with Session() as session:
@@ -456,6 +291,7 @@ def test_freshness_before_any_run_after_a_success_a_failure_and_a_recovery(engin
     assert loaded.last_success_at is not None and loaded.last_success_at == loaded.last_run_at
     assert (loaded.last_run_status, loaded.last_run_failed, loaded.last_run_error) == ("success", False, None)
     assert loaded.stations == 60 and loaded.prices > 100
+    assert loaded.newest_price_at == newest_price(Session) and loaded.newest_price_at.utcoffset() == dt.timedelta(0)
 
     with pytest.raises(etl.EtlError):
         etl.run_pass(engine, settings, str(tmp_path / "missing.zip"))
@@ -464,7 +300,11 @@ def test_freshness_before_any_run_after_a_success_a_failure_and_a_recovery(engin
     assert failed.last_success_at == loaded.last_success_at
     assert failed.last_run_failed and failed.last_run_at > loaded.last_success_at
     assert "missing.zip" in failed.last_run_error
-    assert (failed.stations, failed.prices) == (loaded.stations, loaded.prices)
+    assert (failed.stations, failed.prices, failed.newest_price_at) == (
+        loaded.stations,
+        loaded.prices,
+        loaded.newest_price_at,
+    )
 
     etl.run_pass(engine, settings, str(FIXTURES / "feed_b.zip"))
     with Session() as session, session.begin():
@@ -473,6 +313,24 @@ def test_freshness_before_any_run_after_a_success_a_failure_and_a_recovery(engin
         recovered = queries.freshness(session)
     assert recovered.last_success_at == recovered.last_run_at > failed.last_run_at
     assert (recovered.last_run_status, recovered.last_run_error) == ("success", None)  # backfills do not count
+    assert recovered.newest_price_at == newest_price(Session)
+
+
+def newest_price(Session) -> dt.datetime:
+    """The most recent declaration among the current prices, read row by row: an oracle for freshness."""
+    with Session() as session:
+        return max(session.scalars(select(Price.updated_at)))
+
+
+def test_the_newest_price_is_the_latest_declaration_whatever_the_station(session):
+    add_station(session, 1)
+    add_station(session, 2)
+    add_price(session, 1, GAZOLE, "1.800", NOW - dt.timedelta(days=3))
+    add_price(session, 2, SP95, "1.900", NOW - dt.timedelta(hours=5))
+    add_price(session, 1, E10, "1.700", NOW - dt.timedelta(days=1))
+    session.flush()
+
+    assert queries.freshness(session).newest_price_at == NOW - dt.timedelta(hours=5)
 
 
 def test_a_users_choices_and_the_fuel_list(session):
@@ -485,3 +343,31 @@ def test_a_users_choices_and_the_fuel_list(session):
     assert queries.user_favourites(session, user) == [(7, "Aldi"), (3, "Zenith")]
     assert queries.fuel_types(session) == [(1, "Gazole"), (2, "SP95"), (3, "E85"), (4, "GPLc"), (5, "E10"), (6, "SP98")]
     assert queries.user_fuel_ids(session, 999) == [] and queries.user_favourites(session, 999) == []
+
+
+def test_a_users_data_holds_the_account_choices_and_trip_settings(session):
+    add_station(session, 7)
+    session.flush()
+    user_id = add_user(session, "dora", {7: "Work"}, (SP95, GAZOLE))
+    user = session.get(User, user_id)
+    user.litres_per_year, user.km_per_year, user.litres_per_100km, user.tank_litres = 1200.0, 15000.0, 6.1, 55.0
+    session.flush()
+
+    data = queries.user_data(session, user_id)
+
+    assert data["account"] == {
+        "username": "dora",
+        "email": "dora@example.org",
+        "name": "dora",
+        "role": "user",
+        "created_at": NOW.isoformat(),
+    }
+    assert data["fuels"] == ["Gazole", "SP95"]
+    assert data["stations"] == [{"station_id": 7, "name": "Work"}]
+    assert data["settings"] == {
+        "litres_per_year": 1200.0,
+        "km_per_year": 15000.0,
+        "litres_per_100km": 6.1,
+        "litres_per_fill": 55.0,
+    }
+    assert data["sign_in_sessions"] == []
