@@ -22,6 +22,7 @@ change is its first occurrence.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -172,6 +173,7 @@ def _minutes(text: str | None) -> int | None:
     return hour * 60 + minute if minute < 60 and (hour < 24 or (hour, minute) == (24, 0)) else None
 
 
+@functools.lru_cache(maxsize=8192)  # a list of results asks for the same few days and times again and again
 def _instant(day: date, minutes: int) -> datetime:
     """The UTC instant when Paris clocks first read `minutes` after midnight of `day`, or later."""
     wall = datetime.combine(day, time()) + timedelta(minutes=minutes)
