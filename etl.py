@@ -14,6 +14,7 @@ brand import (see brands.py) replaces the station brand table the same way.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,6 +121,28 @@ def _one_line(exc: BaseException) -> str:
     return text.splitlines()[0][:500]
 
 
+@contextlib.contextmanager
+def _all_or_nothing(engine: Engine, kind: str, source: str, started: dt.datetime) -> Iterator[None]:
+    """Around a pass that changes nothing unless it succeeds: any failure is recorded as a failed run
+    of `kind` and raised as an EtlError whose message is its one-line reason."""
+    try:
+        yield
+    except Exception as exc:  # every failure, foreseen or not, is recorded and told in one line
+        reason = _failure_reason(exc)
+        _record_failure(engine, kind, source, started, reason)
+        raise EtlError(reason) from exc
+
+
+def _failure_reason(exc: Exception) -> str:
+    if isinstance(exc, (FeedError, EtlError)):
+        return str(exc)
+    if isinstance(exc, SQLAlchemyError):
+        return f"database error, nothing was changed: {_one_line(exc)}"
+    if isinstance(exc, OSError):
+        return f"system error, nothing was changed: {exc}"
+    return _unexpected_failure(exc)
+
+
 def _unexpected_failure(exc: Exception) -> str:
     """Log an error no branch foresaw, with its traceback; return the one line that records it."""
     log.exception("unexpected error during an ETL pass")
@@ -142,7 +166,7 @@ def run_pass(engine: Engine, settings: Settings, source: str | None = None, forc
     started = utcnow()
     clock = time.perf_counter()
     report = ParseReport()
-    try:
+    with _all_or_nothing(engine, "run", source, started):
         with feed_file(source, settings.data_dir, settings) as path:
             identity = identify_feed(path, settings.max_xml_bytes)
             previous = last_success(engine)
@@ -164,21 +188,6 @@ def run_pass(engine: Engine, settings: Settings, source: str | None = None, forc
                 dict(report.reasons),
             )
             conn.execute(EtlRun.__table__.insert(), _run_row("run", started, summary, identity))
-    except (FeedError, EtlError) as exc:
-        _record_failure(engine, "run", source, started, str(exc))
-        raise EtlError(str(exc)) from exc
-    except SQLAlchemyError as exc:
-        reason = f"database error, nothing was changed: {_one_line(exc)}"
-        _record_failure(engine, "run", source, started, reason)
-        raise EtlError(reason) from exc
-    except OSError as exc:
-        reason = f"system error, nothing was changed: {exc}"
-        _record_failure(engine, "run", source, started, reason)
-        raise EtlError(reason) from exc
-    except Exception as exc:
-        reason = _unexpected_failure(exc)
-        _record_failure(engine, "run", source, started, reason)
-        raise EtlError(reason) from exc
     return summary
 
 
@@ -290,7 +299,7 @@ def import_brands(engine: Engine, settings: Settings, source: str | None = None)
     source = source or settings.brands_url
     started = utcnow()
     clock = time.perf_counter()
-    try:
+    with _all_or_nothing(engine, "brands", source, started):
         with feed_file(source, settings.data_dir, settings) as path:
             table = brands.read_brands(path, brands.load_aliases())
         with writer(engine).begin() as conn:
@@ -308,21 +317,6 @@ def import_brands(engine: Engine, settings: Settings, source: str | None = None)
                     "duration_seconds": time.perf_counter() - clock,
                 },
             )
-    except FeedError as exc:
-        _record_failure(engine, "brands", source, started, str(exc))
-        raise EtlError(str(exc)) from exc
-    except SQLAlchemyError as exc:
-        reason = f"database error, nothing was changed: {_one_line(exc)}"
-        _record_failure(engine, "brands", source, started, reason)
-        raise EtlError(reason) from exc
-    except OSError as exc:
-        reason = f"system error, nothing was changed: {exc}"
-        _record_failure(engine, "brands", source, started, reason)
-        raise EtlError(reason) from exc
-    except Exception as exc:
-        reason = _unexpected_failure(exc)
-        _record_failure(engine, "brands", source, started, reason)
-        raise EtlError(reason) from exc
     return table
 
 
