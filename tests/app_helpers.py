@@ -252,7 +252,25 @@ def read_code(settings: Settings, timeout: float = 10.0) -> str:
 # --------------------------------------------------------------------------- seeding precise data
 
 
-def add_station(session: Session, station_id: int, address: str, town: str, zip_code: str, lat: float, lon: float):
+def add_station(
+    session: Session,
+    station_id: int,
+    address: str,
+    town: str,
+    zip_code: str,
+    lat: float | None = None,
+    lon: float | None = None,
+    *,
+    road_type: str = "R",
+    automat: bool = False,
+    hours: list[dict] | None = None,
+    services: list[str] | None = None,
+    last_seen_at: dt.datetime | None = None,
+) -> None:
+    """A station of the feed, searchable as the loader makes it (search_text folded by utils.fold).
+
+    Without lat and lon it has no position; it was last seen now unless `last_seen_at` says otherwise.
+    """
     session.add(
         Station(
             id=station_id,
@@ -261,9 +279,12 @@ def add_station(session: Session, station_id: int, address: str, town: str, zip_
             zip_code=zip_code,
             town=town,
             address=address,
+            road_type=road_type,
+            automate_24_24=automat,
+            opening_hours=hours,
+            services=services or [],
             search_text=fold(f"{address} {zip_code} {town}"),
-            last_seen_at=utcnow(),
-            services=[],
+            last_seen_at=last_seen_at or utcnow(),
         )
     )
     session.flush()  # prices and ruptures refer to it; the ORM does not order unrelated inserts by foreign key

@@ -54,7 +54,7 @@ from app_helpers import (
 from detour import Trip
 from models import CustomStation, Price, Rupture, Station, StationBrand
 from session import session_factory
-from utils import EARTH_RADIUS_KM, PARIS, UTC, fold, utcnow
+from utils import EARTH_RADIUS_KM, PARIS, UTC, utcnow
 
 pytestmark = pytest.mark.usefixtures("cheap_bcrypt")
 
@@ -91,33 +91,18 @@ def station(
     town: str,
     zip_code: str,
     address: str = "1 Grande Rue",
-    road_type: str = "R",
-    automat: bool = False,
-    hours: list[dict] | None = None,
-    services: list[str] | None = None,
     brand: str | None = None,
     name: str | None = None,
+    **options,
 ) -> None:
-    latitude, longitude = at if at else (None, None)
-    session.add(
-        Station(
-            id=station_id,
-            latitude=latitude,
-            longitude=longitude,
-            zip_code=zip_code,
-            town=town,
-            address=address,
-            road_type=road_type,
-            automate_24_24=automat,
-            opening_hours=hours,
-            services=services or [],
-            search_text=fold(f"{address} {zip_code} {town}"),
-            last_seen_at=NOW,
-        )
-    )
+    """`add_station` seen at NOW, "1 Grande Rue" unless said otherwise, with its OpenStreetMap brand and name if given.
+
+    `options` are add_station's: road_type, automat, hours, services.
+    """
+    add_station(session, station_id, address, town, zip_code, *(at or (None, None)), last_seen_at=NOW, **options)
     if brand or name:
         session.add(StationBrand(station_id=station_id, brand=brand, name=name))
-    session.flush()
+        session.flush()
 
 
 def price(session, station_id: int, fuel: int, euros: str) -> None:

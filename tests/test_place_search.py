@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
 from sqlalchemy import select
 
 import etl
+from app_helpers import add_station
 from conftest import REAL_FEEDS
 from models import Station
 from place_search import SEARCH_MAX_CHARS, SEARCH_MAX_WORDS, SearchTooLong, place_suggestions, resolve_place
 from session import init_db, make_engine, session_factory
 from settings import load_settings
-from utils import UTC, fold
+from utils import fold
 
 REAL_FEED = REAL_FEEDS / "instantane_ruptures_jstoudji1-carburant-app_2026-06-05.zip"
-NOW = dt.datetime(2026, 6, 5, 8, 0, tzinfo=UTC)
 LYON_BOX = (45.70, 45.81), (4.77, 4.90)  # (south, north), (west, east)
 PARIS_BOX = (48.81, 48.91), (2.22, 2.47)
 
@@ -202,35 +200,18 @@ def session(engine):
         yield session
 
 
-def add(session, station_id: int, town: str, zip_code: str, address: str, at: tuple[float, float] | None) -> None:
-    latitude, longitude = at or (None, None)
-    session.add(
-        Station(
-            id=station_id,
-            latitude=latitude,
-            longitude=longitude,
-            address=address,
-            zip_code=zip_code,
-            town=town,
-            search_text=fold(f"{address} {zip_code} {town}"),
-            last_seen_at=NOW,
-        )
-    )
-    session.flush()
-
-
 @pytest.fixture
 def towns(session) -> None:
-    add(session, 1, "Rue", "80120", "Route de Rue", (50.27, 1.66))
-    add(session, 2, "RUEIL-MALMAISON", "92500", "Avenue Paul Doumer", (48.87, 2.18))
-    add(session, 3, "Rueil-Malmaison", "92500", "Rue de Paris", (48.88, 2.19))
-    add(session, 4, "LYON 03", "69003", "12 COURS GAMBETTA", (45.756, 4.845))
-    add(session, 5, "Lyon 7e Arrondissement", "69007", "Avenue Jean Jaurès", (45.745, 4.840))
-    add(session, 6, "Sainte-Foy-lès-Lyon", "69110", "Cours Gambetta", (45.73, 4.80))
-    add(session, 7, "Villeurbanne", "69100", "Route de Lyon", (45.77, 4.88))
-    add(session, 8, "SAINT DENIS", "97400", "Rue de Paris", (-20.88, 55.45))
-    add(session, 9, "Saint-Denis", "93200", "Boulevard Anatole France", (48.93, 2.36))
-    add(session, 10, "St-Denis", "93200", "Avenue du Président Wilson", (48.92, 2.35))
+    add_station(session, 1, "Route de Rue", "Rue", "80120", 50.27, 1.66)
+    add_station(session, 2, "Avenue Paul Doumer", "RUEIL-MALMAISON", "92500", 48.87, 2.18)
+    add_station(session, 3, "Rue de Paris", "Rueil-Malmaison", "92500", 48.88, 2.19)
+    add_station(session, 4, "12 COURS GAMBETTA", "LYON 03", "69003", 45.756, 4.845)
+    add_station(session, 5, "Avenue Jean Jaurès", "Lyon 7e Arrondissement", "69007", 45.745, 4.840)
+    add_station(session, 6, "Cours Gambetta", "Sainte-Foy-lès-Lyon", "69110", 45.73, 4.80)
+    add_station(session, 7, "Route de Lyon", "Villeurbanne", "69100", 45.77, 4.88)
+    add_station(session, 8, "Rue de Paris", "SAINT DENIS", "97400", -20.88, 55.45)
+    add_station(session, 9, "Boulevard Anatole France", "Saint-Denis", "93200", 48.93, 2.36)
+    add_station(session, 10, "Avenue du Président Wilson", "St-Denis", "93200", 48.92, 2.35)
 
 
 def test_an_exact_town_beats_a_bigger_town_starting_so(session, towns):
@@ -258,7 +239,7 @@ def test_a_street_in_a_town_beats_the_same_words_elsewhere(session, towns):
 
 def test_a_street_named_after_a_town_is_not_read_as_the_town(session, towns):
     assert resolve_place(session, "route de lyon")[:2] == ("street", "route de lyon")
-    add(session, 13, "Lyon", "69008", "Route de Vienne", (45.73, 4.86))
+    add_station(session, 13, "Route de Vienne", "Lyon", "69008", 45.73, 4.86)
 
     match = resolve_place(session, "route de lyon")
 
@@ -268,8 +249,8 @@ def test_a_street_named_after_a_town_is_not_read_as_the_town(session, towns):
 
 
 def test_saint_is_also_written_st(session, towns):
-    add(session, 11, "ST ETIENNE", "42000", "Rue Bergson", (45.45, 4.39))
-    add(session, 12, "Ste-Foy-lès-Lyon", "69110", "Chemin de Montray", None)
+    add_station(session, 11, "Rue Bergson", "ST ETIENNE", "42000", 45.45, 4.39)
+    add_station(session, 12, "Chemin de Montray", "Ste-Foy-lès-Lyon", "69110")
 
     assert resolve_place(session, "saint etienne")[:3] == ("town", "St Etienne (42000)", 45.45)
     assert resolve_place(session, "Sainte Foy les Lyon").station_ids == (6, 12)
@@ -294,11 +275,11 @@ def test_homonyms_are_one_place_per_department(session, towns):
 
 
 def test_the_centre_ignores_a_misplaced_station(session):
-    add(session, 1, "Lyon", "69001", "Quai Saint-Vincent", (45.767, 4.826))
-    add(session, 2, "Lyon", "69002", "Place Bellecour", (45.758, 4.832))
-    add(session, 3, "Lyon", "69003", "Cours Lafayette", (45.763, 4.850))
-    add(session, 4, "LYON", "69005", "Rue Misplaced", (48.85, 2.35))  # in Paris by mistake
-    add(session, 5, "Lyon", "69008", "No coordinates", None)
+    add_station(session, 1, "Quai Saint-Vincent", "Lyon", "69001", 45.767, 4.826)
+    add_station(session, 2, "Place Bellecour", "Lyon", "69002", 45.758, 4.832)
+    add_station(session, 3, "Cours Lafayette", "Lyon", "69003", 45.763, 4.850)
+    add_station(session, 4, "Rue Misplaced", "LYON", "69005", 48.85, 2.35)  # in Paris by mistake
+    add_station(session, 5, "No coordinates", "Lyon", "69008")
 
     match = resolve_place(session, "Lyon")
 
@@ -307,8 +288,8 @@ def test_the_centre_ignores_a_misplaced_station(session):
 
 
 def test_suggestions_name_each_town_by_its_best_spelling(session, towns):
-    add(session, 11, "SAINTE FOY LES LYON", "69110", "Chemin de Montray", None)
-    add(session, 12, "ST ETIENNE", "42000", "Rue Bergson", (45.45, 4.39))
+    add_station(session, 11, "Chemin de Montray", "SAINTE FOY LES LYON", "69110")
+    add_station(session, 12, "Rue Bergson", "ST ETIENNE", "42000", 45.45, 4.39)
 
     suggestions = place_suggestions(session)
 
@@ -333,10 +314,10 @@ def test_suggestions_name_each_town_by_its_best_spelling(session, towns):
 
 @pytest.fixture
 def addresses(session) -> None:
-    add(session, 1, "Saint-Étienne", "42000", "12 Rue de la République", (45.44, 4.39))
-    add(session, 2, "Paris", "75004", "5 Avenue Jean Jaurès", (48.85, 2.36))
-    add(session, 3, "Jonzac", "17500", "Route de Bordeaux", (45.45, -0.43))
-    add(session, 4, "Paris", "75009", "8 Boulevard Haussmann", None)
+    add_station(session, 1, "12 Rue de la République", "Saint-Étienne", "42000", 45.44, 4.39)
+    add_station(session, 2, "5 Avenue Jean Jaurès", "Paris", "75004", 48.85, 2.36)
+    add_station(session, 3, "Route de Bordeaux", "Jonzac", "17500", 45.45, -0.43)
+    add_station(session, 4, "8 Boulevard Haussmann", "Paris", "75009")
 
 
 def matching_ids(session, text: str) -> list[int]:

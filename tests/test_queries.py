@@ -9,12 +9,13 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import event, select
 
+import app_helpers
 import etl
 import queries
 from conftest import FIXTURES
-from models import CustomStation, EtlRun, Price, Rupture, Station, User, UserGasType
+from models import CustomStation, EtlRun, Price, Rupture, User, UserGasType
 from session import session_factory
-from utils import UTC, fold, haversine_km
+from utils import UTC, haversine_km
 
 NOW = dt.datetime(2024, 5, 8, 10, 30, tzinfo=UTC)
 GAZOLE, SP95, E10 = 1, 2, 5
@@ -35,22 +36,10 @@ def add_station(
     address: str = "1 Rue de la Paix",
     zip_code: str = "75002",
     town: str = "Paris",
-    at: tuple[float, float] | None = (48.8686, 2.3314),
+    at: tuple[float, float] = (48.8686, 2.3314),
 ) -> None:
-    latitude, longitude = at if at else (None, None)
-    session.add(
-        Station(
-            id=station_id,
-            latitude=latitude,
-            longitude=longitude,
-            address=address,
-            zip_code=zip_code,
-            town=town,
-            search_text=fold(f"{address} {zip_code} {town}"),
-            last_seen_at=NOW,
-        )
-    )
-    session.flush()  # the models declare no relationships, so the ORM would not insert stations first
+    """`app_helpers.add_station` with this module's defaults: a station of Paris, seen at NOW."""
+    app_helpers.add_station(session, station_id, address, town, zip_code, *at, last_seen_at=NOW)
 
 
 def add_price(session, station_id: int, fuel: int, euros: str, updated_at: dt.datetime = NOW) -> None:
