@@ -23,6 +23,8 @@ PRODUCTION = {
     ("client", "showErrorDetails"): '"none"',
     ("browser", "gatherUsageStats"): "false",
     ("runner", "magicEnabled"): "false",
+    # A full collection after every script run was a fifth of the server's CPU (bench/load_bench.py).
+    ("runner", "postScriptGC"): "false",
 }
 
 
