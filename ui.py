@@ -1,4 +1,4 @@
-"""Widgets shared by the pages: safe text, price boards, freshness, savings, the stations map.
+"""Widgets shared by the pages: safe text, price boards, freshness, savings, the latest pick of a list or map.
 
 Functions here draw; they never query the database. Streamlit renders Markdown in nearly every
 element (messages, captions, titles, labels), so text that did not come from the code (a feed's

@@ -4,6 +4,7 @@ import streamlit as st
 
 import finder
 import finder_ui
+import map_ui
 import place_search
 import queries
 import shell
@@ -43,7 +44,7 @@ ui.show_freshness(fresh, app.settings.interval_seconds, now)
 if demo:
     ui.show_board(rows, savings_per_fuel(rows, DEFAULT_YEARLY_LITRES, stale_after, now), now, stale_after)
     st.caption(f"Savings assume {DEFAULT_YEARLY_LITRES:,.0f} L a year; with an account you set your own.")
-    finder_ui.price_map(finder_ui.map_points(shown, {}, now), None, None, app.settings.map_provider, "demo-map")
+    map_ui.price_map(map_ui.map_points(shown, {}, now), None, None, app.settings.map_provider, "demo-map")
     removed = st.selectbox("Remove a station from the demo", ["—", *demo.values()], key="demo-remove")
     if removed != "—" and st.button("Remove", key="demo-remove-button"):
         st.session_state[DEMO_STATIONS] = {i: n for i, n in demo.items() if n != removed}

@@ -2,6 +2,7 @@ import streamlit as st
 
 import finder
 import finder_ui
+import map_ui
 import place_search
 import preferences
 import queries
@@ -63,11 +64,9 @@ if list_column is not None and results:
         picked_in_list = finder_ui.results_list(results, now, "finder-list")
         finder_ui.detour_formula(trip)
 with map_column:
-    if searched:
-        points = finder_ui.map_points([r.station for r in results], openings, now)
-    else:
-        points = finder_ui.france(app, fuel_id)
-    picked_on_map = finder_ui.price_map(
+    shown = [r.station for r in results]
+    points = map_ui.map_points(shown, openings, now) if searched else map_ui.france(app, fuel_id)
+    picked_on_map = map_ui.price_map(
         points, st.session_state.get(SELECTED), here, app.settings.map_provider, "finder-map"
     )
 drawn_with = st.session_state.get(SELECTED)

@@ -132,7 +132,7 @@ SIGNED_IN_PAGES = ["My prices", "Find a station", "My stations", "Profile", "Abo
 # The page_icon ":material/local_gas_station:" makes Streamlit point the tab's icon at Google Fonts;
 # offline the tab just has no icon. Nothing else may leave 127.0.0.1.
 TAB_ICON = "https://fonts.gstatic.com/s/i/short-term/release/materialsymbolsrounded/"
-POINT_ALPHA = 0.85  # the map's points are drawn at opacity 0.85 (finder_ui.price_map)
+POINT_ALPHA = 0.85  # the map's points are drawn at opacity 0.85 (map_ui.price_map)
 POINT_MAX_RADIUS = 7 + 5  # pixels: a point's radius (up to 1,000 points), and room for a neighbour touching it
 MAP_DRAWN_SECONDS = 10  # deck.gl draws within a second here
 MIN_POINT_PIXELS = 20  # a station's point (radius 7) fills ~150 pixels; smaller areas are edges of other things

@@ -1,0 +1,190 @@
+"""The price map: stations coloured on one scale from the cheapest to the dearest shown, with its legend,
+the person's position and the selected station; every station of France when nothing is searched.
+
+A 10,000-point map stays under 1 MB: each point carries its position, colour and tooltip only, in
+JSON without indentation, and a click is read back by the point's index.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import NamedTuple
+
+import pydeck as pdk
+import streamlit as st
+from pydeck.bindings.json_tools import default_serialize
+
+import finder
+import ui
+from finder import FinderStation
+from hours import OpeningStatus
+from utils import utcnow
+
+# A continuous scale from the cheapest to the dearest price shown: green, amber, red.
+SCALE = ((46, 160, 67), (240, 170, 0), (214, 39, 40))
+NO_PRICE = (150, 150, 150)
+HERE = (0, 90, 220)
+FRANCE = pdk.ViewState(latitude=46.6, longitude=2.4, zoom=4.6)
+MAP_LAYER = "stations"
+MIN_ZOOM, MAX_ZOOM = 4.0, 14.0
+
+
+def opening_word(opening: OpeningStatus) -> str:
+    return {"open": "open", "closed": "closed"}.get(opening.state, "hours unknown")
+
+
+def _colour(price: Decimal | None, low: Decimal, high: Decimal) -> list[int]:
+    if price is None:
+        return list(NO_PRICE)
+    share = min(max(float((price - low) / (high - low)), 0.0), 1.0) if high > low else 0.0
+    start, end = (SCALE[0], SCALE[1]) if share < 0.5 else (SCALE[1], SCALE[2])
+    part = share * 2 if share < 0.5 else share * 2 - 1
+    return [round(a + (b - a) * part) for a, b in zip(start, end, strict=True)]
+
+
+def _scale(stations: Sequence[FinderStation]) -> tuple[Decimal, Decimal]:
+    """The 5th and 95th percentiles of the prices: one odd price does not flatten every colour."""
+    prices = sorted(s.price for s in stations if s.available)
+    if not prices:
+        return Decimal(0), Decimal(0)
+    return prices[len(prices) * 5 // 100], prices[(len(prices) - 1) * 95 // 100]
+
+
+class MapPoints(NamedTuple):
+    """What the map draws: one compact record per station, and the prices its colour scale spans."""
+
+    data: list[dict]
+    ids: list[int]  # the station of each record: the map reports a click by the record's index
+    low: Decimal
+    high: Decimal
+
+
+def map_points(stations: Sequence[FinderStation], openings: dict[int, OpeningStatus], now: dt.datetime) -> MapPoints:
+    """One small record per station with coordinates: 10,000 of them stay under 1 MB of JSON."""
+    located = [s for s in stations if s.latitude is not None and s.longitude is not None]
+    low, high = _scale(located)
+    data = [
+        {
+            "p": [round(s.longitude, 4), round(s.latitude, 4)],
+            "c": _colour(s.price if s.available else None, low, high),
+            "t": _tooltip(s, openings.get(s.id), now),
+        }
+        for s in located
+    ]
+    return MapPoints(data, [s.id for s in located], low, high)
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _france(_sessions, database_url: str, fuel_id: int) -> MapPoints:
+    now = utcnow()
+    with _sessions() as session:
+        stations = finder.france(session, fuel_id)
+    return map_points(stations, finder.openings(stations, now), now)
+
+
+def france(app, fuel_id: int) -> MapPoints:
+    """Every station of France on the map (cached a minute: the prices change hourly at most)."""
+    return _france(app.Session, app.settings.database_url, fuel_id)
+
+
+class _CompactDeck(pdk.Deck):
+    """pydeck indents its JSON, tripling what a 10,000-point map sends to the browser."""
+
+    def to_json(self) -> str:
+        return json.dumps(self, sort_keys=True, default=default_serialize, separators=(",", ":"), ensure_ascii=False)
+
+
+def price_map(
+    points: MapPoints,
+    selected: int | None,
+    here: tuple[float, float] | None,
+    map_provider: str,
+    key: str,
+) -> int | None:
+    """The stations coloured by price on one scale, with its legend; returns the station clicked."""
+    data = points.data
+    layers = [
+        pdk.Layer(
+            "ScatterplotLayer",
+            id=MAP_LAYER,
+            data=data,
+            get_position="p",
+            get_fill_color="c",
+            opacity=0.85,
+            get_radius=3 if len(data) > 1000 else 7,
+            radius_units="'pixels'",
+            pickable=True,
+        )
+    ]
+    marks = [{"p": data[i]["p"], "t": data[i]["t"]} for i, id_ in enumerate(points.ids) if id_ == selected]
+    if marks:
+        layers.append(_ring(marks, "selected", (20, 20, 20), 12))
+    if here is not None:
+        layers.append(_ring([{"p": [here[1], here[0]], "t": "You are here"}], "here", HERE, 9, filled=True))
+    deck = _CompactDeck(
+        layers=layers,
+        initial_view_state=_view([point["p"] for point in data], here),
+        tooltip={"text": "{t}"},
+        map_provider=None if map_provider == "none" else map_provider,
+        **({} if map_provider == "none" else {"map_style": None}),
+    )
+    event = st.pydeck_chart(deck, on_select="rerun", selection_mode="single-object", key=key, height=460)
+    if points.low < points.high:
+        ui.caption(
+            "Colours: green {} and cheaper, amber {}, red {} and dearer, grey no price.",
+            f"{points.low:.3f} €/L",
+            f"{(points.low + points.high) / 2:.3f} €/L",
+            f"{points.high:.3f} €/L",
+        )
+    chosen = event.selection.get("indices", {}).get(MAP_LAYER) if event else None
+    return points.ids[chosen[0]] if chosen else None
+
+
+def _ring(data: list[dict], layer_id: str, colour: tuple[int, int, int], radius: int, filled: bool = False):
+    return pdk.Layer(
+        "ScatterplotLayer",
+        id=layer_id,
+        data=data,
+        get_position="p",
+        get_fill_color=[*colour, 255] if filled else [0, 0, 0, 0],
+        get_line_color=[*colour, 255] if not filled else [255, 255, 255, 255],
+        get_radius=radius,
+        get_line_width=3,
+        radius_units="'pixels'",
+        line_width_units="'pixels'",
+        stroked=True,
+        pickable=True,
+    )
+
+
+def _tooltip(station: FinderStation, opening: OpeningStatus | None, now: dt.datetime) -> str:
+    """Brand (or town), price and its age, open or not: short, as 10,000 of them travel with the map."""
+    if station.out_of_stock:
+        price = "out of stock"
+    elif station.price is not None:
+        price = f"{station.price:.3f} €/L, {ui.age(station.updated_at, now)}"
+    else:
+        price = "no price"
+    status = f"\n{opening_word(opening)}" if opening is not None else ""
+    return f"{station.brand or station.town}\n{price}{status}"
+
+
+def _view(positions: Sequence[list[float]], here: tuple[float, float] | None) -> pdk.ViewState:
+    """France when the points cover it, else a view fitting the points and the person's position."""
+    if len(positions) > 1000 or not positions:
+        return FRANCE
+    longitudes = [p[0] for p in positions] + ([here[1]] if here else [])
+    latitudes = [p[1] for p in positions] + ([here[0]] if here else [])
+    south, north, west, east = min(latitudes), max(latitudes), min(longitudes), max(longitudes)
+    # Web Mercator: a degree of latitude is 1/cos(latitude) times taller than one of longitude.
+    stretch = 1 / math.cos(math.radians((south + north) / 2))
+    span = max(east - west, (north - south) * stretch, 0.005)
+    # deck.gl draws the world 512 * 2**z pixels wide at zoom z; keep the span within about 300 pixels.
+    zoom = math.log2(300 * 360 / (512 * span))
+    return pdk.ViewState(
+        latitude=(south + north) / 2, longitude=(west + east) / 2, zoom=min(max(zoom, MIN_ZOOM), MAX_ZOOM)
+    )
