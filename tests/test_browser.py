@@ -78,7 +78,8 @@ import queries
 from accounts.service import Accounts
 from accounts.store import credential_store
 from detour import Trip
-from finder_ui import DEFAULT_RADIUS_KM, NO_PRICE, SCALE
+from finder_ui import DEFAULT_RADIUS_KM
+from map_ui import NO_PRICE, SCALE
 from models import CustomStation, EtlRun, GasType, Price, User
 from preferences import DEFAULT_FUELS, DEFAULT_YEARLY_LITRES
 from session import init_db, make_engine, session_factory
