@@ -78,7 +78,7 @@ def map_points(stations: Sequence[FinderStation], openings: dict[int, OpeningSta
     return MapPoints(data, [s.id for s in located], low, high)
 
 
-@st.cache_data(ttl=60, show_spinner=False)
+@st.cache_resource(ttl=60, show_spinner=False)  # shared, never copied: nothing changes the points
 def _france(_sessions, database_url: str, fuel_id: int) -> MapPoints:
     now = utcnow()
     with _sessions() as session:

@@ -17,7 +17,7 @@ Then, in this one run, it reports the median of --runs (every figure with its ra
   caches it ten minutes);
 - reruns of the finder page (Streamlit's AppTest; home.py, then switch_page to pages/find.py): with
   ?q=<the town with most stations>&radius=20 <= 300 ms; with no search (the France map, cached 60 s by
-  st.cache_data) both cached and uncached (its cache cleared before each run) <= 300 ms;
+  st.cache_resource) both cached and uncached (its cache cleared before each run) <= 300 ms;
 - the France map's payload: the bytes of the pydeck JSON the page sends <= 1,000,000;
 - the France map in Chromium: `streamlit run home.py` on a free port, /find opened by Playwright in
   /usr/bin/chromium (new profile each time, anything but the app refused), timed from navigation start
@@ -325,13 +325,13 @@ def bench_page(runs: int, town: str) -> None:
     info("  first render (imports finder_ui, builds the suggestions)", f"{first:10.1f} ms")
     info("  its map's pydeck JSON", f"{payload(search):10,} bytes ({points(search):,} points)")
 
-    import finder_ui  # the module the page imported: its caches are the page's
+    import map_ui  # the module the page imported: its caches are the page's
 
     france, first = find_page({})
     report(
         f"rerun, no search: France map ({points(france):,} points), cached", median_ms(france.run, runs), PAGE_TARGET_MS
     )
-    uncached = median_ms(france.run, runs, before=finder_ui._france.clear)
+    uncached = median_ms(france.run, runs, before=map_ui._france.clear)
     report("rerun, no search: France map, uncached (cache cleared)", uncached, PAGE_TARGET_MS)
     info("  first render of the France map (uncached)", f"{first:10.1f} ms")
     report("France map payload: the pydeck JSON sent", payload(france), PAYLOAD_TARGET_BYTES, "bytes")
