@@ -52,18 +52,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-SHARED = ROOT.parent / "shared"
-GEN_FEED = SHARED / "tools" / "gen_feed.py"
+from common import CHROMIUM, CHROMIUM_ARGS, GEN_FEED, SHARED, load_generated_feed  # noqa: E402
+
 REAL_BRANDS = SHARED / "feeds" / "real"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 VIEWPORT = {"width": 1400, "height": 1000}
 
 PARIS_CENTRE = (48.8566, 2.3522)
@@ -153,16 +144,9 @@ def prepare(work: Path, stations: int) -> tuple[str, int]:
 
     import etl
     from models import Station, StationBrand
-    from session import init_db, make_engine, session_factory, writer
-    from settings import load_settings
+    from session import session_factory, writer
 
-    feed = work / "feed.zip"
-    command = [sys.executable, str(GEN_FEED), "--stations", str(stations), "--seed", "3", "--out", str(feed)]
-    subprocess.run(command, check=True, capture_output=True)
-    settings = load_settings()
-    engine = make_engine(settings.database_url)
-    init_db(engine)
-    summary = etl.run_pass(engine, settings, str(feed))
+    engine, settings, summary = load_generated_feed(work, stations)
 
     brand_files = sorted(REAL_BRANDS.glob("brands-osm_*.csv"))
     imported = 0

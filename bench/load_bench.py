@@ -31,16 +31,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-GEN_FEED = ROOT.parent / "shared" / "tools" / "gen_feed.py"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from common import CHROMIUM, CHROMIUM_ARGS, GEN_FEED, load_generated_feed  # noqa: E402
+
 CPU_TARGET_S, RSS_TARGET_MB = 0.5, 2.0
 PASSWORD = "bench password 1"
 STEP_TIMEOUT_MS = 60_000
@@ -52,24 +44,13 @@ def prepare(data_dir: Path, stations: int, people: int) -> str:
     """Load the feed and register `people` accounts following 10 stations each; return a town to search."""
     from sqlalchemy import func, select
 
-    import etl
     import preferences
     from accounts.service import Accounts
     from accounts.store import credential_store
     from models import Station
-    from session import init_db, make_engine, session_factory, writer
-    from settings import load_settings
+    from session import session_factory, writer
 
-    feed = data_dir / "feed.zip"
-    subprocess.run(
-        [sys.executable, str(GEN_FEED), "--stations", str(stations), "--seed", "3", "--out", str(feed)],
-        check=True,
-        capture_output=True,
-    )
-    settings = load_settings()
-    engine = make_engine(settings.database_url)
-    init_db(engine)
-    etl.run_pass(engine, settings, str(feed))
+    engine, settings, _ = load_generated_feed(data_dir, stations)
     accounts = Accounts(settings, credential_store(settings), engine)
     with session_factory(engine)() as session:
         town = session.scalar(

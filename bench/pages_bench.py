@@ -19,7 +19,6 @@ import argparse
 import logging
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-GEN_FEED = ROOT.parent / "shared" / "tools" / "gen_feed.py"
+from common import GEN_FEED, load_generated_feed  # noqa: E402
+
 PAGE_TARGET_MS, QUERY_TARGET_MS = 250, 20
 PASSWORD = "bench password 1"
 AROUND_KM = 25
@@ -48,24 +48,13 @@ def prepare(work: Path, stations: int) -> int:
     """Load the feed, create the user with 20 favourites and 3 fuels; return the user's id."""
     from sqlalchemy import select
 
-    import etl
     import preferences
     from accounts.service import Accounts
     from accounts.store import credential_store
     from models import Station
-    from session import init_db, make_engine, session_factory, writer
-    from settings import load_settings
+    from session import session_factory, writer
 
-    feed = work / "feed.zip"
-    subprocess.run(
-        [sys.executable, str(GEN_FEED), "--stations", str(stations), "--seed", "3", "--out", str(feed)],
-        check=True,
-        capture_output=True,
-    )
-    settings = load_settings()
-    engine = make_engine(settings.database_url)
-    init_db(engine)
-    etl.run_pass(engine, settings, str(feed))
+    engine, settings, _ = load_generated_feed(work, stations)
     account = Accounts(settings, credential_store(settings), engine).register(
         "bench", "bench@example.org", "Bench", "User", PASSWORD, PASSWORD
     )
