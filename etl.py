@@ -27,13 +27,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import ColumnElement, Engine, exists, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, exists, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
 import brands
 import pidfile
-from feed import FeedError, FeedIdentity, ParseReport, feed_file, identify_feed, open_feed, parse_feed
-from loader import Snapshot, load_history_batch, load_snapshot
+from feed import FeedError, FeedIdentity, ParseReport, feed_file, identify_feed, open_feed, parse_feed, parse_update
+from loader import Basis, Snapshot, load_history_batch, load_snapshot, stations_seen_at
 from models import EtlRun, Station, StationBrand
 from session import init_db, make_engine, session_factory, writer
 from settings import PROJECT_DIR, Settings, load_settings
@@ -161,22 +161,27 @@ def _check_station_count(found: int, engine: Engine, force: bool) -> None:
 
 
 def run_pass(engine: Engine, settings: Settings, source: str | None = None, force: bool = False) -> RunSummary:
-    """Load the current feed into the database, all or nothing, and record the run."""
+    """Load the current feed into the database, all or nothing, and record the run.
+
+    The stations whose <pdv> bytes are those the last run read are neither parsed nor compared
+    (see feed.parse_update), unless `force` asks to read everything again.
+    """
     source = source or settings.feed_url
     started = utcnow()
     clock = time.perf_counter()
     report = ParseReport()
-    with _all_or_nothing(engine, "run", source, started):
-        with feed_file(source, settings.data_dir, settings) as path:
-            identity = identify_feed(path, settings.max_xml_bytes)
-            previous = last_success(engine)
-            if not force and _same_feed(engine, previous, identity):
-                return _confirm_unchanged(engine, previous, source, started, clock)
-            with open_feed(path, settings.max_xml_bytes) as xml:
-                snapshot = Snapshot.collect(parse_feed(xml, report, started))
-        _check_station_count(report.stations, engine, force)
+    with _all_or_nothing(engine, "run", source, started), feed_file(source, settings.data_dir, settings) as path:
+        identity = identify_feed(path, settings.max_xml_bytes)
+        previous = last_success(engine)
+        if not force and _same_feed(engine, previous, identity):
+            return _confirm_unchanged(engine, previous, source, started, clock)
+        # The fingerprints are read, and the feed read against them, in the writing transaction:
+        # no other run can change what they describe before this one commits.
         with writer(engine).begin() as conn:
-            counts = load_snapshot(conn, snapshot, started)
+            basis = None if force else _fingerprint_basis(conn, started)
+            read = parse_update(path, settings.max_xml_bytes, report, started, basis and basis.fingerprints)
+            _check_station_count(report.stations, engine, force)
+            counts = load_snapshot(conn, Snapshot.of_update(read, basis), started)
             summary = RunSummary(
                 "run",
                 source,
@@ -197,12 +202,35 @@ def _same_feed(engine: Engine, previous: EtlRun | None, identity: FeedIdentity) 
         return False
     if (previous.feed_size, previous.feed_crc32) != (identity.size, identity.crc32):
         return False
+    with engine.connect() as conn:
+        return not _backfilled_since(conn, previous.started_at)
+
+
+def _backfilled_since(conn: Connection, moment: dt.datetime) -> bool:
     # A backfill commits batch by batch: even a failed one may have moved current prices since.
-    with session_factory(engine)() as session:
-        backfilled_since = session.scalar(
-            select(EtlRun.id).where(EtlRun.kind == "backfill", EtlRun.started_at >= previous.started_at).limit(1)
-        )
-    return backfilled_since is None
+    backfill = select(EtlRun.id).where(EtlRun.kind == "backfill", EtlRun.started_at >= moment).limit(1)
+    return conn.scalar(backfill) is not None
+
+
+def _fingerprint_basis(conn: Connection, started: dt.datetime) -> Basis | None:
+    """The stations of the last successful run and their fingerprints, when the database holds what it loaded."""
+    if conn.dialect.name == "postgresql":
+        # Writers of stations take turns until commit, as BEGIN IMMEDIATE makes them on SQLite; readers never wait.
+        conn.execute(text("LOCK TABLE stations IN SHARE ROW EXCLUSIVE MODE"))
+    runs = EtlRun.__table__
+    newest = (
+        select(runs.c.kind, runs.c.started_at)
+        .where(runs.c.status == "success", runs.c.kind.in_(PRICE_LOADS))
+        .order_by(runs.c.started_at.desc(), runs.c.id.desc())
+        .limit(1)
+    )
+    previous = conn.execute(newest).first()
+    if previous is None or previous.kind != "run":
+        return None
+    # A clock set back could make a price time "in the future" that was accepted: read everything.
+    if previous.started_at > started or _backfilled_since(conn, previous.started_at):
+        return None
+    return stations_seen_at(conn, previous.started_at)
 
 
 def _confirm_unchanged(engine: Engine, previous: EtlRun, source: str, started: dt.datetime, clock: float) -> RunSummary:

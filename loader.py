@@ -4,6 +4,12 @@ Every function takes a connection inside a transaction opened by the caller.
 The feed is compared with what is stored, in the database's own encoding
 (integer thousandths, UTC text on SQLite, JSON text), so only real changes are
 written and each distinct value is encoded once rather than once per row.
+
+An incremental Snapshot (see feed.parse_update) holds only the stations whose
+<pdv> bytes changed since the last run: only their stored rows, and those of the
+stations gone from the feed, are read and compared. The others keep their rows;
+their last_seen_at moves in one statement (`mark_seen_again`).
+stations.fingerprint says which bytes each station's stored rows come from.
 """
 
 from __future__ import annotations
@@ -11,8 +17,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import itertools
-from collections.abc import Hashable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Hashable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
@@ -24,13 +30,14 @@ from sqlalchemy import (
     TypeDecorator,
     bindparam,
     delete,
+    func,
     select,
     tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from feed import StationEntry, opening_hours_document
+from feed import FeedUpdate, StationEntry, opening_hours_document
 from models import Price, PriceHistory, Rupture, Station, json_text, sqlite_time_text
 from session import dialect_insert
 from utils import UTC, fold
@@ -54,13 +61,29 @@ STATION_COLUMNS = (
 )
 
 
+@dataclass(frozen=True)
+class Basis:
+    """The stations the last successful run listed: when it saw them, and each one's fingerprint."""
+
+    seen_at: dt.datetime
+    fingerprints: dict[int, int | None]
+
+
 @dataclass
 class Snapshot:
-    """A whole instant feed, held in memory between parse and load (about 10,000 stations)."""
+    """A whole instant feed, held in memory between parse and load (about 10,000 stations).
+
+    When `incremental`, the lists hold only the stations read again; `unchanged` names the others
+    of the feed, whose stored rows already say what their bytes say.
+    """
 
     stations: list[dict]
     prices: list[tuple[int, int, int, dt.datetime]]
     ruptures: list[tuple[int, int, dt.datetime | None, dt.datetime | None, str | None]]
+    fingerprints: dict[int, int | None] = field(default_factory=dict)  # of the stations above; None: unknown
+    unchanged: list[int] = field(default_factory=list)
+    basis: Basis | None = None
+    incremental: bool = False
 
     @classmethod
     def collect(cls, entries: Iterable[StationEntry]) -> Snapshot:
@@ -70,6 +93,21 @@ class Snapshot:
             snapshot.prices.extend(entry.prices)
             snapshot.ruptures.extend(entry.ruptures)
         return snapshot
+
+    @classmethod
+    def of_update(cls, update: FeedUpdate, basis: Basis | None) -> Snapshot:
+        """The rows of `update`, read against the fingerprints of `basis`."""
+        rows = update.stations, update.prices, update.ruptures
+        if not update.incremental:
+            return cls(*rows, update.fingerprints or {})
+        return cls(*rows, update.fingerprints or {}, update.unchanged, basis, incremental=True)
+
+    def gone(self) -> list[int]:
+        """The stations of the last run that this feed no longer lists (known only with a basis)."""
+        if self.basis is None:
+            return []
+        listed = {station["id"] for station in self.stations}.union(self.unchanged)
+        return sorted(set(self.basis.fingerprints) - listed)
 
 
 @dataclass
@@ -158,6 +196,22 @@ def upsert(
         stmt = stmt.on_conflict_do_update(index_elements=keys, set_=set_, where=where and where(table, stmt))
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=keys)
+    return _execute_many(conn, stmt, columns, rows)
+
+
+def update_rows(conn: Connection, table: Table, columns: Sequence[str], rows: Iterable[tuple]) -> int:
+    """For each row (primary key, then a value for each of `columns`), UPDATE `columns` of the row with that key.
+
+    As `upsert`, through the driver's executemany. `table` has a one-column primary key.
+    """
+    (key,) = table.primary_key.columns
+    where = bindparam("row_key")  # a column's own name is reserved for its SET clause
+    stmt = update(table).where(key == where).values({name: bindparam(name) for name in columns})
+    return _execute_many(conn, stmt, ("row_key", *columns), rows)
+
+
+def _execute_many(conn: Connection, stmt, columns: Sequence[str], rows: Iterable[tuple]) -> int:
+    """Run `stmt` (whose bound parameters are `columns`) for each row, batch by batch; the rows changed."""
     compiled = stmt.compile(dialect=conn.dialect)
     if compiled.positional:
         order = [columns.index(name) for name in compiled.positiontup]
@@ -179,32 +233,120 @@ def _storage(conn: Connection, model) -> Table:
     return storage_table(model.__table__, conn.dialect.name)
 
 
-def load_snapshot(conn: Connection, snapshot: Snapshot, seen_at: dt.datetime) -> LoadCounts:
-    """Make the database hold exactly this feed's stations, prices and ruptures; add new history."""
-    encoder = Encoder(conn.dialect)
-    load_stations(conn, encoder, snapshot.stations, seen_at)
-    prices, changes = load_prices(conn, encoder, snapshot.prices)
-    load_ruptures(conn, encoder, snapshot.ruptures)
-    return LoadCounts(stations=len(snapshot.stations), prices=prices, changes=changes)
+def _stored(conn: Connection, query, key: Column, scope: Collection[int] | None) -> Iterator:
+    """The rows of `query`; only those whose `key` (a station id) is in `scope` when there is one."""
+    if scope is None:
+        yield from conn.execute(query)
+        return
+    for batch in _batches(sorted(scope), 1_000):
+        yield from conn.execute(query.where(key.in_(batch)))
 
 
-def load_stations(conn: Connection, encoder: Encoder, stations: list[dict], seen_at: dt.datetime) -> None:
+def stations_seen_at(conn: Connection, seen_at: dt.datetime) -> Basis:
+    """The stations last seen at `seen_at` (those a run of that time listed), with their fingerprints."""
     table = _storage(conn, Station)
+    query = select(table.c.id, table.c.fingerprint).where(table.c.last_seen_at == Encoder(conn.dialect).time(seen_at))
+    return Basis(seen_at, dict(conn.execute(query).all()))
+
+
+def load_snapshot(conn: Connection, snapshot: Snapshot, seen_at: dt.datetime) -> LoadCounts:
+    """Make the database hold exactly this feed's stations, prices and ruptures; add new history.
+
+    When incremental, only the stations read again and those gone from the feed are compared;
+    the unchanged ones keep all their rows but last_seen_at.
+    """
+    encoder = Encoder(conn.dialect)
+    scope, already_seen = None, ()
+    if snapshot.incremental:
+        gone = snapshot.gone()
+        scope = {station["id"] for station in snapshot.stations}.union(gone)
+        mark_seen_again(conn, encoder, snapshot.basis.seen_at, seen_at, gone)
+        already_seen = snapshot.basis.fingerprints
+    kept = load_stations(conn, encoder, snapshot.stations, seen_at, scope, snapshot.fingerprints, already_seen)
+    prices, changes, repriced = load_prices(conn, encoder, snapshot.prices, scope, watch=kept)
+    restocked = load_ruptures(conn, encoder, snapshot.ruptures, scope, watch=kept)
+    # A fingerprint kept for a station read with a rejection holds only while its rows did not move.
+    _forget_fingerprints(conn, sorted(repriced | restocked))
+    if scope is not None:
+        prices = conn.scalar(select(func.count()).select_from(_storage(conn, Price)))
+    return LoadCounts(stations=len(snapshot.stations) + len(snapshot.unchanged), prices=prices, changes=changes)
+
+
+def mark_seen_again(
+    conn: Connection, encoder: Encoder, previous: dt.datetime, seen_at: dt.datetime, gone: Sequence[int]
+) -> None:
+    """Mark the stations seen by the previous run as seen by this one, but those gone from the feed.
+
+    One statement on "seen by the previous run", with no list of ids to send. A station gone keeps
+    its time, and loses its fingerprint with its prices.
+    """
+    table = _storage(conn, Station)
+    before = encoder.time(previous)
+    conn.execute(update(table).where(table.c.last_seen_at == before).values(last_seen_at=encoder.time(seen_at)))
+    for batch in _batches(gone, 1_000):
+        conn.execute(update(table).where(table.c.id.in_(batch)).values(last_seen_at=before, fingerprint=None))
+
+
+def _forget_fingerprints(conn: Connection, station_ids: Sequence[int]) -> None:
+    table = _storage(conn, Station)
+    for batch in _batches(station_ids, 1_000):
+        conn.execute(update(table).where(table.c.id.in_(batch)).values(fingerprint=None))
+
+
+def load_stations(
+    conn: Connection,
+    encoder: Encoder,
+    stations: list[dict],
+    seen_at: dt.datetime,
+    scope: Collection[int] | None = None,
+    fingerprints: dict[int, int | None] | None = None,
+    already_seen: Collection[int] = (),
+) -> set[int]:
+    """Write the stations that changed, mark the others seen (but those `already_seen`), keep fingerprints.
+
+    A station without a new fingerprint (see feed.parse_update) keeps the one it has while its
+    row is unchanged; returns those stations, whose fingerprint holds only if nothing else of
+    theirs changes. Without a `scope`, the stations no longer listed lose their fingerprint.
+    """
+    table = _storage(conn, Station)
+    fingerprints = fingerprints or {}
     # Stored rows are kept as a hash of their values: 10,000 stations' JSON would cost megabytes.
-    stored = {
-        row[0]: hash(tuple(row[1:])) for row in conn.execute(select(table.c.id, *map(table.c.get, STATION_COLUMNS)))
-    }
+    query = select(table.c.id, table.c.fingerprint, *map(table.c.get, STATION_COLUMNS))
+    stored, stored_fingerprints = {}, {}
+    for row in _stored(conn, query, table.c.id, scope):
+        stored[row[0]] = hash(tuple(row[2:]))
+        if row[1] is not None:
+            stored_fingerprints[row[0]] = row[1]
     seen = encoder.time(seen_at)
-    changed, unchanged = [], []
-    for station in stations:
-        values = encoder.station_values(station)
-        if stored.get(station["id"]) == hash(values):
-            unchanged.append(station["id"])
-        else:
-            changed.append((station["id"], *values, seen))
-    upsert(conn, table, ("id", *STATION_COLUMNS, "last_seen_at"), changed, (*STATION_COLUMNS, "last_seen_at"))
+    refingerprinted, unchanged, kept = [], [], set()
+
+    def changed() -> Iterator[tuple]:
+        """The rows to write, sorting the other stations out on the way (consumed batch by batch)."""
+        for station in stations:
+            station_id = station["id"]
+            values = encoder.station_values(station)
+            fingerprint = fingerprints.get(station_id)
+            old_fingerprint = stored_fingerprints.get(station_id)
+            if stored.get(station_id) != hash(values):
+                yield (station_id, *values, fingerprint, seen)
+            elif fingerprint is not None and fingerprint != old_fingerprint:
+                refingerprinted.append((station_id, fingerprint, seen))
+            else:
+                if station_id not in already_seen:
+                    unchanged.append(station_id)
+                if fingerprint is None and old_fingerprint is not None:
+                    kept.add(station_id)
+
+    columns = (*STATION_COLUMNS, "fingerprint", "last_seen_at")
+    upsert(conn, table, ("id", *columns), changed(), columns)
+    # The same row from other bytes (a price or out-of-stock record changed): a new fingerprint.
+    update_rows(conn, table, ("fingerprint", "last_seen_at"), refingerprinted)
     for batch in _batches(unchanged):
         conn.execute(update(table).where(table.c.id.in_(batch)).values(last_seen_at=seen))
+    if scope is None:
+        listed = {station["id"] for station in stations}
+        _forget_fingerprints(conn, [i for i in stored_fingerprints if i not in listed])
+    return kept
 
 
 def _pair(station: int, fuel: int) -> int:
@@ -212,18 +354,25 @@ def _pair(station: int, fuel: int) -> int:
     return station << 3 | fuel
 
 
-def load_prices(conn: Connection, encoder: Encoder, observations: list[tuple]) -> tuple[int, int]:
+def load_prices(
+    conn: Connection,
+    encoder: Encoder,
+    observations: list[tuple],
+    scope: Collection[int] | None = None,
+    watch: Collection[int] = (),
+) -> tuple[int, int, set[int]]:
     """Current prices become the feed's (newest `maj` per pair); new observations go to history.
 
-    Returns (current prices, pairs that are new or whose price or time changed).
+    With a `scope`, only the prices of those stations are compared (and removed when not observed).
+    Returns (current prices, pairs that are new or whose price or time changed, stations of
+    `watch` whose prices or history were written).
     """
     table = _storage(conn, Price)
     # Stored prices as {pair: (price, hash of time)}: compact enough for 40,000 rows.
+    query = select(table.c.station_id, table.c.gastype_id, table.c.price, table.c.updated_at)
     stored = {
         _pair(station, fuel): (milli, hash(updated_at))
-        for station, fuel, milli, updated_at in conn.execute(
-            select(table.c.station_id, table.c.gastype_id, table.c.price, table.c.updated_at)
-        )
+        for station, fuel, milli, updated_at in _stored(conn, query, table.c.station_id, scope)
     }
     current: dict[int, tuple[int, int, int, Any]] = {}
     for station, fuel, milli, maj in observations:
@@ -231,27 +380,44 @@ def load_prices(conn: Connection, encoder: Encoder, observations: list[tuple]) -
         newest = current.get(_pair(station, fuel))
         if newest is None or when > newest[3]:  # encoded times sort as the times do
             current[_pair(station, fuel)] = (station, fuel, milli, when)
-    history = (
-        (station, fuel, when, milli)
-        for station, fuel, milli, when in ((s, f, m, encoder.time(t)) for s, f, m, t in observations)
-        # A stored current price is already in the history; duplicates are skipped by the database.
-        if stored.get(_pair(station, fuel), NOTHING)[1] != hash(when)
-    )
+    written: set[int] = set()
+
+    def history() -> Iterator[tuple]:
+        for station, fuel, milli, maj in observations:
+            when = encoder.time(maj)
+            # A stored current price is already in the history; duplicates are skipped by the database.
+            if stored.get(_pair(station, fuel), NOTHING)[1] != hash(when):
+                if station in watch:
+                    written.add(station)
+                yield station, fuel, when, milli
+
     changed = [row for key, row in current.items() if stored.get(key) != (row[2], hash(row[3]))]
-    upsert(conn, _storage(conn, PriceHistory), HISTORY_ROW, history)
+    removed = [(key >> 3, key & 7) for key in stored if key not in current]
+    upsert(conn, _storage(conn, PriceHistory), HISTORY_ROW, history())
     upsert(conn, table, PRICE_ROW, changed, ("price", "updated_at"))
-    _delete_pairs(conn, table, [(key >> 3, key & 7) for key in stored if key not in current])
-    return len(current), len(changed)
+    _delete_pairs(conn, table, removed)
+    written.update(row[0] for row in changed if row[0] in watch)
+    written.update(pair[0] for pair in removed if pair[0] in watch)
+    return len(current), len(changed), written
 
 
-def load_ruptures(conn: Connection, encoder: Encoder, ruptures: list[tuple]) -> None:
-    """The out-of-stock table becomes the feed's; of two records for one fuel, the latest start wins."""
+def load_ruptures(
+    conn: Connection,
+    encoder: Encoder,
+    ruptures: list[tuple],
+    scope: Collection[int] | None = None,
+    watch: Collection[int] = (),
+) -> set[int]:
+    """The out-of-stock table becomes the feed's; of two records for one fuel, the latest start wins.
+
+    With a `scope`, only the records of those stations are compared (and removed when not listed).
+    Returns the stations of `watch` whose records were written.
+    """
     table = _storage(conn, Rupture)
+    query = select(table.c.station_id, table.c.gastype_id, table.c.started_at, table.c.ended_at, table.c.kind)
     stored = {
         (station, fuel): (started, ended, kind)
-        for station, fuel, started, ended, kind in conn.execute(
-            select(table.c.station_id, table.c.gastype_id, table.c.started_at, table.c.ended_at, table.c.kind)
-        )
+        for station, fuel, started, ended, kind in _stored(conn, query, table.c.station_id, scope)
     }
     never = dt.datetime.min.replace(tzinfo=UTC)
     latest: dict[tuple[int, int], tuple] = {}
@@ -261,8 +427,10 @@ def load_ruptures(conn: Connection, encoder: Encoder, ruptures: list[tuple]) -> 
             latest[(station, fuel)] = (started, ended, kind)
     current = {key: (encoder.time(s), encoder.time(e), k) for key, (s, e, k) in latest.items()}
     changed = [(*key, *value) for key, value in current.items() if stored.get(key) != value]
+    removed = [key for key in stored if key not in current]
     upsert(conn, table, RUPTURE_ROW, changed, RUPTURE_ROW[2:])
-    _delete_pairs(conn, table, [key for key in stored if key not in current])
+    _delete_pairs(conn, table, removed)
+    return {row[0] for row in changed if row[0] in watch}.union(key[0] for key in removed if key[0] in watch)
 
 
 def load_history_batch(conn: Connection, entries: list[StationEntry], seen_at: dt.datetime) -> int:

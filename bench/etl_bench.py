@@ -11,6 +11,16 @@
    (best of --repeat, each on its own fresh database).
 4. Measures peak RSS of the real command (`python etl.py run|backfill`) in a
    child process, for the first load, the update and the backfill.
+5. Hourly updates: `python etl.py run` of the newer feed on a database
+   holding the older one, against `python -c` doing a bare iterparse of the
+   same zip, both timed as whole processes (best of --repeat, wall and CPU
+   time); then the same update in this process, as the scheduler (`etl.py
+   serve`) runs it, against the bare iterparse in this process. For the real
+   pair of snapshots two hours apart (../shared/feeds/real, skipped when
+   absent) and a generated pair where about 2% of the stations change (same
+   day, --price-drift 0.005). Also timed: `python -c "import etl"`, the part
+   of a whole process that is Python, SQLAlchemy and the project's modules
+   starting, before any work.
 """
 
 from __future__ import annotations
@@ -36,7 +46,20 @@ from session import init_db, make_engine  # noqa: E402
 from settings import load_settings  # noqa: E402
 
 GEN_FEED = ROOT.parent / "shared" / "tools" / "gen_feed.py"
+REAL_FEEDS = ROOT.parent / "shared" / "feeds" / "real"
+REAL_PAIR = tuple(REAL_FEEDS / f"instantane_yzpt-dataflow_2023-11-25{half}.zip" for half in "ab")
 TARGETS = {"first load": 3.0, "update": 3.0, "unchanged re-run": 1.5}
+HOURLY_TARGET = 1.2  # an hourly update, whole process, against a bare-parse process of the same zip
+HOURLY_DRIFT = "0.005"  # share of prices changed: with ~4 prices a station, ~2% of the stations change
+BARE_PARSE_SCRIPT = """
+import sys, zipfile
+from lxml import etree
+with zipfile.ZipFile(sys.argv[1]) as archive, archive.open(archive.infolist()[0]) as xml:
+    for _, element in etree.iterparse(xml, events=("end",), tag="pdv"):
+        element.clear(keep_tail=False)
+        while element.getprevious() is not None:
+            del element.getparent()[0]
+"""
 
 
 def generate(out: Path, *args: str) -> Path:
@@ -92,6 +115,70 @@ def peak_rss_mb(data_dir: Path, *command: str) -> tuple[float, float]:
     return float(out[0]), float(out[1])
 
 
+def process_seconds(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """(wall, CPU) seconds of `command` run to its end as a child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, env=env, cwd=ROOT)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def hourly_update(work: Path, label: str, older: Path, newer: Path, repeat: int) -> dict[str, tuple[float, float]]:
+    """Best-of-`repeat` (wall, CPU) of a bare-parse process of `newer` and of `etl.py run` from `older` to `newer`."""
+    bare = min(process_seconds([sys.executable, "-c", BARE_PARSE_SCRIPT, str(newer)]) for _ in range(repeat))
+    runs = []
+    for attempt in range(repeat):
+        data_dir = work / f"{label}-{attempt}"
+        data_dir.mkdir()
+        env = {**os.environ, "CARBUROAM_DATA_DIR": str(data_dir)}
+        env.pop("CARBUROAM_DATABASE_URL", None)
+        etl_run = [sys.executable, str(ROOT / "etl.py"), "run", "--source"]
+        process_seconds([*etl_run, str(older)], env)
+        runs.append(process_seconds([*etl_run, str(newer)], env))
+    return {"bare": bare, "update": min(runs)}
+
+
+def extracted(work: Path, zipped: Path) -> Path:
+    """The XML of `zipped`, written beside the other files of the run."""
+    with zipfile.ZipFile(zipped) as archive:
+        member = archive.infolist()[0]
+        path = work / f"{zipped.stem}.xml"
+        path.write_bytes(archive.read(member))
+    return path
+
+
+def changed_share(older: Path, newer: Path) -> tuple[int, int]:
+    """(stations whose <pdv> bytes differ or are new in `newer`, stations in `newer`)."""
+
+    def blocks(path: Path) -> dict[bytes, bytes]:
+        with zipfile.ZipFile(path) as archive:
+            xml = archive.read(archive.infolist()[0])
+        return {block[: block.index(b'"', 1)]: block for block in xml.split(b"<pdv id=")[1:]}
+
+    before, after = blocks(older), blocks(newer)
+    return sum(before.get(key) != block for key, block in after.items()), len(after)
+
+
+def timed_update(work: Path, label: str, older: Path, newer: Path, repeat: int) -> float:
+    """Best-of-`repeat` seconds of the pass from `older` to `newer` in this process, each on a fresh database."""
+    best = float("inf")
+    for attempt in range(repeat):
+        data_dir = work / f"inproc-{label}-{attempt}"
+        data_dir.mkdir()
+        os.environ["CARBUROAM_DATA_DIR"] = str(data_dir)
+        settings = load_settings()
+        engine = make_engine(settings.database_url)
+        init_db(engine)
+        etl.run_pass(engine, settings, str(older))
+        started = time.perf_counter()
+        etl.run_pass(engine, settings, str(newer))
+        best = min(best, time.perf_counter() - started)
+        engine.dispose()
+    return best
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stations", type=int, default=10_000)
@@ -132,6 +219,22 @@ def main() -> int:
         backfill_dir.mkdir()
         rss_backfill, wall_backfill = peak_rss_mb(backfill_dir, "backfill", "--source", str(daily))
 
+        hourly_next = generate(
+            work / "day1-later.zip", "--stations", str(args.stations), "--seed", "1", "--price-drift", HOURLY_DRIFT
+        )
+        hourly = {}
+        pairs = {"generated pair": (first, hourly_next)}
+        if all(path.is_file() for path in REAL_PAIR):
+            pairs = {"real pair 2023-11-25": REAL_PAIR, **pairs}
+        for label, (older, newer) in pairs.items():
+            key = label.split()[0]
+            figures = hourly_update(work, key, older, newer, args.repeat)
+            newer_xml = extracted(work, newer)
+            figures["bare in process"] = min(bare_parse_seconds(newer_xml) for _ in range(args.repeat))
+            figures["update in process"] = timed_update(work, key, older, newer, args.repeat)
+            hourly[label] = (changed_share(older, newer), figures)
+        imports = min(process_seconds([sys.executable, "-c", "import etl"]) for _ in range(args.repeat))
+
     print(f"feed: {args.stations:,} stations, {size_mb:.1f} MB of XML; SQLite; best of {args.repeat}")
     print(f"bare lxml iterparse of the XML        {bare:7.3f} s   1.00x")
     for label, seconds in passes.items():
@@ -143,6 +246,26 @@ def main() -> int:
     print(
         f"peak RSS, `etl.py backfill` of {observations:,} observations {rss_backfill:7.1f} MB"
         f"  (target <= 150 MB; {wall_backfill:.2f} s wall)"
+    )
+    if not all(path.is_file() for path in REAL_PAIR):
+        print(f"hourly update of the real pair: skipped ({REAL_FEEDS} is absent)")
+    for label, ((changed, stations), figures) in hourly.items():
+        (bare_wall, bare_cpu), (wall, cpu) = figures["bare"], figures["update"]
+        verdict = "ok" if wall / bare_wall <= HOURLY_TARGET else "OVER"
+        bare_here, here = figures["bare in process"], figures["update in process"]
+        print(
+            f"hourly update, {label} ({changed:,} of {stations:,} stations changed):\n"
+            f"  whole processes: `python -c` bare iterparse of the zip {bare_wall:6.3f} s wall {bare_cpu:6.3f} s CPU"
+            f"  1.00x\n"
+            f"                   `etl.py run` update                   {wall:6.3f} s wall {cpu:6.3f} s CPU"
+            f"  {wall / bare_wall:4.2f}x wall {cpu / bare_cpu:4.2f}x CPU  (target <= {HOURLY_TARGET}x: {verdict})\n"
+            f"  in this process: bare iterparse of the XML {bare_here:6.3f} s, update {here:6.3f} s"
+            f"  {here / bare_here:4.2f}x"
+        )
+    bare_wall = next(iter(hourly.values()))[1]["bare"][0]
+    print(
+        f'starting up: `python -c "import etl"` {imports[0]:.3f} s wall {imports[1]:.3f} s CPU, '
+        f"{imports[0] / bare_wall:4.2f}x the first bare-parse process above, before any work"
     )
     print(f"(this process: peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)")
     return 0
