@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import email
 import email.policy
@@ -112,18 +113,24 @@ def engine(settings):
 class Inbox:
     """An aiosmtpd handler keeping every message it accepts."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
         self.received: list[EmailMessage] = []
+        self.delay = delay
 
     async def handle_DATA(self, server: SMTP, session: SMTPSession, envelope: Envelope) -> str:
+        await asyncio.sleep(self.delay)
         self.received.append(email.message_from_bytes(envelope.original_content, policy=email.policy.default))
         return "250 Message accepted for delivery"
 
 
 @pytest.fixture
-def smtp_inbox() -> Iterator[tuple[int, Inbox]]:
-    """A real SMTP server on 127.0.0.1 (plain, no login): its port, and what it received."""
-    inbox, port = Inbox(), free_port()
+def smtp_inbox(request: pytest.FixtureRequest) -> Iterator[tuple[int, Inbox]]:
+    """A real SMTP server on 127.0.0.1 (plain, no login): its port, and what it received.
+
+    `@pytest.mark.parametrize("smtp_inbox", [seconds], indirect=True)` makes it take that long to
+    accept each message, like a distant server.
+    """
+    inbox, port = Inbox(delay=getattr(request, "param", 0.0)), free_port()
     controller = Controller(inbox, hostname="127.0.0.1", port=port, server_hostname="mail.test")
     controller.start()
     yield port, inbox
