@@ -26,7 +26,7 @@ from accounts.service import Accounts
 from accounts.store import StoreError, credential_store
 from session import init_db, make_engine
 from settings import load_settings
-from utils import PARIS
+from utils import PARIS, first_line
 
 ADMIN_PASSWORD_ENV = "CARBUROAM_ADMIN_PASSWORD"  # noqa: S105 (the variable's name)
 
@@ -103,8 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{args.command}: {exc}", file=sys.stderr)
         return 1
     except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", exc)).splitlines()[0]
-        print(f"{args.command}: the database cannot be used: {reason}", file=sys.stderr)
+        print(f"{args.command}: the database cannot be used: {first_line(exc)}", file=sys.stderr)
         return 1
     except EOFError:
         print(f"\n{args.command}: no password was given.", file=sys.stderr)  # after the unanswered prompt

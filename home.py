@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-import shell
+from ui import shell
 
 st.set_page_config(page_title="Carburoam", page_icon=":material/local_gas_station:", layout="wide")
 app = shell.resources()

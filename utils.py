@@ -1,4 +1,5 @@
-"""Small pure helpers: time zones, the clock, text folding for search, distances and boxes around a point."""
+"""Small pure helpers: time zones, the clock, one-line error messages, text folding for search, distances
+and boxes around a point."""
 
 from __future__ import annotations
 
@@ -16,6 +17,12 @@ EARTH_RADIUS_KM = 6371.0088  # mean radius
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(UTC)
+
+
+def first_line(exc: BaseException, limit: int = 500) -> str:
+    """The first line of an error's message (of the driver's error, for a database error), for one-line reports."""
+    text = str(getattr(exc, "orig", None) or exc) or type(exc).__name__
+    return text.splitlines()[0][:limit]
 
 
 _NOT_WORD = re.compile(r"[^a-z0-9]+")

@@ -42,6 +42,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 from botocore.exceptions import ConnectionError as S3ConnectionError
 
 from settings import Settings
+from utils import first_line
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ def _parse(data: bytes, where: str) -> Document:
     try:
         return _check_document(yaml.safe_load(data))
     except (yaml.YAMLError, ValueError) as exc:
-        problem = str(exc).splitlines()[0]
+        problem = first_line(exc)
         raise StoreUnavailable(
             f"{where} is not a valid credentials document ({problem}). It was left untouched: "
             "fix it or restore it from a backup."

@@ -20,7 +20,7 @@ from accounts.entries import Entry, email_of, name_of, role_of, users_in
 from accounts.errors import AccountMissing
 from accounts.store import CredentialStore, StoreUnavailable
 from models import CustomStation, User, UserGasType, UserSession, VerificationCode
-from preferences import follow_default_fuels
+from prices.preferences import follow_default_fuels
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ def load_generated_feed(work: Path, stations: int):
 
     Returns (engine, settings, the run's summary); the settings are read from the environment.
     """
-    import etl
+    from ingest import passes
     from session import init_db, make_engine
     from settings import load_settings
 
@@ -35,4 +35,4 @@ def load_generated_feed(work: Path, stations: int):
     settings = load_settings()
     engine = make_engine(settings.database_url)
     init_db(engine)
-    return engine, settings, etl.run_pass(engine, settings, str(feed))
+    return engine, settings, passes.run_pass(engine, settings, str(feed))

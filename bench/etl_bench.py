@@ -41,7 +41,7 @@ from lxml import etree
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import etl  # noqa: E402
+from ingest import passes  # noqa: E402
 from session import init_db, make_engine  # noqa: E402
 from settings import load_settings  # noqa: E402
 
@@ -88,7 +88,7 @@ def timed_passes(work: Path, first: Path, second: Path, repeat: int) -> dict[str
         init_db(engine)
         for label, feed in (("first load", first), ("update", second), ("unchanged re-run", second)):
             started = time.perf_counter()
-            etl.run_pass(engine, settings, str(feed))
+            passes.run_pass(engine, settings, str(feed))
             elapsed = time.perf_counter() - started
             best[label] = min(elapsed, best.get(label, elapsed))
         engine.dispose()
@@ -171,9 +171,9 @@ def timed_update(work: Path, label: str, older: Path, newer: Path, repeat: int) 
         settings = load_settings()
         engine = make_engine(settings.database_url)
         init_db(engine)
-        etl.run_pass(engine, settings, str(older))
+        passes.run_pass(engine, settings, str(older))
         started = time.perf_counter()
-        etl.run_pass(engine, settings, str(newer))
+        passes.run_pass(engine, settings, str(newer))
         best = min(best, time.perf_counter() - started)
         engine.dispose()
     return best

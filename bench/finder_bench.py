@@ -4,7 +4,7 @@
 
 Generates a feed of N stations (../shared/tools/gen_feed.py --seed 3) and loads it with the ETL into a
 fresh SQLite database in a temporary data dir. Brands: the real OpenStreetMap CSV
-(../shared/feeds/real/brands-osm_*.csv) is imported with etl.import_brands when present; its ids match
+(../shared/feeds/real/brands-osm_*.csv) is imported with passes.import_brands when present; its ids match
 only some generated stations (the generator reuses the feed's id scheme, not its stations), so every
 generated station left without a brand gets one drawn (seeded) from the ten commonest brands of that
 file, in about their real shares, or none for one in ten, as in the real file.
@@ -142,7 +142,7 @@ def prepare(work: Path, stations: int) -> tuple[str, int]:
     """Generate and load the feed, import and synthesise brands; return a line saying what was loaded."""
     from sqlalchemy import func, insert, select
 
-    import etl
+    from ingest import passes
     from models import Station, StationBrand
     from session import session_factory, writer
 
@@ -151,7 +151,7 @@ def prepare(work: Path, stations: int) -> tuple[str, int]:
     brand_files = sorted(REAL_BRANDS.glob("brands-osm_*.csv"))
     imported = 0
     if brand_files:
-        imported = len(etl.import_brands(engine, settings, str(brand_files[-1])).stations)
+        imported = len(passes.import_brands(engine, settings, str(brand_files[-1])).stations)
     Session = session_factory(engine)
     with Session() as session:
         ids = session.scalars(select(Station.id).order_by(Station.id)).all()
@@ -189,8 +189,8 @@ def place_texts(Session) -> dict[str, str]:
     """A town (the one with most stations), its first letters, a postcode, a street and its town, nothing."""
     from sqlalchemy import func, select
 
-    import place_search
     from models import Station
+    from prices import place_search
 
     with Session() as session:
         biggest = place_search.place_suggestions(session)[0]
@@ -217,9 +217,8 @@ def place_texts(Session) -> dict[str, str]:
 
 def bench_read_side(runs: int) -> str:
     """The finder query, place resolution and suggestions; returns the town to search on the page."""
-    import finder
-    import place_search
-    from detour import Trip
+    from prices import finder, place_search
+    from prices.detour import Trip
     from session import make_engine, session_factory
     from settings import load_settings
     from utils import utcnow

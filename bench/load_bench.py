@@ -44,10 +44,10 @@ def prepare(data_dir: Path, stations: int, people: int) -> str:
     """Load the feed and register `people` accounts following 10 stations each; return a town to search."""
     from sqlalchemy import func, select
 
-    import preferences
     from accounts.service import Accounts
     from accounts.store import credential_store
     from models import Station
+    from prices import preferences
     from session import session_factory, writer
 
     engine, settings, _ = load_generated_feed(data_dir, stations)

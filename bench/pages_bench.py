@@ -48,10 +48,10 @@ def prepare(work: Path, stations: int) -> int:
     """Load the feed, create the user with 20 favourites and 3 fuels; return the user's id."""
     from sqlalchemy import select
 
-    import preferences
     from accounts.service import Accounts
     from accounts.store import credential_store
     from models import Station
+    from prices import preferences
     from session import session_factory, writer
 
     engine, settings, _ = load_generated_feed(work, stations)
@@ -86,8 +86,7 @@ def main() -> int:
 
         from streamlit.testing.v1 import AppTest
 
-        import finder
-        import queries
+        from prices import finder, queries
         from session import make_engine, session_factory
         from settings import load_settings
 

@@ -29,11 +29,11 @@ from sqlalchemy import func, select
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import etl  # noqa: E402
 import finder  # noqa: E402
 import place_search  # noqa: E402
 import preferences  # noqa: E402
 import queries  # noqa: E402
+from ingest import passes  # noqa: E402
 from models import Station, User  # noqa: E402
 from session import init_db, make_engine, session_factory, writer  # noqa: E402
 from settings import load_settings  # noqa: E402
@@ -104,7 +104,7 @@ def main() -> int:
         settings = load_settings()
         engine = make_engine(settings.database_url)
         init_db(engine)
-        print(etl.run_pass(engine, settings, str(feed)))
+        print(passes.run_pass(engine, settings, str(feed)))
 
         Session = session_factory(engine)
         user_id = seed_user(session_factory(writer(engine)))

@@ -1,6 +1,6 @@
 import streamlit as st
 
-import shell
+from ui import shell
 from utils import VERSION
 
 shell.through_the_frame()

@@ -1,13 +1,12 @@
 import pandas as pd
 import streamlit as st
 
-import etl
-import queries
-import shell
-import ui
 from accounts.errors import AccountError
 from accounts.store import StoreError
+from ingest import passes, scheduler
 from mailer import MailError
+from prices import queries
+from ui import shell, widgets
 from utils import utcnow
 
 app = shell.resources()
@@ -24,14 +23,14 @@ users, stations, prices, last = st.columns(4)
 users.metric("Accounts", len(people))
 stations.metric("Stations", f"{fresh.stations:,}")
 prices.metric("Current prices", f"{fresh.prices:,}")
-last.metric("Last update", ui.age(fresh.last_success_at, now) if fresh.last_success_at else "never")
-ui.show_freshness(fresh, app.settings.interval_seconds, now)
+last.metric("Last update", widgets.age(fresh.last_success_at, now) if fresh.last_success_at else "never")
+widgets.show_freshness(fresh, app.settings.interval_seconds, now)
 
 st.header("Price updates")
-scheduler = etl.scheduler_status(app.settings, app.engine)
+scheduler = scheduler.scheduler_status(app.settings, app.engine)
 if scheduler.alive:
-    next_pass = ui.paris_time(scheduler.next_pass_at) if scheduler.next_pass_at else "as soon as it wakes"
-    ui.caption("The scheduler is running (pid {}); next update {}.", scheduler.pid, next_pass)
+    next_pass = widgets.paris_time(scheduler.next_pass_at) if scheduler.next_pass_at else "as soon as it wakes"
+    widgets.caption("The scheduler is running (pid {}); next update {}.", scheduler.pid, next_pass)
 elif app.settings.etl_autostart:
     st.warning("The scheduler is not running: the next visitor's session starts it again.")
 else:
@@ -39,15 +38,15 @@ else:
 if st.button("Update prices now", icon=":material/refresh:"):
     with st.spinner("Downloading and loading the feed…"):
         try:
-            ui.success("{}", etl.run_pass(app.engine, app.settings))
-        except etl.EtlError as exc:
-            ui.error("The update failed: {}", exc)
+            widgets.success("{}", passes.run_pass(app.engine, app.settings))
+        except passes.EtlError as exc:
+            widgets.error("The update failed: {}", exc)
     with app.Session() as session:
         runs = queries.recent_runs(session, limit=20)
 st.dataframe(
     pd.DataFrame(
         {
-            "Started": [ui.paris_time(run.started_at) for run in runs],
+            "Started": [widgets.paris_time(run.started_at) for run in runs],
             "Kind": [run.kind for run in runs],
             "Status": [run.status for run in runs],
             "Stations": [run.stations for run in runs],
@@ -69,7 +68,7 @@ st.dataframe(
             "Username": [person.username for person in people],
             "E-mail": [person.email for person in people],
             "Role": [person.role for person in people],
-            "Created": [ui.paris_time(person.created_at) for person in people],
+            "Created": [widgets.paris_time(person.created_at) for person in people],
             "Stations": [person.stations for person in people],
         }
     ),
@@ -85,11 +84,11 @@ with st.form("account-action"):
 try:
     if send_code and username:
         if app.accounts.recovery.request_password_reset(username):
-            ui.success("A reset code was sent to the address of {}.", username)
+            widgets.success("A reset code was sent to the address of {}.", username)
         else:
-            ui.warning("No code was sent: {} already had 3 codes in the last hour.", username)
+            widgets.warning("No code was sent: {} already had 3 codes in the last hour.", username)
     if end_sessions and username:
         ended = app.accounts.sign_out_everywhere(username)
-        ui.success("{} is signed out everywhere ({} sessions ended).", username, ended)
+        widgets.success("{} is signed out everywhere ({} sessions ended).", username, ended)
 except (AccountError, MailError, StoreError) as exc:
-    ui.error("{}", exc)
+    widgets.error("{}", exc)

@@ -2,12 +2,11 @@ import datetime as dt
 
 import streamlit as st
 
-import queries
-import shell
-import ui
 from models import User
-from preferences import yearly_litres
-from savings import savings_per_fuel
+from prices import queries
+from prices.preferences import yearly_litres
+from prices.savings import savings_per_fuel
+from ui import shell, widgets
 from utils import utcnow
 
 app = shell.resources()
@@ -23,7 +22,7 @@ with app.Session() as session:
     rows = queries.favourites_board(session, account.user_id)
     litres = yearly_litres(session.get(User, account.user_id))
 
-ui.show_freshness(fresh, app.settings.interval_seconds, now)
+widgets.show_freshness(fresh, app.settings.interval_seconds, now)
 if not favourites:
     st.info("You don't follow any station yet. Find yours on the map, give them a name, and their prices appear here.")
     st.page_link("pages/find.py", label="Find a station", icon=":material/search:")
@@ -31,7 +30,7 @@ elif not fuel_ids:
     st.info("Choose the fuels you buy, and their prices at your stations appear here.")
     st.page_link("pages/profile.py", label="Choose my fuels", icon=":material/person:")
 else:
-    ui.show_board(rows, savings_per_fuel(rows, litres, stale_after, now), now, stale_after)
+    widgets.show_board(rows, savings_per_fuel(rows, litres, stale_after, now), now, stale_after)
     st.caption(
         f"Savings use your yearly consumption of {litres:,.0f} L (change it in your profile). "
         f"Prices older than {app.settings.stale_after_days} days are shown but not counted."

@@ -2,17 +2,12 @@ import datetime as dt
 
 import streamlit as st
 
-import finder
-import finder_ui
-import map_ui
-import place_search
-import queries
-import shell
-import ui
-from detour import Trip
-from place_search import SEARCH_MAX_CHARS
-from preferences import DEFAULT_YEARLY_LITRES
-from savings import savings_per_fuel
+from prices import finder, place_search, queries
+from prices.detour import Trip
+from prices.place_search import SEARCH_MAX_CHARS
+from prices.preferences import DEFAULT_YEARLY_LITRES
+from prices.savings import savings_per_fuel
+from ui import finder_ui, map_ui, shell, widgets
 from utils import utcnow
 
 DEMO_FUELS = (1, 2)  # Gazole and SP95
@@ -40,9 +35,9 @@ with app.Session() as session:
     rows = queries.board_for(session, demo, DEMO_FUELS)
     shown = finder.stations_by_id(session, demo, DEMO_FUELS[0])
 
-ui.show_freshness(fresh, app.settings.interval_seconds, now)
+widgets.show_freshness(fresh, app.settings.interval_seconds, now)
 if demo:
-    ui.show_board(rows, savings_per_fuel(rows, DEFAULT_YEARLY_LITRES, stale_after, now), now, stale_after)
+    widgets.show_board(rows, savings_per_fuel(rows, DEFAULT_YEARLY_LITRES, stale_after, now), now, stale_after)
     st.caption(f"Savings assume {DEFAULT_YEARLY_LITRES:,.0f} L a year; with an account you set your own.")
     map_ui.price_map(map_ui.map_points(shown, {}, now), None, None, app.settings.map_provider, "demo-map")
     removed = st.selectbox("Remove a station from the demo", ["—", *demo.values()], key="demo-remove")
@@ -61,16 +56,16 @@ if text:
         try:
             match = place_search.resolve_place(session, text)
         except place_search.SearchTooLong as exc:
-            ui.error("{}", exc)
+            widgets.error("{}", exc)
             st.stop()
         around = finder.stations_for(session, match, DEMO_RADIUS_KM, DEMO_FUELS[0]) if match else []
     found = finder.results(around, now, Trip())[:DEMO_FOUND]
     if not found:
-        ui.warning("No place called “{}” was found. Try a town, a postcode, or a street and its town.", text)
+        widgets.warning("No place called “{}” was found. Try a town, a postcode, or a street and its town.", text)
     else:
         picked = finder_ui.results_list(found, now, "demo-list", names=demo)
         if picked is not None and picked not in demo:
             station = next(r.station for r in found if r.station.id == picked)
-            if st.button(ui.md("Add {}, {} to the demo", station.address, station.town), key="demo-add"):
+            if st.button(widgets.md("Add {}, {} to the demo", station.address, station.town), key="demo-add"):
                 st.session_state[DEMO_STATIONS] = {**demo, station.id: f"{station.town} {station.address}"[:40]}
                 st.rerun()

@@ -1,14 +1,8 @@
 import streamlit as st
 
-import finder
-import finder_ui
-import map_ui
-import place_search
-import preferences
-import queries
-import shell
-import ui
 from models import User
+from prices import finder, place_search, preferences, queries
+from ui import finder_ui, map_ui, shell, widgets
 from utils import utcnow
 
 SELECTED = "finder-selected"
@@ -26,7 +20,7 @@ with app.Session() as session:
     trip = preferences.trip(session.get(User, account.user_id) if account else None)
     favourites = dict(queries.user_favourites(session, account.user_id)) if account else {}
     brands = finder.brand_names(session)
-ui.show_freshness(fresh, app.settings.interval_seconds, now)
+widgets.show_freshness(fresh, app.settings.interval_seconds, now)
 
 place = finder_ui.where(finder_ui.suggestions(app))
 criteria = finder_ui.what(list(fuel_names.values()), fuel_names[mine[0] if mine else 1], brands)
@@ -40,7 +34,7 @@ with app.Session() as session:
     try:
         match = place_search.resolve_place(session, place) if place else None
     except place_search.SearchTooLong as exc:
-        ui.error("{}", exc)
+        widgets.error("{}", exc)
         place = None
     if match is not None:
         stations = finder.stations_for(session, match, criteria.radius_km, fuel_id)
@@ -70,7 +64,7 @@ with map_column:
         points, st.session_state.get(SELECTED), here, app.settings.map_provider, "finder-map"
     )
 drawn_with = st.session_state.get(SELECTED)
-ui.remember_latest_pick(SELECTED, picked_on_map, picked_in_list)
+widgets.remember_latest_pick(SELECTED, picked_on_map, picked_in_list)
 if st.session_state.get(SELECTED) != drawn_with:
     st.rerun()  # the map marks the station picked in the list: draw it again with the mark
 
@@ -82,7 +76,7 @@ if st.session_state.get(SELECTED) is not None:
         if account is None:
             st.caption("Create an account to follow this station and see it on your dashboard.")
         elif detail.station.id in favourites:
-            ui.info("You follow this station as “{}”.", favourites[detail.station.id], icon=":material/star:")
+            widgets.info("You follow this station as “{}”.", favourites[detail.station.id], icon=":material/star:")
         else:
             name = finder_ui.follow_form(detail.station)
             if name is not None:
@@ -90,8 +84,8 @@ if st.session_state.get(SELECTED) is not None:
                     with app.Writer.begin() as session:
                         preferences.follow_station(session, account.user_id, detail.station.id, name)
                 except preferences.PreferenceError as exc:
-                    ui.error("{}", exc)
+                    widgets.error("{}", exc)
                 else:
                     shell.flash("Followed: it is on your dashboard now.")
                     st.rerun()
-ui.caption("Brands and names: © les contributeurs d'OpenStreetMap (ODbL). Prices: prix-carburants.gouv.fr.")
+widgets.caption("Brands and names: © les contributeurs d'OpenStreetMap (ODbL). Prices: prix-carburants.gouv.fr.")

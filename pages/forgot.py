@@ -1,10 +1,9 @@
 import streamlit as st
 
-import shell
-import ui
 from accounts.errors import AccountError
 from accounts.store import StoreError
 from mailer import mail_configured
+from ui import shell, widgets
 
 app = shell.resources()
 recovery = app.accounts.recovery
@@ -44,7 +43,7 @@ with password_tab:
         try:
             recovery.reset_password(identifier.strip(), code.strip(), new, repeat)
         except (AccountError, StoreError) as exc:
-            ui.error("{}", exc)
+            widgets.error("{}", exc)
         else:
             st.success("Your password is changed, and you are signed out everywhere. Sign in with it in the sidebar.")
 

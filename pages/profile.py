@@ -2,16 +2,12 @@ import json
 
 import streamlit as st
 
-import authenticator
-import finder_ui
-import preferences
-import queries
-import shell
-import ui
 from accounts.errors import AccountError
 from accounts.rules import PASSWORD_HELP
 from accounts.store import StoreError
 from models import User
+from prices import preferences, queries
+from ui import authenticator, finder_ui, shell, widgets
 from utils import utcnow
 
 app = shell.resources()
@@ -19,7 +15,7 @@ account = shell.require_account()
 now = utcnow()
 
 st.title("Profile")
-ui.markdown("Signed in as **{}** ({}).", account.username, account.email)
+widgets.markdown("Signed in as **{}** ({}).", account.username, account.email)
 
 st.header("Your details")
 try:
@@ -30,7 +26,7 @@ try:
         )
         st.success("Saved.")
 except (AccountError, StoreError) as exc:
-    ui.error("{}", exc)
+    widgets.error("{}", exc)
 
 st.header("Your fuels")
 with app.Session() as session:
@@ -45,7 +41,7 @@ with st.form("fuels"):
             with app.Writer.begin() as session:
                 preferences.set_fuels(session, account.user_id, chosen)
         except preferences.PreferenceError as exc:
-            ui.error("{}", exc)
+            widgets.error("{}", exc)
         else:
             st.success("Saved.")
 
@@ -70,7 +66,7 @@ with st.form("consumption"):
                 else:
                     preferences.set_consumption(session, account.user_id, km_per_year=km, litres_per_100km=per_100)
         except preferences.PreferenceError as exc:
-            ui.error("{}", exc)
+            widgets.error("{}", exc)
         else:
             st.success("Saved.")
 
@@ -82,19 +78,19 @@ if typed_trip is not None:
         with app.Writer.begin() as session:
             preferences.set_trip(session, account.user_id, tank_litres=typed_trip[0], litres_per_100km=typed_trip[1])
     except preferences.PreferenceError as exc:
-        ui.error("{}", exc)
+        widgets.error("{}", exc)
     else:
         st.success("Saved.")
 
 st.header("Password")
-typed = ui.password_change_form(PASSWORD_HELP)
+typed = widgets.password_change_form(PASSWORD_HELP)
 if typed is not None:
     try:
         signed_in = app.accounts.change_password(
             account.username, *typed, user_agent=st.context.headers.get("User-Agent", "")
         )
     except (AccountError, StoreError) as exc:
-        ui.error("{}", exc)
+        widgets.error("{}", exc)
     else:
         shell.start_session(app.accounts.cookie(), signed_in)
         shell.flash("Your password is changed. Your other devices will have to sign in again.")
@@ -102,7 +98,7 @@ if typed is not None:
 
 st.header("Where you are signed in")
 this_device = shell.current_session_id()
-ended = ui.session_list(app.accounts.live_sessions(account.user_id, now), this_device, now)
+ended = widgets.session_list(app.accounts.live_sessions(account.user_id, now), this_device, now)
 if ended == this_device:
     shell.sign_out(app)
 elif ended is not None:
@@ -135,7 +131,7 @@ if delete:
         try:
             app.accounts.delete_account(account.username, password)
         except (AccountError, StoreError) as exc:
-            ui.error("{}", exc)
+            widgets.error("{}", exc)
         else:
             shell.end_session(app.accounts.cookie())
             shell.flash("Your account is deleted, with all its data, and you are signed out. Goodbye!")

@@ -1,11 +1,9 @@
 import streamlit as st
 
-import authenticator
-import shell
-import ui
 from accounts.errors import AccountError
 from accounts.rules import PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS, USERNAME_RULE
 from accounts.store import StoreError
+from ui import authenticator, shell, widgets
 
 app = shell.resources()
 
@@ -18,7 +16,7 @@ try:
     made = authenticator.registration_form(app.store.load().document, app.settings.registration_captcha)
     account = app.accounts.adopt_registration(*made) if made else None
 except (AccountError, StoreError) as exc:
-    ui.error("{}", exc)
+    widgets.error("{}", exc)
 else:
     if account is not None:
-        ui.success("Welcome, {}! Your account is ready: sign in with the form in the sidebar.", account.name)
+        widgets.success("Welcome, {}! Your account is ready: sign in with the form in the sidebar.", account.name)

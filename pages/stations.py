@@ -1,12 +1,8 @@
 import streamlit as st
 
-import finder
-import finder_ui
-import preferences
-import queries
-import shell
-import ui
 from models import User
+from prices import finder, preferences, queries
+from ui import finder_ui, shell, widgets
 from utils import utcnow
 
 app = shell.resources()
@@ -26,7 +22,9 @@ with app.Session() as session:
 if not favourites:
     st.info("You don't follow any station yet.", icon=":material/star:")
 else:
-    ui.caption("Prices of {}, cheapest first. Select a station to see its hours and every fuel.", fuel_names[fuel_id])
+    widgets.caption(
+        "Prices of {}, cheapest first. Select a station to see its hours and every fuel.", fuel_names[fuel_id]
+    )
     picked = finder_ui.results_list(results, now, "list", names=favourites)
     if picked is not None:
         with app.Session() as session:
@@ -38,7 +36,7 @@ st.header("Rename or stop following")
 if not favourites:
     st.caption("None yet.")
 for station_id, name in favourites.items():
-    with st.expander(ui.escape_markdown(name)):
+    with st.expander(widgets.escape_markdown(name)):
         with st.form(f"rename-{station_id}"):
             new_name = st.text_input("Name", value=name, max_chars=40)
             rename, remove = st.columns(2)
@@ -51,7 +49,7 @@ for station_id, name in favourites.items():
                 if removed:
                     preferences.unfollow_station(session, account.user_id, station_id)
         except preferences.PreferenceError as exc:
-            ui.error("{}", exc)
+            widgets.error("{}", exc)
         else:
             if renamed or removed:
                 st.rerun()

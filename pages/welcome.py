@@ -1,6 +1,6 @@
 import streamlit as st
 
-import shell
+from ui import shell
 
 shell.through_the_frame()
 

@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy_utils import create_database, drop_database
 
+import session
 from accounts.service import Accounts
 from accounts.store import LocalCredentialStore
 from net import free_port
@@ -158,3 +159,19 @@ def store(console_settings: Settings) -> LocalCredentialStore:
 @pytest.fixture
 def accounts(console_settings: Settings, store: LocalCredentialStore, engine) -> Accounts:
     return Accounts(console_settings, store, engine)
+
+
+@pytest.fixture
+def main_engines(monkeypatch: pytest.MonkeyPatch) -> Iterator[list]:
+    """etl.main() builds its own engine and never disposes it: dispose it here so the test database can go."""
+    made = []
+    real_make_engine = session.make_engine
+
+    def make_engine(url):
+        made.append(real_make_engine(url))
+        return made[-1]
+
+    monkeypatch.setattr(session, "make_engine", make_engine)
+    yield made
+    for engine in made:
+        engine.dispose()

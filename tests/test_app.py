@@ -27,11 +27,6 @@ from moto.server import ThreadedMotoServer
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-import etl
-import pidfile
-import preferences
-import shell
-import ui
 from accounts.service import WRONG_CREDENTIALS
 from app_helpers import (
     NEW_PASSWORD,
@@ -66,8 +61,11 @@ from app_helpers import (
     warnings,
 )
 from conftest import FIXTURES, ROOT
+from ingest import passes, pidfile
 from models import CustomStation, EtlRun, User, UserGasType, UserSession, VerificationCode
+from prices import preferences
 from session import make_engine, writer
+from ui import shell, widgets
 from utils import utcnow
 
 pytestmark = pytest.mark.usefixtures("cheap_bcrypt")
@@ -89,7 +87,7 @@ def app(monkeypatch: pytest.MonkeyPatch, data_dir) -> Iterator[App]:
 
 
 def load_feed_a(app: App) -> None:
-    etl.run_pass(app.engine, app.settings, str(FIXTURES / "feed_a.zip"))
+    passes.run_pass(app.engine, app.settings, str(FIXTURES / "feed_a.zip"))
 
 
 def follow(app: App, user_id: int, stations: dict[int, str], fuels: tuple[int, ...] | None = None) -> None:
@@ -545,8 +543,8 @@ def test_dashboard_cheapest_first_savings_out_of_stock_and_old_prices(app):
     freshness = [text for text in captions(at) if text.startswith("Prices updated ")]
     newest = updated + dt.timedelta(minutes=12) - dt.timedelta(hours=1)  # the prices were declared an hour ago
     assert freshness == [  # Europe/Paris time
-        f"Prices updated {ui.paris_time(updated)} (12 min ago); the newest price dates from "
-        f"{ui.paris_time(newest)} (1 h ago)."
+        f"Prices updated {widgets.paris_time(updated)} (12 min ago); the newest price dates from "
+        f"{widgets.paris_time(newest)} (1 h ago)."
     ]
     assert warnings(at) == []
 
@@ -647,7 +645,7 @@ def test_pages_answer_while_a_price_update_holds_the_write_lock(app, monkeypatch
     at = new_app().run()
     sign_in(at, "alice", PASSWORD)
     update = sqlite3.connect(app.settings.data_dir / "db.sqlite3", isolation_level=None)
-    update.execute("BEGIN IMMEDIATE")  # what etl.run_pass holds while it loads a feed
+    update.execute("BEGIN IMMEDIATE")  # what passes.run_pass holds while it loads a feed
     try:
         probe = make_engine(app.settings.database_url)
         with pytest.raises(OperationalError, match="database is locked"), writer(probe).begin():
@@ -678,7 +676,7 @@ def test_a_custom_name_with_html_or_markdown_is_shown_as_text(app):
     sign_in(at, "alice", PASSWORD)
 
     assert list(board(at)["Gazole"]["Station"]) == ["Plain", HOSTILE], "a table shows text as it is"
-    escaped = ui.escape_markdown(HOSTILE)
+    escaped = widgets.escape_markdown(HOSTILE)
     (line,) = [element.value for element in at.markdown if "saves about" in element.value]
     assert line == f"Filling up at **Plain** rather than **{escaped}** saves about **65\\.00 € a year**."
     assert "<b>" not in line and "](" not in line and "**x**" not in line

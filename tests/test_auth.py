@@ -44,13 +44,13 @@ from accounts.rules import (
 from accounts.service import EMAIL_TAKEN, USERNAME_TAKEN, WRONG_CREDENTIALS, Accounts
 from accounts.store import LocalCredentialStore, StoreUnavailable
 from accounts.users import Account
-from authenticator import AccountValidator
 from conftest import ROOT
 from mailer import USER_MESSAGE, MailError
 from models import Base, CustomStation, SignInThrottle, Station, User, UserGasType, UserSession, VerificationCode
 from net import free_port, run_together
 from session import session_factory
 from settings import Settings
+from ui.authenticator import AccountValidator
 
 pytestmark = pytest.mark.usefixtures("cheap_bcrypt")
 

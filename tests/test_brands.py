@@ -24,10 +24,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-import brands
 import etl
 from conftest import REAL_FEEDS, ROOT
 from db_snapshot import etl_runs, table_rows
+from ingest import brands, passes, scheduler
 from models import EtlRun, StationBrand
 from session import init_db, make_engine, writer
 from settings import Settings
@@ -107,7 +107,7 @@ def leftover_downloads(settings: Settings) -> list[Path]:
 @pytest.fixture
 def preloaded(engine, settings) -> dict[int, tuple]:
     """The cut imported: the previous table a refused file must leave as it is."""
-    etl.import_brands(engine, settings, str(CUT))
+    passes.import_brands(engine, settings, str(CUT))
     before = stored(engine)
     assert len(before) == CUT_STATIONS
     return before
@@ -117,8 +117,8 @@ def assert_refused(engine, settings, source: str, match: str, before: dict) -> s
     """The import fails with a one-line reason matching `match`, is recorded as failed, and changes nothing."""
     runs_before = len(etl_runs(engine))
     prices_before = table_rows(engine)
-    with pytest.raises(etl.EtlError, match=match) as excinfo:
-        etl.import_brands(engine, settings, source)
+    with pytest.raises(passes.EtlError, match=match) as excinfo:
+        passes.import_brands(engine, settings, source)
     reason = str(excinfo.value)
     assert reason.strip() and "\n" not in reason, f"not one line: {reason!r}"
     assert stored(engine) == before, "the refused file changed the brand table"
@@ -134,7 +134,7 @@ def assert_refused(engine, settings, source: str, match: str, before: dict) -> s
 
 
 def test_importing_the_cut_links_stations_to_canonical_brands_and_names(engine, settings):
-    table = etl.import_brands(engine, settings, str(CUT))
+    table = passes.import_brands(engine, settings, str(CUT))
 
     assert (len(table.stations), table.with_brand, table.resolved, table.skipped) == (
         CUT_STATIONS,
@@ -321,7 +321,7 @@ def test_the_real_file_imports_every_feed_id_it_holds(engine, settings, monkeypa
     branded = {r["ref:FR:prix-carburants"] for r in records if r["ref:FR:prix-carburants"] and r["brand"].strip()}
     assert (len(ids), len(branded)) == (10_127, 9_312)
 
-    table = etl.import_brands(engine, settings, str(REAL))
+    table = passes.import_brands(engine, settings, str(REAL))
 
     assert table.describe("REAL") == (
         "imported brands of 10,127 stations (9,312 with a brand) from REAL; "
@@ -343,7 +343,7 @@ def test_the_real_file_imports_every_feed_id_it_holds(engine, settings, monkeypa
     ]
     assert all(len(brand or "") <= 60 and len(name or "") <= 120 for brand, name in rows.values())
 
-    again = etl.import_brands(engine, settings, str(REAL))
+    again = passes.import_brands(engine, settings, str(REAL))
     assert again.stations == table.stations and stored(engine) == rows, "a second import gives the same table"
 
 
@@ -436,7 +436,7 @@ def test_a_bzip2_file_of_several_streams_is_read_whole(engine, settings, tmp_pat
     path = tmp_path / "cut.csv.bz2"
     path.write_bytes(bz2.compress(data[:5000]) + bz2.compress(data[5000:]))
 
-    table = etl.import_brands(engine, settings, str(path))
+    table = passes.import_brands(engine, settings, str(path))
 
     assert table.describe("X") == CUT_SUMMARY.format("X")
     assert stored(engine) == brands.read_brands(CUT, brands.load_aliases()).stations
@@ -449,7 +449,7 @@ def test_the_export_is_downloaded_and_decompressed(engine, settings, serve):
     body = bz2.compress(CUT.read_bytes())
     server = serve(lambda handler, n: send(handler, body, Content_Type="application/x-bzip2"))
 
-    table = etl.import_brands(engine, dataclasses.replace(settings, brands_url=server.url))
+    table = passes.import_brands(engine, dataclasses.replace(settings, brands_url=server.url))
 
     assert table.describe(server.url) == CUT_SUMMARY.format(server.url)
     assert len(stored(engine)) == CUT_STATIONS
@@ -482,22 +482,6 @@ def test_a_failed_download_is_refused_and_the_table_kept(engine, settings, prelo
 
 
 # --------------------------------------------------------------------------- the command line
-
-
-@pytest.fixture
-def main_engines(monkeypatch):
-    """etl.main() builds its own engine: dispose it here too, so the test database can be dropped."""
-    made = []
-    real_make_engine = etl.make_engine
-
-    def make_engine(url):
-        made.append(real_make_engine(url))
-        return made[-1]
-
-    monkeypatch.setattr(etl, "make_engine", make_engine)
-    yield made
-    for engine in made:
-        engine.dispose()
 
 
 def test_cli_main_prints_the_summary_and_returns_0(engine, settings, capsys, main_engines):
@@ -572,50 +556,50 @@ def kinds(engine) -> list[tuple[str, str]]:
 
 
 def age_runs(engine, kind: str, seconds: float) -> None:
-    moment = etl.utcnow() - dt.timedelta(seconds=seconds)
+    moment = scheduler.utcnow() - dt.timedelta(seconds=seconds)
     with writer(engine).begin() as conn:
         conn.execute(update(EtlRun).where(EtlRun.kind == kind).values(started_at=moment, finished_at=moment))
 
 
 def test_brands_are_due_when_the_table_is_empty_then_weekly(due):
     settings, engine = due
-    assert etl.brands_due(engine, settings), "an empty table is due at once"
-    assert not etl.brands_due(engine, dataclasses.replace(settings, brands_interval_seconds=0)), "0 disables"
+    assert scheduler.brands_due(engine, settings), "an empty table is due at once"
+    assert not scheduler.brands_due(engine, dataclasses.replace(settings, brands_interval_seconds=0)), "0 disables"
 
-    etl.import_brands(engine, settings)
-    assert not etl.brands_due(engine, settings)
+    passes.import_brands(engine, settings)
+    assert not scheduler.brands_due(engine, settings)
     age_runs(engine, "brands", 6 * 24 * 3600)
-    assert not etl.brands_due(engine, settings)
+    assert not scheduler.brands_due(engine, settings)
     age_runs(engine, "brands", WEEK)
-    assert etl.brands_due(engine, settings)
-    assert not etl.brands_due(engine, dataclasses.replace(settings, brands_interval_seconds=0))
+    assert scheduler.brands_due(engine, settings)
+    assert not scheduler.brands_due(engine, dataclasses.replace(settings, brands_interval_seconds=0))
 
 
 def test_scheduled_work_loads_prices_then_brands_and_then_waits(due):
     settings, engine = due
 
-    assert INTERVAL - 60 < etl._scheduled_work(engine, settings) <= INTERVAL
+    assert INTERVAL - 60 < scheduler._scheduled_work(engine, settings) <= INTERVAL
     assert kinds(engine) == [("run", "success"), ("brands", "success")]
     assert len(stored(engine)) == CUT_STATIONS
 
-    assert INTERVAL - 60 < etl._scheduled_work(engine, settings) <= INTERVAL
+    assert INTERVAL - 60 < scheduler._scheduled_work(engine, settings) <= INTERVAL
     assert kinds(engine) == [("run", "success"), ("brands", "success")], "nothing is due within the hour"
 
     age_runs(engine, "run", 2 * INTERVAL)
-    etl._scheduled_work(engine, settings)
+    scheduler._scheduled_work(engine, settings)
     assert kinds(engine)[-1] == ("run", "success"), "prices again; brands wait for their week"
     assert len(kinds(engine)) == 3
 
 
 def test_a_brand_import_never_moves_the_next_price_pass(due):
     settings, engine = due
-    etl.run_pass(engine, settings)
+    passes.run_pass(engine, settings)
     age_runs(engine, "run", 2 * INTERVAL)
 
-    etl.import_brands(engine, settings)
+    passes.import_brands(engine, settings)
 
-    assert etl.next_pass_in(engine, settings) == 0.0, "the price pass is still overdue"
-    assert etl.last_success(engine).kind == "run"
+    assert scheduler.next_pass_in(engine, settings) == 0.0, "the price pass is still overdue"
+    assert passes.last_success(engine).kind == "run"
 
 
 @pytest.mark.parametrize("failure", ["broken file", "unexpected error"])
@@ -635,7 +619,7 @@ def test_a_failed_brand_import_is_logged_and_prices_keep_their_schedule(due, tmp
         logged = "unexpected error during an ETL pass"
 
     with caplog.at_level(logging.ERROR, logger="etl"):
-        wait = etl._scheduled_work(engine, settings)
+        wait = scheduler._scheduled_work(engine, settings)
 
     assert INTERVAL - 60 < wait <= INTERVAL, "the next price pass is an interval away, not a retry away"
     assert kinds(engine) == [("run", "success"), ("brands", "failed")]
@@ -645,7 +629,7 @@ def test_a_failed_brand_import_is_logged_and_prices_keep_their_schedule(due, tmp
     assert stored(engine) == {}
 
     age_runs(engine, "run", 2 * INTERVAL)
-    etl._scheduled_work(engine, settings)
+    scheduler._scheduled_work(engine, settings)
     assert kinds(engine) == [
         ("run", "success"),
         ("brands", "failed"),

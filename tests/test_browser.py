@@ -69,21 +69,17 @@ from sqlalchemy import select
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
-import brands
-import etl
-import finder
-import hours
-import place_search
-import queries
 from accounts.service import Accounts
 from accounts.store import credential_store
-from detour import Trip
-from finder_ui import DEFAULT_RADIUS_KM
-from map_ui import NO_PRICE, SCALE
+from ingest import brands, passes
 from models import CustomStation, EtlRun, GasType, Price, User
-from preferences import DEFAULT_FUELS, DEFAULT_YEARLY_LITRES
+from prices import finder, hours, place_search, queries
+from prices.detour import Trip
+from prices.preferences import DEFAULT_FUELS, DEFAULT_YEARLY_LITRES
 from session import init_db, make_engine, session_factory
 from settings import Settings, load_settings
+from ui.finder_ui import DEFAULT_RADIUS_KM
+from ui.map_ui import NO_PRICE, SCALE
 from utils import haversine_km
 
 pytestmark = pytest.mark.browser
@@ -287,10 +283,10 @@ def app(tmp_path_factory) -> Iterator[App]:
     settings = load_settings(env)
     engine = make_engine(settings.database_url)
     init_db(engine)
-    etl.run_pass(engine, settings, str(feed))
+    passes.run_pass(engine, settings, str(feed))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(brands, "MIN_STATIONS", 1)  # the cut names 13 stations; the real minimum is for France
-        etl.import_brands(engine, settings, str(LYON_BRANDS))
+        passes.import_brands(engine, settings, str(LYON_BRANDS))
     engine.dispose()
     log = folder / "streamlit.log"
     with serve(env, log) as url:

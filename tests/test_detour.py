@@ -14,9 +14,9 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-import preferences
-from detour import DEFAULT_LITRES_PER_100KM, DEFAULT_TANK_LITRES, ROAD_FACTOR, Trip, net_saving
 from models import User
+from prices import preferences
+from prices.detour import DEFAULT_LITRES_PER_100KM, DEFAULT_TANK_LITRES, ROAD_FACTOR, Trip, net_saving
 from session import session_factory
 from utils import UTC
 

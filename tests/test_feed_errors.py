@@ -27,6 +27,7 @@ from sqlalchemy import select
 import etl
 from conftest import FIXTURES, ROOT
 from db_snapshot import DATA_TABLES, etl_runs, table_rows
+from ingest import passes
 from models import Base
 from settings import load_settings
 
@@ -80,8 +81,8 @@ def replace_first_address(xml: bytes, content: bytes) -> bytes:
 def assert_refused(engine, settings, source: str, match: str, before: dict, force: bool = False) -> str:
     """The pass fails with a one-line reason matching `match`, changes nothing and records the failure."""
     runs_before = len(etl_runs(engine))
-    with pytest.raises(etl.EtlError, match=match) as excinfo:
-        etl.run_pass(engine, settings, source, force=force)
+    with pytest.raises(passes.EtlError, match=match) as excinfo:
+        passes.run_pass(engine, settings, source, force=force)
     reason = str(excinfo.value)
     assert reason.strip() and "\n" not in reason, f"not one line: {reason!r}"
     assert table_rows(engine) == before, "the failed pass changed the data"
@@ -96,7 +97,7 @@ def assert_refused(engine, settings, source: str, match: str, before: dict, forc
 @pytest.fixture
 def loaded(engine, settings) -> dict[str, list[tuple]]:
     """feed_a loaded: the last good data a failing pass must keep; returns its rows."""
-    summary = etl.run_pass(engine, settings, str(FEED_A))
+    summary = passes.run_pass(engine, settings, str(FEED_A))
     assert summary.stations == 60
     rows = table_rows(engine)
     assert len(rows["stations"]) == 60
@@ -204,19 +205,19 @@ def test_bad_first_load_leaves_an_empty_database_and_records_the_failure(
     engine, settings, tmp_path, build, filename, match
 ):
     source = write(tmp_path, filename, build(tmp_path))
-    with pytest.raises(etl.EtlError, match=match):
-        etl.run_pass(engine, settings, source)
+    with pytest.raises(passes.EtlError, match=match):
+        passes.run_pass(engine, settings, source)
     assert table_rows(engine) == {model.__tablename__: [] for model in DATA_TABLES}
     (run,) = etl_runs(engine)
     assert run.status == "failed"
     assert re.search(match, run.error or "")
     # The next good feed is not held back by the failure (no previous success to compare with).
-    assert etl.run_pass(engine, settings, str(FEED_A)).stations == 60
+    assert passes.run_pass(engine, settings, str(FEED_A)).stations == 60
 
 
 def test_good_feed_loads_normally_after_a_refused_one(engine, settings, loaded, tmp_path):
     assert_refused(engine, settings, write(tmp_path, "feed.zip", _truncated_zip(tmp_path)), r"truncated", loaded)
-    summary = etl.run_pass(engine, settings, str(FEED_B))
+    summary = passes.run_pass(engine, settings, str(FEED_B))
     assert summary.stations == 60
     assert summary.changes > 0
     assert table_rows(engine)["prices"] != loaded["prices"]
@@ -276,7 +277,7 @@ def test_external_entity_is_refused_and_the_file_never_reaches_the_database(
     # Control: the same text written inline in the address is loaded and found by the search above,
     # so the absence just asserted is meaningful.
     inline = replace_first_address(feed_a_xml(), needle.replace("&", "&amp;").replace("<", "&lt;").encode("latin-1"))
-    etl.run_pass(engine, settings, write(tmp_path, "inline.xml", inline))
+    passes.run_pass(engine, settings, write(tmp_path, "inline.xml", inline))
     assert needle in whole_database_text(engine)
 
 
@@ -354,7 +355,7 @@ def test_same_padded_feed_loads_under_a_larger_cap(engine, settings, loaded, tmp
     """Control for the cap tests: the padding alone is harmless, only the size is refused."""
     roomy = settings_with(monkeypatch, ETL_MAX_XML_MB="3")
     source = write(tmp_path, "big.xml", _padded_xml(2 * 1024 * 1024))
-    assert etl.run_pass(engine, roomy, source).stations == 60
+    assert passes.run_pass(engine, roomy, source).stations == 60
 
 
 # --------------------------------------------------------------------------- station count guard
@@ -377,7 +378,7 @@ def test_feed_missing_most_stations_is_refused_then_loads_with_force(engine, set
     reason = assert_refused(engine, settings, source, r"18 stations.*60", loaded)
     assert "--force" in reason
 
-    summary = etl.run_pass(engine, settings, source, force=True)
+    summary = passes.run_pass(engine, settings, source, force=True)
     assert summary.stations == 18
     assert etl_runs(engine)[-1].status == "success"
     priced = {row[0] for row in table_rows(engine)["prices"]}
@@ -385,22 +386,6 @@ def test_feed_missing_most_stations_is_refused_then_loads_with_force(engine, set
 
 
 # --------------------------------------------------------------------------- CLI
-
-
-@pytest.fixture
-def main_engines(monkeypatch, settings):
-    """etl.main() builds its own engine and never disposes it: dispose it here so the test database can go."""
-    made = []
-
-    def make_engine(url):
-        made.append(real_make_engine(url))
-        return made[-1]
-
-    real_make_engine = etl.make_engine
-    monkeypatch.setattr(etl, "make_engine", make_engine)
-    yield made
-    for engine in made:
-        engine.dispose()
 
 
 def test_cli_main_returns_1_and_logs_one_line_reason(engine, settings, loaded, tmp_path, caplog, capsys, main_engines):

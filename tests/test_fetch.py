@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-import etl
 from certs import Certificate, self_signed_certificate, tls_server_context
 from conftest import FIXTURES
 from db_snapshot import etl_runs, table_rows
+from ingest import passes
 from settings import load_settings
 
 FEED_A = FIXTURES / "feed_a.zip"
@@ -39,7 +39,7 @@ def leftover_downloads(settings) -> list[Path]:
 @pytest.fixture
 def loaded(engine, settings) -> dict[str, list[tuple]]:
     """feed_a loaded from its local file: the last good data a failed download must keep."""
-    assert etl.run_pass(engine, settings, str(FEED_A)).stations == 60
+    assert passes.run_pass(engine, settings, str(FEED_A)).stations == 60
     rows = table_rows(engine)
     assert len(rows["stations"]) == 60 and rows["prices"]
     return rows
@@ -48,8 +48,8 @@ def loaded(engine, settings) -> dict[str, list[tuple]]:
 def assert_download_refused(engine, settings, url: str, match: str, before: dict) -> str:
     """The pass fails with a one-line reason matching `match`; data, temp files and run log as they should be."""
     runs_before = len(etl_runs(engine))
-    with pytest.raises(etl.EtlError, match=match) as excinfo:
-        etl.run_pass(engine, settings, url)
+    with pytest.raises(passes.EtlError, match=match) as excinfo:
+        passes.run_pass(engine, settings, url)
     reason = str(excinfo.value)
     assert reason.strip() and "\n" not in reason, f"not one line: {reason!r}"
     assert table_rows(engine) == before, "the failed download changed the data"
@@ -173,7 +173,7 @@ def stall_mid_body(handler: FeedHandler, _number: int) -> None:
 
 def test_server_error_then_feed_is_retried_and_loaded(engine, settings, serve):
     server = serve(lambda handler, n: send(handler, b"oops", status=500) if n == 1 else feed_a(handler, n))
-    summary = etl.run_pass(engine, settings, server.url)
+    summary = passes.run_pass(engine, settings, server.url)
     assert summary.stations == 60
     assert len(server.requests) == 2
     assert len(table_rows(engine)["stations"]) == 60
@@ -282,7 +282,7 @@ def test_download_just_under_the_cap_is_accepted(engine, settings, serve, monkey
     """Control for the cap: the same server and setting let a feed under 1 MB through."""
     settings = settings_with(monkeypatch, ETL_MAX_DOWNLOAD_MB="1")
     server = serve(lambda handler, n: send(handler, FEED_A_BYTES, length=None))
-    assert etl.run_pass(engine, settings, server.url).stations == 60
+    assert passes.run_pass(engine, settings, server.url).stations == 60
     assert leftover_downloads(settings) == []
 
 
@@ -327,6 +327,6 @@ def test_trusted_certificate_loads_the_feed(engine, settings, serve, certificate
     cert_path, key_path = certificates["localhost"]
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert_path))
     server = serve(feed_a, tls=tls_server_context(cert_path, key_path))
-    assert etl.run_pass(engine, settings, server.url).stations == 60
+    assert passes.run_pass(engine, settings, server.url).stations == 60
     assert server.requests == ["/opendata/instantane_ruptures"]
     assert leftover_downloads(settings) == []

@@ -21,10 +21,6 @@ from markdown_it import MarkdownIt
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-import finder
-import place_search
-import preferences
-import ui
 from app_helpers import (
     PASSWORD,
     App,
@@ -51,9 +47,11 @@ from app_helpers import (
     titles,
     warnings,
 )
-from detour import Trip
 from models import CustomStation, Price, Rupture, Station, StationBrand
+from prices import finder, place_search, preferences
+from prices.detour import Trip
 from session import session_factory
+from ui import widgets
 from utils import EARTH_RADIUS_KM, PARIS, UTC, utcnow
 
 pytestmark = pytest.mark.usefixtures("cheap_bcrypt")
@@ -1005,7 +1003,7 @@ def test_a_hostile_address_in_the_detail_is_shown_as_text(app):
 
     (address,) = [element for element in at.markdown if element.value.endswith("69008 Lyon")]
     assert_plain_text(address.value, f"{HOSTILE}, 69008 Lyon")
-    assert ui.escape_markdown(HOSTILE) in address.value
+    assert widgets.escape_markdown(HOSTILE) in address.value
 
 
 def test_a_hostile_brand_in_the_detail_title_is_shown_as_text(app):

@@ -19,11 +19,12 @@ from xml.sax.saxutils import escape
 import pytest
 from sqlalchemy import select
 
-import etl
 from conftest import FIXTURES
 from db_snapshot import DATA_TABLES, contents, current_prices, etl_runs
-from feed import ParseReport, parse_feed
 from feed_reader import xml_bytes
+from ingest import passes
+from ingest.parse import parse_feed
+from ingest.records import ParseReport
 from models import Station
 
 UTC = dt.UTC
@@ -103,10 +104,10 @@ def without_stations(rows: dict[str, list[tuple]], ids: set[int]) -> dict[str, l
 
 
 def test_hostile_records_are_rejected_and_counted_while_good_ones_load_exactly(engine, settings, tmp_path):
-    etl.run_pass(engine, settings, str(FEED_A))
+    passes.run_pass(engine, settings, str(FEED_A))
     before = contents(engine, last_seen=False)
 
-    summary = etl.run_pass(engine, settings, str(write_hostile_feed(tmp_path)))
+    summary = passes.run_pass(engine, settings, str(write_hostile_feed(tmp_path)))
 
     assert summary.reasons == HOSTILE_REJECTIONS
     assert summary.rejected == sum(HOSTILE_REJECTIONS.values())

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-import feed
-from hours import opening_status, week
+from ingest import parse, records
+from prices.hours import opening_status, week
 from utils import PARIS, UTC
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -236,9 +236,9 @@ def test_the_week_shows_night_ranges_as_written_and_unknown_without_hours():
 def stations(name: str) -> dict[int, tuple[list[dict] | None, bool]]:
     """Each station's stored hours and automat flag, as the ETL parses and stores them."""
     with (DATA / name).open("rb") as stream:
-        entries = list(feed.parse_feed(stream, feed.ParseReport()))
+        entries = list(parse.parse_feed(stream, records.ParseReport()))
     return {
-        e.station["id"]: (feed.opening_hours_document(e.station["opening_hours"]), e.station["automate_24_24"])
+        e.station["id"]: (records.opening_hours_document(e.station["opening_hours"]), e.station["automate_24_24"])
         for e in entries
     }
 

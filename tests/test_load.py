@@ -20,12 +20,11 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import OperationalError
 
-import etl
-import loader
 from conftest import FIXTURES, SHARED
 from db_snapshot import contents, count, current_prices, history
 from db_snapshot import etl_runs as runs
 from feed_reader import read_feed, xml_bytes
+from ingest import load, passes, scheduler
 from models import Price, PriceHistory, Rupture, Station
 from session import make_engine
 
@@ -54,9 +53,9 @@ def ruptures(engine) -> dict[tuple[int, int], tuple]:
 @pytest.mark.parametrize("force", [False, True], ids=["recognised", "forced-reparse"])
 def test_loading_the_same_feed_twice_changes_nothing(engine, settings, force):
     feed = read_feed(FEED_A)
-    first = etl.run_pass(engine, settings, str(FEED_A))
+    first = passes.run_pass(engine, settings, str(FEED_A))
     after_first = contents(engine, last_seen=False)
-    second = etl.run_pass(engine, settings, str(FEED_A), force=force)
+    second = passes.run_pass(engine, settings, str(FEED_A), force=force)
 
     assert contents(engine, last_seen=False) == after_first
     assert current_prices(engine) == feed.current
@@ -88,9 +87,9 @@ def test_second_feed_replaces_current_state_and_extends_history(engine, settings
     withdrawn = set(a.current) - set(b.current)
     assert len(withdrawn) == 4 and len(set(a.ruptures) - set(b.ruptures)) == 3  # the scenario is real
 
-    etl.run_pass(engine, settings, str(FEED_A))
+    passes.run_pass(engine, settings, str(FEED_A))
     assert current_prices(engine) == a.current
-    etl.run_pass(engine, settings, str(feed_b_path))
+    passes.run_pass(engine, settings, str(feed_b_path))
 
     assert current_prices(engine) == b.current
     assert not withdrawn & set(current_prices(engine))
@@ -114,7 +113,7 @@ def _disk_error(*_args, **_kwargs):
 @pytest.mark.parametrize("preloaded", [False, True], ids=["empty-db", "after-feed-a"])
 def test_failure_in_the_middle_of_a_load_leaves_every_table_as_it_was(engine, settings, monkeypatch, preloaded):
     if preloaded:
-        etl.run_pass(engine, settings, str(FEED_A))
+        passes.run_pass(engine, settings, str(FEED_A))
     before, runs_before = contents(engine), runs(engine)
     expected_b = read_feed(FEED_B)
     stations_during = expected_b.stations | (read_feed(FEED_A).stations if preloaded else set())
@@ -129,9 +128,9 @@ def test_failure_in_the_middle_of_a_load_leaves_every_table_as_it_was(engine, se
         }
         _disk_error()
 
-    monkeypatch.setattr(loader, "load_ruptures", failing_load_ruptures)
-    with pytest.raises(etl.EtlError, match=r"(?i)database") as failure:
-        etl.run_pass(engine, settings, str(FEED_B))
+    monkeypatch.setattr(load, "load_ruptures", failing_load_ruptures)
+    with pytest.raises(passes.EtlError, match=r"(?i)database") as failure:
+        passes.run_pass(engine, settings, str(FEED_B))
 
     assert inside, "load_ruptures was never called"
     assert inside["stations"] == len(stations_during)
@@ -152,13 +151,13 @@ UNEXPECTED = "unexpected error (see the ETL log): RuntimeError: a bug nobody for
 
 def _work_then_fail(monkeypatch, step: str, error: BaseException) -> None:
     """Make etl's `step` write its rows in the pass's transaction, then raise `error`."""
-    work = getattr(etl, step)
+    work = getattr(passes, step)
 
     def work_then_fail(*args, **kwargs):
         work(*args, **kwargs)
         raise error
 
-    monkeypatch.setattr(etl, step, work_then_fail)
+    monkeypatch.setattr(passes, step, work_then_fail)
 
 
 @pytest.mark.parametrize(
@@ -167,15 +166,15 @@ def _work_then_fail(monkeypatch, step: str, error: BaseException) -> None:
 def test_unexpected_error_during_a_load_is_recorded_and_changes_nothing(
     engine, settings, monkeypatch, caplog, kind, step
 ):
-    etl.run_pass(engine, settings, str(FEED_A))
+    passes.run_pass(engine, settings, str(FEED_A))
     before = contents(engine)
     _work_then_fail(monkeypatch, step, RuntimeError("a bug nobody foresaw"))
 
-    with caplog.at_level(logging.ERROR, logger="etl"), pytest.raises(etl.EtlError) as failure:
+    with caplog.at_level(logging.ERROR, logger="etl"), pytest.raises(passes.EtlError) as failure:
         if kind == "run":
-            etl.run_pass(engine, settings, str(FEED_B))
+            passes.run_pass(engine, settings, str(FEED_B))
         else:
-            etl.backfill(engine, settings, str(QUOTIDIEN))
+            passes.backfill(engine, settings, str(QUOTIDIEN))
 
     assert str(failure.value) == UNEXPECTED
     assert contents(engine) == before
@@ -185,12 +184,12 @@ def test_unexpected_error_during_a_load_is_recorded_and_changes_nothing(
 
 
 def test_interruption_during_a_load_propagates_and_changes_nothing(engine, settings, monkeypatch):
-    etl.run_pass(engine, settings, str(FEED_A))
+    passes.run_pass(engine, settings, str(FEED_A))
     before = contents(engine)
-    _work_then_fail(monkeypatch, "load_snapshot", etl.Interrupted())
+    _work_then_fail(monkeypatch, "load_snapshot", scheduler.Interrupted())
 
-    with pytest.raises(etl.Interrupted):
-        etl.run_pass(engine, settings, str(FEED_B))
+    with pytest.raises(scheduler.Interrupted):
+        passes.run_pass(engine, settings, str(FEED_B))
 
     assert contents(engine) == before
 
@@ -230,7 +229,7 @@ def test_readers_never_see_a_half_loaded_feed(engine, settings, tmp_path):
     big_2 = _generate(tmp_path / "big_2.zip", "--day", "2024-05-09", "--price-drift", "0.5")
     sequence = [FEED_B, big_1, big_2, big_1, big_2]
 
-    etl.run_pass(engine, settings, str(FEED_A))
+    passes.run_pass(engine, settings, str(FEED_A))
     expected = set()
     with engine.connect() as conn:
         expected.add(_state(conn))
@@ -268,7 +267,7 @@ def test_readers_never_see_a_half_loaded_feed(engine, settings, tmp_path):
     try:
         wait_for_reads(1)
         for source in sequence:
-            etl.run_pass(engine, settings, str(source))
+            passes.run_pass(engine, settings, str(source))
             with engine.connect() as conn:
                 expected.add(_state(conn))
             # Two more reads: the second one starts after this commit, so the reader sees every state.
@@ -335,7 +334,7 @@ def test_backfill_loads_every_observation_and_moves_only_older_current_prices(en
             ],
         )
 
-    first = etl.backfill(engine, settings, str(QUOTIDIEN))
+    first = passes.backfill(engine, settings, str(QUOTIDIEN))
 
     assert history(engine) == feed.observations
     assert first.changes == len(feed.observations)
@@ -348,7 +347,7 @@ def test_backfill_loads_every_observation_and_moves_only_older_current_prices(en
         assert conn.scalar(select(Station.address).where(Station.id == kept_pair[0])) == "Déjà connue"
 
     snapshot = contents(engine)
-    again = etl.backfill(engine, settings, str(QUOTIDIEN))
+    again = passes.backfill(engine, settings, str(QUOTIDIEN))
     assert contents(engine) == snapshot
     assert [(r.kind, r.status) for r in runs(engine)] == [("backfill", "success")] * 2
     assert again.changes == 0  # "added 0 observations"
@@ -359,7 +358,7 @@ def test_backfill_of_the_real_2016_daily_file(engine, settings):
         pytest.skip(f"{REAL_QUOTIDIEN} is absent")
     feed = read_feed(REAL_QUOTIDIEN)
 
-    etl.backfill(engine, settings, str(REAL_QUOTIDIEN))
+    passes.backfill(engine, settings, str(REAL_QUOTIDIEN))
 
     stored = history(engine)
     assert set(stored) == set(feed.observations)
@@ -369,5 +368,5 @@ def test_backfill_of_the_real_2016_daily_file(engine, settings):
     assert set(current_prices(engine)) == set(feed.current)
     assert {k: v[1] for k, v in current_prices(engine).items()} == {k: v[1] for k, v in feed.current.items()}
     before = contents(engine)
-    etl.backfill(engine, settings, str(REAL_QUOTIDIEN))
+    passes.backfill(engine, settings, str(REAL_QUOTIDIEN))
     assert contents(engine) == before

@@ -19,7 +19,6 @@ import pytest
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
-import ui
 from app_helpers import (
     PASSWORD,
     App,
@@ -34,7 +33,8 @@ from app_helpers import (
     titles,
 )
 from models import EtlRun
-from preferences import follow_station
+from prices.preferences import follow_station
+from ui import widgets
 from utils import utcnow
 
 # Each fits a custom name (40 characters) and a first name (50).
@@ -236,8 +236,10 @@ def test_a_search_made_of_payloads_is_answered_in_plain_text(app):
 
 def test_escaping_keeps_every_character_and_drops_control_characters():
     for payload in [*PAYLOADS.values(), BLOCKS, "Saint-Étienne (42) — 1,859 €/L", "a\x00b\u202ec\td"]:
-        body = ui.md("**{}**", payload)
+        body = widgets.md("**{}**", payload)
         assert not markup_in(body)
         assert not STREAMLIT_SYNTAX.search(body)
-    assert plain_text(PARSER.parse(ui.md("{}", "Saint-Étienne (42) — 1,859 €/L"))) == ("Saint-Étienne (42) — 1,859 €/L")
-    assert plain_text(PARSER.parse(ui.md("{}", "a\x00b\u202ec\td"))) == "abc d"
+    assert plain_text(PARSER.parse(widgets.md("{}", "Saint-Étienne (42) — 1,859 €/L"))) == (
+        "Saint-Étienne (42) — 1,859 €/L"
+    )
+    assert plain_text(PARSER.parse(widgets.md("{}", "a\x00b\u202ec\td"))) == "abc d"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-import etl
 from app_helpers import add_station
 from conftest import REAL_FEEDS
+from ingest import passes
 from models import Station
-from place_search import SEARCH_MAX_CHARS, SEARCH_MAX_WORDS, SearchTooLong, place_suggestions, resolve_place
+from prices.place_search import SEARCH_MAX_CHARS, SEARCH_MAX_WORDS, SearchTooLong, place_suggestions, resolve_place
 from session import init_db, make_engine, session_factory
 from settings import load_settings
 from utils import fold
@@ -33,7 +33,7 @@ def real(tmp_path_factory):
     )
     engine = make_engine(settings.database_url)
     init_db(engine)
-    etl.run_pass(engine, settings, str(REAL_FEED))
+    passes.run_pass(engine, settings, str(REAL_FEED))
     with session_factory(engine)() as session:
         yield session
     engine.dispose()
@@ -322,7 +322,7 @@ def addresses(session) -> None:
 
 def matching_ids(session, text: str) -> list[int]:
     """The stations every word of `text` matches, by the conditions place_search builds for a street."""
-    from place_search import words_match
+    from prices.place_search import words_match
 
     conditions = words_match(text)
     assert conditions, "a text without words has no condition: a caller must not run it as a query"
@@ -362,7 +362,7 @@ def test_like_wildcards_in_the_words_are_literal(session, addresses):
 
 @pytest.mark.parametrize("text", ["", "   ", "'", "%_%", "-", "%", "_"])
 def test_a_text_without_words_matches_nothing(session, addresses, text):
-    from place_search import words_match
+    from prices.place_search import words_match
 
     assert words_match(text) == []
     assert resolve_place(session, text) is None

@@ -8,10 +8,9 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-import preferences
-import queries
 from models import CustomStation, Station, User
-from preferences import (
+from prices import preferences, queries
+from prices.preferences import (
     AlreadyFollowed,
     InvalidConsumption,
     InvalidFuels,
@@ -21,8 +20,8 @@ from preferences import (
     UnknownStation,
     UnknownUser,
 )
-from queries import BoardRow
-from savings import savings_per_fuel
+from prices.queries import BoardRow
+from prices.savings import savings_per_fuel
 from session import session_factory
 from utils import UTC
 

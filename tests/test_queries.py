@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import event, select
 
 import app_helpers
-import etl
-import queries
 from conftest import FIXTURES
+from ingest import passes
 from models import CustomStation, EtlRun, Price, Rupture, User, UserGasType
+from prices import queries
 from session import session_factory
 from utils import UTC, haversine_km
 
@@ -204,7 +204,7 @@ def test_demo_board_uses_the_given_names_or_the_address(session, five_stations):
 
 
 def test_board_of_a_loaded_feed_matches_its_prices(engine, settings, session):
-    etl.run_pass(engine, settings, str(FIXTURES / "feed_a.zip"))
+    passes.run_pass(engine, settings, str(FIXTURES / "feed_a.zip"))
     stored = {
         (s, f): (p, t)
         for s, f, p, t in session.execute(select(Price.station_id, Price.gastype_id, Price.price, Price.updated_at))
@@ -274,7 +274,7 @@ def test_freshness_before_any_run_after_a_success_a_failure_and_a_recovery(engin
     with Session() as session:
         assert queries.freshness(session) == (None, None, None, None, 0, 0, None)
 
-    etl.run_pass(engine, settings, str(FIXTURES / "feed_a.zip"))
+    passes.run_pass(engine, settings, str(FIXTURES / "feed_a.zip"))
     with Session() as session:
         loaded = queries.freshness(session)
     assert loaded.last_success_at is not None and loaded.last_success_at == loaded.last_run_at
@@ -282,8 +282,8 @@ def test_freshness_before_any_run_after_a_success_a_failure_and_a_recovery(engin
     assert loaded.stations == 60 and loaded.prices > 100
     assert loaded.newest_price_at == newest_price(Session) and loaded.newest_price_at.utcoffset() == dt.timedelta(0)
 
-    with pytest.raises(etl.EtlError):
-        etl.run_pass(engine, settings, str(tmp_path / "missing.zip"))
+    with pytest.raises(passes.EtlError):
+        passes.run_pass(engine, settings, str(tmp_path / "missing.zip"))
     with Session() as session:
         failed = queries.freshness(session)
     assert failed.last_success_at == loaded.last_success_at
@@ -295,7 +295,7 @@ def test_freshness_before_any_run_after_a_success_a_failure_and_a_recovery(engin
         loaded.newest_price_at,
     )
 
-    etl.run_pass(engine, settings, str(FIXTURES / "feed_b.zip"))
+    passes.run_pass(engine, settings, str(FIXTURES / "feed_b.zip"))
     with Session() as session, session.begin():
         session.add(EtlRun(kind="backfill", started_at=NOW, finished_at=NOW, status="failed", source="x", error="bad"))
     with Session() as session:

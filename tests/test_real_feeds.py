@@ -23,17 +23,18 @@ import pytest
 from sqlalchemy import select
 
 import db_snapshot
-import etl
 import feed_reader
 from conftest import REAL_FEEDS
 from db_snapshot import count
 from db_snapshot import current_prices as stored_prices
 from db_snapshot import etl_runs as runs
 from db_snapshot import history as stored_history
-from feed import ParseReport, StationEntry, opening_hours_document, parse_feed
 from feed_reader import Feed
-from hours import week
+from ingest import passes
+from ingest.parse import parse_feed
+from ingest.records import ParseReport, StationEntry, opening_hours_document
 from models import Price, PriceHistory, Rupture, Station
+from prices.hours import week
 
 UTC = dt.UTC
 
@@ -162,7 +163,7 @@ def check_complete_load(engine, settings, path: Path, instant: bool) -> None:
     """Load `path` and compare every station, price, rupture and history row with the independent reading."""
     feed = read_feed(path)
 
-    summary = etl.run_pass(engine, settings, str(path), force=not instant)
+    summary = passes.run_pass(engine, settings, str(path), force=not instant)
 
     assert count(engine, Station) == len(feed.stations)
     prices = stored_prices(engine)
@@ -455,7 +456,7 @@ QUIRKS = [
 @pytest.mark.parametrize(("source", "station_id", "expected"), [pytest.param(*q[1:], id=q[0]) for q in QUIRKS])
 def test_quirk_station_is_stored_right(engine, settings, source, station_id, expected):
     path = extract_file(source)
-    etl.run_pass(engine, settings, str(path))
+    passes.run_pass(engine, settings, str(path))
     check_station(station_view(engine, station_id), expected)
 
 
@@ -510,7 +511,7 @@ QUIRKS_IN_FULL_FILES = {
 @pytest.mark.parametrize("name", list(QUIRKS_IN_FULL_FILES))
 def test_quirk_stations_in_full_files(engine, settings, name):
     path = real_file(name)
-    etl.run_pass(engine, settings, str(path), force=name == QUOTIDIEN_ZIP)
+    passes.run_pass(engine, settings, str(path), force=name == QUOTIDIEN_ZIP)
     failures = []
     for station_id, expected in QUIRKS_IN_FULL_FILES[name]:
         try:
@@ -528,11 +529,11 @@ def test_second_snapshot_of_the_day_replaces_prices_and_adds_only_new_observatio
     a, b = read_feed(path_a), read_feed(path_b)
     assert not a.conflicts and not b.conflicts
 
-    etl.run_pass(engine, settings, str(path_a))
+    passes.run_pass(engine, settings, str(path_a))
     history_after_a = count(engine, PriceHistory)
     assert history_after_a == len(a.observations)
 
-    etl.run_pass(engine, settings, str(path_b))
+    passes.run_pass(engine, settings, str(path_b))
     assert stored_prices(engine) == b.current
     new_observations = set(b.observations) - set(a.observations)
     assert count(engine, PriceHistory) - history_after_a == len(new_observations)
@@ -540,7 +541,7 @@ def test_second_snapshot_of_the_day_replaces_prices_and_adds_only_new_observatio
     assert count(engine, Station) == len(set(a.stations) | set(b.stations))
 
     before, runs_before = contents(engine), runs(engine)
-    summary = etl.run_pass(engine, settings, str(path_b))
+    summary = passes.run_pass(engine, settings, str(path_b))
 
     assert summary.changes == 0
     assert contents(engine) == before
@@ -553,7 +554,7 @@ def test_second_snapshot_of_the_day_replaces_prices_and_adds_only_new_observatio
     assert all(after[-1].started_at <= when <= after[-1].finished_at for when in seen)
 
     # Forced to parse and diff the same feed again, the loader still finds nothing to change.
-    forced = etl.run_pass(engine, settings, str(path_b), force=True)
+    forced = passes.run_pass(engine, settings, str(path_b), force=True)
     assert forced.changes == 0
     assert contents(engine) == before
 

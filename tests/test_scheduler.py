@@ -31,10 +31,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
-import etl
-import pidfile
 from conftest import FIXTURES, ROOT
 from db_snapshot import DATA_TABLES, etl_runs, table_rows
+from ingest import passes, pidfile, scheduler
 from models import EtlRun
 from session import init_db, make_engine, writer
 from settings import Settings, load_settings
@@ -398,7 +397,7 @@ def test_ensure_scheduler_starts_one_detached_scheduler_and_prunes_old_logs(sche
     set_mtime(recent, ONE_DAY - 3600)
     set_mtime(unrelated, 2 * ONE_DAY)
 
-    pid = schedulers.adopt(etl.ensure_scheduler(settings))
+    pid = schedulers.adopt(scheduler.ensure_scheduler(settings))
 
     assert pid != os.getpid()
     assert pidfile.read_pid(settings.pid_file) == pid
@@ -413,7 +412,7 @@ def test_ensure_scheduler_starts_one_detached_scheduler_and_prunes_old_logs(sche
     wait_for(lambda: "loaded 60 stations" in log.read_text(), "the pass in the scheduler's log", pid=pid)
     assert "scheduler started" in log.read_text()
 
-    assert etl.ensure_scheduler(settings) == pid, "a second call finds the running scheduler"
+    assert scheduler.ensure_scheduler(settings) == pid, "a second call finds the running scheduler"
     assert output_logs(settings) == {recent, log}, "the second call started nothing"
     assert serve_processes(settings.data_dir) == [pid]
 
@@ -432,7 +431,7 @@ def test_nothing_the_scheduler_writes_in_the_data_dir_is_readable_by_other_users
     umask = os.umask(0o022)  # the usual default: files readable by everyone unless created otherwise
     try:
         settings = dataclasses.replace(schedulers.settings, feed_url=server.url)
-        pid = schedulers.adopt(etl.ensure_scheduler(settings))
+        pid = schedulers.adopt(scheduler.ensure_scheduler(settings))
         schedulers.wait_until_loaded(pid)
         # An open connection keeps SQLite's -wal and -shm files in place while the modes are read.
         with create_engine(settings.database_url, poolclass=NullPool).connect() as conn:
@@ -459,7 +458,7 @@ def test_ensure_scheduler_replaces_a_stale_pid_file(schedulers: Schedulers):
     gone = dead_pid()
     schedulers.pid_file.write_text(f"{gone}\n")
 
-    pid = schedulers.adopt(etl.ensure_scheduler(schedulers.settings))
+    pid = schedulers.adopt(scheduler.ensure_scheduler(schedulers.settings))
 
     assert pid != gone
     assert pidfile.read_pid(schedulers.pid_file) == pid
@@ -476,7 +475,7 @@ def test_ten_concurrent_threads_start_exactly_one_scheduler(schedulers: Schedule
     def call() -> None:
         try:
             barrier.wait(timeout=DEADLINE_SECONDS)
-            results.append(etl.ensure_scheduler(settings))
+            results.append(scheduler.ensure_scheduler(settings))
         except BaseException as exc:
             errors.append(exc)
 
@@ -500,7 +499,7 @@ def test_ten_concurrent_threads_start_exactly_one_scheduler(schedulers: Schedule
 
 def test_ten_concurrent_processes_start_exactly_one_scheduler(schedulers: Schedulers):
     settings = schedulers.settings
-    code = "import etl; print(etl.ensure_scheduler())"
+    code = "from ingest import scheduler; print(scheduler.ensure_scheduler())"
     callers = [
         subprocess.Popen(
             [sys.executable, "-c", code],
@@ -541,7 +540,7 @@ def test_ensure_scheduler_serves_the_data_dir_of_the_settings_it_is_given(schedu
     other_dir.mkdir()
     given = load_settings({**os.environ, "CARBUROAM_DATA_DIR": str(other_dir)})
 
-    pid = schedulers.adopt(etl.ensure_scheduler(given))
+    pid = schedulers.adopt(scheduler.ensure_scheduler(given))
 
     assert pidfile.read_pid(given.pid_file) == pid
     loaded = wait_for(
@@ -632,32 +631,32 @@ def test_scheduler_status_without_a_running_scheduler(schedulers: Schedulers, st
     if pid_file in content:
         schedulers.pid_file.write_text(content[pid_file])
 
-    status = etl.scheduler_status(schedulers.settings, status_engine)
+    status = scheduler.scheduler_status(schedulers.settings, status_engine)
 
-    assert status == etl.SchedulerStatus(alive=False, pid=None, started_at=None, next_pass_at=None, last_run=None)
+    assert status == scheduler.SchedulerStatus(alive=False, pid=None, started_at=None, next_pass_at=None, last_run=None)
 
 
 def test_scheduler_status_of_a_live_scheduler(schedulers: Schedulers, status_engine):
-    before = etl.utcnow().replace(microsecond=0)  # process start times are rounded to the clock tick
+    before = scheduler.utcnow().replace(microsecond=0)  # process start times are rounded to the clock tick
     proc = schedulers.start()
     schedulers.wait_until_loaded(proc.pid)
 
-    status = etl.scheduler_status(schedulers.settings, status_engine)
+    status = scheduler.scheduler_status(schedulers.settings, status_engine)
 
     assert (status.alive, status.pid) == (True, proc.pid)
-    assert before - dt.timedelta(seconds=1) <= status.started_at <= etl.utcnow()
+    assert before - dt.timedelta(seconds=1) <= status.started_at <= scheduler.utcnow()
     assert (status.last_run.status, status.last_run.kind) == ("success", "run")
     assert status.next_pass_at == status.last_run.finished_at + dt.timedelta(seconds=INTERVAL)
 
-    two_hours_ago = etl.utcnow() - dt.timedelta(hours=2)
+    two_hours_ago = scheduler.utcnow() - dt.timedelta(hours=2)
     with writer(status_engine).begin() as conn:
         conn.execute(update(EtlRun).values(started_at=two_hours_ago, finished_at=two_hours_ago))
-    asked = etl.utcnow()
-    overdue = etl.scheduler_status(schedulers.settings, status_engine)
-    assert asked <= overdue.next_pass_at <= etl.utcnow(), "a pass that is due is due now"
+    asked = scheduler.utcnow()
+    overdue = scheduler.scheduler_status(schedulers.settings, status_engine)
+    assert asked <= overdue.next_pass_at <= scheduler.utcnow(), "a pass that is due is due now"
 
     assert stop(proc) == 0
-    assert etl.scheduler_status(schedulers.settings, status_engine).alive is False
+    assert scheduler.scheduler_status(schedulers.settings, status_engine).alive is False
 
 
 # --------------------------------------------------------------------------- one scheduled pass
@@ -675,26 +674,26 @@ def due(sqlite_settings: Settings):
 
 def test_scheduled_pass_runs_only_when_due(due):
     settings, engine = due
-    assert etl.next_pass_in(engine, settings) == 0.0, "a fresh database is due at once"
+    assert scheduler.next_pass_in(engine, settings) == 0.0, "a fresh database is due at once"
 
-    assert etl._scheduled_pass(engine, settings) == INTERVAL
+    assert scheduler._scheduled_pass(engine, settings) == INTERVAL
     assert run_statuses(settings.database_url) == ["success"]
 
-    wait = etl.next_pass_in(engine, settings)
+    wait = scheduler.next_pass_in(engine, settings)
     assert INTERVAL - 60 < wait <= INTERVAL
-    assert INTERVAL - 60 < etl._scheduled_pass(engine, settings) <= INTERVAL
+    assert INTERVAL - 60 < scheduler._scheduled_pass(engine, settings) <= INTERVAL
     assert run_statuses(settings.database_url) == ["success"], "nothing runs before the interval is over"
 
-    half_an_hour_ago = etl.utcnow() - dt.timedelta(minutes=30)
+    half_an_hour_ago = scheduler.utcnow() - dt.timedelta(minutes=30)
     with writer(engine).begin() as conn:
         conn.execute(update(EtlRun).values(started_at=half_an_hour_ago, finished_at=half_an_hour_ago))
-    assert INTERVAL / 2 - 60 < etl.next_pass_in(engine, settings) <= INTERVAL / 2
+    assert INTERVAL / 2 - 60 < scheduler.next_pass_in(engine, settings) <= INTERVAL / 2
 
-    two_hours_ago = etl.utcnow() - dt.timedelta(hours=2)
+    two_hours_ago = scheduler.utcnow() - dt.timedelta(hours=2)
     with writer(engine).begin() as conn:
         conn.execute(update(EtlRun).values(started_at=two_hours_ago, finished_at=two_hours_ago))
-    assert etl.next_pass_in(engine, settings) == 0.0
-    assert etl._scheduled_pass(engine, settings) == INTERVAL
+    assert scheduler.next_pass_in(engine, settings) == 0.0
+    assert scheduler._scheduled_pass(engine, settings) == INTERVAL
     assert run_statuses(settings.database_url) == ["success", "success"]
 
 
@@ -716,25 +715,29 @@ def test_scheduled_pass_failure_is_recorded_logged_and_retried(due, tmp_path, ca
     settings = dataclasses.replace(settings, feed_url=str(_broken_feed(kind, tmp_path)))
 
     with caplog.at_level(logging.ERROR, logger="etl"):
-        assert etl._scheduled_pass(engine, settings) == 120, "retry after retry_seconds"
+        assert scheduler._scheduled_pass(engine, settings) == 120, "retry after retry_seconds"
     assert run_statuses(settings.database_url) == ["failed"]
     assert any(r.name == "etl" and "run failed" in r.getMessage() for r in caplog.records)
 
     short = dataclasses.replace(settings, interval_seconds=60)
-    assert etl._scheduled_pass(engine, short) == 60, "the retry never waits longer than the interval"
+    assert scheduler._scheduled_pass(engine, short) == 60, "the retry never waits longer than the interval"
 
 
-@pytest.mark.parametrize("where", ["load_snapshot", "run_pass"], ids=["inside-the-pass", "around-the-pass"])
-def test_scheduled_pass_survives_an_unexpected_error_and_records_it(due, monkeypatch, caplog, where: str):
+@pytest.mark.parametrize(
+    ("module", "where"),
+    [(passes, "load_snapshot"), (scheduler, "run_pass")],
+    ids=["inside-the-pass", "around-the-pass"],
+)
+def test_scheduled_pass_survives_an_unexpected_error_and_records_it(due, monkeypatch, caplog, module, where: str):
     settings, engine = due
-    working = getattr(etl, where)
+    working = getattr(module, where)
 
     def bug(*_args, **_kwargs):
         raise RuntimeError("a bug nobody foresaw")
 
-    monkeypatch.setattr(etl, where, bug)
+    monkeypatch.setattr(module, where, bug)
     with caplog.at_level(logging.ERROR, logger="etl"):
-        assert etl._scheduled_pass(engine, settings) == 120, "retry after retry_seconds instead of dying"
+        assert scheduler._scheduled_pass(engine, settings) == 120, "retry after retry_seconds instead of dying"
     (run,) = etl_runs(engine)
     assert (run.status, run.error) == (
         "failed",
@@ -743,6 +746,6 @@ def test_scheduled_pass_survives_an_unexpected_error_and_records_it(due, monkeyp
     assert any(record.exc_info and record.exc_info[0] is RuntimeError for record in caplog.records), "no traceback"
     assert table_rows(engine) == {model.__tablename__: [] for model in DATA_TABLES}
 
-    monkeypatch.setattr(etl, where, working)
-    assert etl._scheduled_pass(engine, settings) == INTERVAL, "the next pass works once the cause is gone"
+    monkeypatch.setattr(module, where, working)
+    assert scheduler._scheduled_pass(engine, settings) == INTERVAL, "the next pass works once the cause is gone"
     assert run_statuses(settings.database_url) == ["failed", "success"]

@@ -14,10 +14,10 @@ import hashlib
 import pytest
 from sqlalchemy import event
 
-import queries
 from accounts.errors import AccountMissing, CodeRefused, WrongPassword
 from accounts.service import Accounts
 from models import UserSession
+from prices import queries
 from session import session_factory
 from test_auth import NEW_PASSWORD, PASSWORD, T0, count, last_code, register, rows_of, run_cli, texts_of
 

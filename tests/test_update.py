@@ -22,13 +22,11 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.exc import OperationalError
 
-import etl
-import feed
-import loader
 from conftest import FIXTURES, REAL_FEEDS
 from db_snapshot import contents, current_prices, history
 from db_snapshot import etl_runs as runs
 from feed_reader import read_feed, xml_bytes
+from ingest import load, parse, passes, update
 from models import Station
 
 UTC = dt.UTC
@@ -94,13 +92,13 @@ def paris_time(wall_clock: str) -> dt.datetime:
 def parsed(monkeypatch) -> list[str]:
     """The id of each <pdv> the parser turns into a station, in the order read, run after run."""
     read: list[str] = []
-    real = feed._PdvParser.entry
+    real = parse._PdvParser.entry
 
     def spy(self, pdv):
         read.append(pdv.get("id"))
         return real(self, pdv)
 
-    monkeypatch.setattr(feed._PdvParser, "entry", spy)
+    monkeypatch.setattr(parse._PdvParser, "entry", spy)
     return read
 
 
@@ -128,10 +126,10 @@ def written(engine) -> list[set[int]]:
     event.remove(engine, "before_cursor_execute", record)
 
 
-def run(engine, settings, source: str, written: list[set[int]] | None = None, **options) -> etl.RunSummary:
+def run(engine, settings, source: str, written: list[set[int]] | None = None, **options) -> passes.RunSummary:
     if written is not None:
         written.append(set())
-    return etl.run_pass(engine, settings, source, **options)
+    return passes.run_pass(engine, settings, source, **options)
 
 
 def others(rows: dict[str, list[tuple]], stations: set[int]) -> dict[str, list[tuple]]:
@@ -150,7 +148,7 @@ def station_row(rows: dict[str, list[tuple]], station: int) -> tuple:
 def assert_as_a_full_reading_leaves_it(engine, settings, source: str) -> None:
     """A forced full reading of `source`, comparing every station with what is stored, finds nothing to change."""
     before = contents(engine, last_seen=False)
-    again = etl.run_pass(engine, settings, source, force=True)
+    again = passes.run_pass(engine, settings, source, force=True)
     assert again.changes == 0
     assert contents(engine, last_seen=False) == before
 
@@ -275,17 +273,17 @@ def test_a_run_after_a_failed_one_loads_correctly_and_the_failed_fingerprints_ar
     source = write(tmp_path / "update.zip", new_price(FEED_A_XML, station, 1, "1.659", "2024-05-08 11:00:00"))
     run(engine, settings, str(FEED_A))
     before = contents(engine)  # every column, last_seen_at and fingerprint included
-    real_load_ruptures = loader.load_ruptures
+    real_load_ruptures = load.load_ruptures
 
     def fail_after_writing(*args, **kwargs):
         real_load_ruptures(*args, **kwargs)  # station rows, fingerprints and prices are written by now
         raise OperationalError("INSERT", {}, Exception("disk I/O error"))
 
-    monkeypatch.setattr(loader, "load_ruptures", fail_after_writing)
-    with pytest.raises(etl.EtlError, match="disk I/O error"):
+    monkeypatch.setattr(load, "load_ruptures", fail_after_writing)
+    with pytest.raises(passes.EtlError, match="disk I/O error"):
         run(engine, settings, source)
     assert contents(engine) == before, "the failed run left nothing, fingerprints included"
-    monkeypatch.setattr(loader, "load_ruptures", real_load_ruptures)
+    monkeypatch.setattr(load, "load_ruptures", real_load_ruptures)
     parsed.clear()
 
     summary = run(engine, settings, source)
@@ -300,7 +298,7 @@ def test_a_run_after_a_failed_one_loads_correctly_and_the_failed_fingerprints_ar
 def test_new_parsing_rules_read_every_station_again(engine, settings, tmp_path, monkeypatch, parsed):
     source = write(tmp_path / "update.zip", new_price(FEED_A_XML, STATIONS[1], 1, "1.659", "2024-05-08 11:00:00"))
     run(engine, settings, str(FEED_A))
-    monkeypatch.setattr(feed, "rules_seed", lambda: 12345)  # as after an upgrade of feed.py or loader.py
+    monkeypatch.setattr(update, "rules_seed", lambda: 12345)  # as after an upgrade of the reading or loading code
     parsed.clear()
 
     run(engine, settings, source)
@@ -312,7 +310,7 @@ def test_new_parsing_rules_read_every_station_again(engine, settings, tmp_path, 
 def test_after_a_backfill_every_station_is_read_again(engine, settings, tmp_path, parsed):
     source = write(tmp_path / "update.zip", new_price(FEED_A_XML, STATIONS[1], 1, "1.659", "2024-05-08 11:00:00"))
     run(engine, settings, str(FEED_A))
-    etl.backfill(engine, settings, str(QUOTIDIEN))  # may move current prices of any station
+    passes.backfill(engine, settings, str(QUOTIDIEN))  # may move current prices of any station
     parsed.clear()
 
     run(engine, settings, source)
@@ -449,7 +447,7 @@ def test_only_the_genuine_feeds_layout_lets_stations_be_found_without_parsing(na
     document, genuine = LAYOUTS[name]
     found = set()
     for size in (1, 5, 13, 4096, 1 << 16):
-        scanner = feed.LayoutScanner()
+        scanner = update.LayoutScanner()
         for offset in range(0, len(document), size):
             scanner.feed(document[offset : offset + size])
         scanner.close()

@@ -16,16 +16,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 from streamlit.runtime.pages_manager import PagesManager
 
-import authenticator
-import etl
-import ui
 from accounts.errors import AccountError
 from accounts.service import Accounts, CookieSettings, SignedIn
 from accounts.sessions import session_id
 from accounts.store import CredentialStore, StoreError, credential_store
 from accounts.users import Account
+from ingest import scheduler
 from session import init_db, make_engine, session_factory, writer
 from settings import Settings, load_settings
+from ui import authenticator, widgets
+from utils import first_line
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +99,11 @@ def resources() -> Resources:
     try:
         return _open_resources()
     except ValueError as exc:
-        ui.error("Carburoam is not configured correctly: {}", exc)
+        widgets.error("Carburoam is not configured correctly: {}", exc)
     except SQLAlchemyError as exc:
-        ui.error("The database cannot be opened: {}", str(getattr(exc, "orig", exc)).splitlines()[0])
+        widgets.error("The database cannot be opened: {}", first_line(exc))
     except StoreError as exc:
-        ui.error("{}", exc)
+        widgets.error("{}", exc)
     st.stop()
 
 
@@ -113,7 +113,7 @@ def ensure_scheduler(app: Resources) -> None:
         return
     st.session_state[SCHEDULER_CHECKED_KEY] = True
     try:
-        etl.ensure_scheduler(app.settings)
+        scheduler.ensure_scheduler(app.settings)
     except OSError:
         log.exception("could not start the ETL scheduler")
 
@@ -156,7 +156,7 @@ def sign_in(app: Resources) -> Account | None:
 
 def _say_accounts_are_unreachable(exc: StoreError | SQLAlchemyError) -> None:
     if isinstance(exc, StoreError):
-        ui.error("{}", exc, where=st.sidebar)
+        widgets.error("{}", exc, where=st.sidebar)
     else:
         log.exception("the database refused a sign-in operation")
         st.sidebar.error("The database is not answering right now; please try again in a moment.")
@@ -195,7 +195,7 @@ def _sign_in_form(app: Resources, cookie: CookieSettings) -> None:
     try:
         signed_in = app.accounts.sign_in(username, password, user_agent=st.context.headers.get("User-Agent", ""))
     except AccountError as exc:
-        ui.error("{}", exc, where=st.sidebar)
+        widgets.error("{}", exc, where=st.sidebar)
         return
     except (StoreError, SQLAlchemyError) as exc:
         _say_accounts_are_unreachable(exc)
@@ -284,7 +284,7 @@ def pages_for(account: Account | None) -> list[st.Page]:
 
 def draw_sidebar(account: Account | None) -> None:
     if account is not None:
-        ui.caption("Signed in as {}", account.username, where=st.sidebar)
+        widgets.caption("Signed in as {}", account.username, where=st.sidebar)
     st.sidebar.caption(
         "Prices: prix-carburants.gouv.fr, Licence Ouverte 2.0. Brands: © les contributeurs d'OpenStreetMap, ODbL."
     )

@@ -15,13 +15,12 @@ import pandas as pd
 import streamlit as st
 from streamlit_js_eval import get_geolocation
 
-import map_ui
-import place_search
-import ui
-from detour import ROAD_FACTOR, Trip
-from finder import FinderStation, Result, StationDetail, week_of
-from hours import opening_status, week
-from place_search import SEARCH_MAX_CHARS, PlaceMatch
+from prices import place_search
+from prices.detour import ROAD_FACTOR, Trip
+from prices.finder import FinderStation, Result, StationDetail, week_of
+from prices.hours import opening_status, week
+from prices.place_search import SEARCH_MAX_CHARS, PlaceMatch
+from ui import map_ui, widgets
 from utils import PARIS
 
 PLACE, FUEL, RADIUS, OPEN_NOW, AUTOMAT, BRAND, SORT = "q", "fuel", "radius", "open", "automat", "brand", "sort"
@@ -110,7 +109,7 @@ def _ask_the_browser(attempt: int) -> None:
         st.query_params[LONGITUDE] = f"{float(coords['longitude']):.5f}"
         st.rerun()
     code = answer.get("error", {}).get("code") if isinstance(answer, dict) else None
-    ui.warning(
+    widgets.warning(
         "{} Type a town, a postcode or an address instead.",
         GEOLOCATION_ERRORS.get(code, "Your position could not be found."),
     )
@@ -160,15 +159,15 @@ def _count(count: int) -> str:
 def understood(match: PlaceMatch | None, place: str | None, near_me: bool, criteria: Criteria, count: int) -> None:
     """One sentence saying what the search understood and found."""
     if near_me:
-        ui.markdown(_count(count) + " within {} km of you.", criteria.radius_km)
+        widgets.markdown(_count(count) + " within {} km of you.", criteria.radius_km)
     elif match is None:
-        ui.warning("No place called “{}” was found. Try a town, a postcode, or a street and its town.", place)
+        widgets.warning("No place called “{}” was found. Try a town, a postcode, or a street and its town.", place)
     elif match.kind == "street":
-        ui.markdown("No town called “{}”: " + _count(count) + " whose address matches.", place)
+        widgets.markdown("No town called “{}”: " + _count(count) + " whose address matches.", place)
     else:
-        ui.markdown(_count(count) + " in and around {}, {} km around.", match.label, criteria.radius_km)
+        widgets.markdown(_count(count) + " in and around {}, {} km around.", match.label, criteria.radius_km)
         if match.alternatives:
-            ui.caption("Did you mean {}?", ", ".join(a.label for a in match.alternatives))
+            widgets.caption("Did you mean {}?", ", ".join(a.label for a in match.alternatives))
 
 
 def _price(result: Result) -> str:
@@ -198,7 +197,7 @@ def results_list(
             "Station": [names.get(r.station.id, r.station.title) for r in results],
             "km": [round(r.station.distance_km, 1) if r.station.distance_km is not None else None for r in results],
             "Town": [r.station.town for r in results],
-            "Updated": [ui.age(r.station.updated_at, now) if r.station.updated_at else "" for r in results],
+            "Updated": [widgets.age(r.station.updated_at, now) if r.station.updated_at else "" for r in results],
             "Open": [map_ui.opening_word(r.opening) for r in results],
             "Detour": [_saving(r) for r in results],
             "Motorway": ["motorway" if r.station.motorway else "" for r in results],
@@ -223,7 +222,7 @@ def results_list(
 
 
 def detour_formula(trip: Trip) -> None:
-    ui.caption(
+    widgets.caption(
         "Net saving = (price at the nearest station − price here) × {} L − 2 × extra distance × {} (roads are "
         "longer than a straight line) × {} L/100 km × price here. Set your fill and consumption in your profile.",
         f"{trip.tank_litres:g}",
@@ -236,14 +235,14 @@ def station_detail(detail: StationDetail, now: dt.datetime) -> None:
     """Brand, address, every fuel with its price and age, the week's hours with today marked, services."""
     station = detail.station
     opening = opening_status(week_of(station), station.automat, now)
-    st.subheader(ui.md("{}", station.title))
-    ui.markdown("{}, {} {}", station.address, station.zip_code, station.town)
+    st.subheader(widgets.md("{}", station.title))
+    widgets.markdown("{}, {} {}", station.address, station.zip_code, station.town)
     facts = [opening.phrase()]
     if station.automat and opening.state == "open":  # otherwise the phrase names the automat already
         facts.append("24/24 automat")
     if station.motorway:
         facts.append("motorway")
-    ui.markdown("**{}**", " · ".join(facts))
+    widgets.markdown("**{}**", " · ".join(facts))
     fuels = pd.DataFrame(
         {
             "Fuel": [f.fuel for f in detail.fuels],
@@ -252,7 +251,7 @@ def station_detail(detail: StationDetail, now: dt.datetime) -> None:
                 for f in detail.fuels
             ],
             "Updated": [
-                f"{ui.paris_time(f.updated_at)} ({ui.age(f.updated_at, now)})" if f.updated_at else ""
+                f"{widgets.paris_time(f.updated_at)} ({widgets.age(f.updated_at, now)})" if f.updated_at else ""
                 for f in detail.fuels
             ],
         }
@@ -262,12 +261,12 @@ def station_detail(detail: StationDetail, now: dt.datetime) -> None:
     else:
         st.caption("This station declares no price at the moment.")
     days = week(week_of(station), now.astimezone(PARIS).date())
-    ui.markdown(
+    widgets.markdown(
         "  \n".join(("**{}: {}** (today)" if day.today else "{}: {}") for day in days),
         *[part for day in days for part in (day.name, day.text)],
     )
     if detail.services:
-        ui.caption("Services: {}", ", ".join(detail.services))
+        widgets.caption("Services: {}", ", ".join(detail.services))
 
 
 def follow_form(station: FinderStation) -> str | None:

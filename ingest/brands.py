@@ -40,12 +40,13 @@ from pathlib import Path
 
 from sqlalchemy import Connection, delete, func, insert, select
 
-from feed import MAX_STATION_ID, FeedError
+from ingest.errors import FeedError
+from ingest.records import MAX_STATION_ID
 from models import StationBrand
-from settings import MB, PROJECT_DIR
+from settings import MB
 from utils import fold
 
-ALIASES_FILE = PROJECT_DIR / "brand_aliases.csv"
+ALIASES_FILE = Path(__file__).with_name("brand_aliases.csv")
 ID_COLUMN = "ref:FR:prix-carburants"
 MAX_BRAND_CHARS = StationBrand.__table__.c.brand.type.length
 MAX_NAME_CHARS = StationBrand.__table__.c.name.type.length

@@ -18,10 +18,10 @@ import pydeck as pdk
 import streamlit as st
 from pydeck.bindings.json_tools import default_serialize
 
-import finder
-import ui
-from finder import FinderStation
-from hours import OpeningStatus
+from prices import finder
+from prices.finder import FinderStation
+from prices.hours import OpeningStatus
+from ui import widgets
 from utils import utcnow
 
 # A continuous scale from the cheapest to the dearest price shown: green, amber, red.
@@ -134,7 +134,7 @@ def price_map(
     )
     event = st.pydeck_chart(deck, on_select="rerun", selection_mode="single-object", key=key, height=460)
     if points.low < points.high:
-        ui.caption(
+        widgets.caption(
             "Colours: green {} and cheaper, amber {}, red {} and dearer, grey no price.",
             f"{points.low:.3f} €/L",
             f"{(points.low + points.high) / 2:.3f} €/L",
@@ -166,7 +166,7 @@ def _tooltip(station: FinderStation, opening: OpeningStatus | None, now: dt.date
     if station.out_of_stock:
         price = "out of stock"
     elif station.price is not None:
-        price = f"{station.price:.3f} €/L, {ui.age(station.updated_at, now)}"
+        price = f"{station.price:.3f} €/L, {widgets.age(station.updated_at, now)}"
     else:
         price = "no price"
     status = f"\n{opening_word(opening)}" if opening is not None else ""

@@ -12,7 +12,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from feed import FeedError
+from ingest.errors import FeedError
 
 DOWNLOAD_CHUNK = 1 << 16
 

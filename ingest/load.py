@@ -37,7 +37,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from feed import FeedUpdate, StationEntry, opening_hours_document
+from ingest.records import StationEntry, opening_hours_document
+from ingest.update import FeedUpdate
 from models import Price, PriceHistory, Rupture, Station, json_text, sqlite_time_text
 from session import dialect_insert
 from utils import UTC, fold

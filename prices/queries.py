@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, FromClause, Select, and_, case, func, join
 from sqlalchemy.orm import Session
 
 from models import CustomStation, EtlRun, GasType, Price, Rupture, Station, User, UserGasType, UserSession
-from preferences import NAME_MAX_CHARS
+from prices.preferences import NAME_MAX_CHARS
 from utils import haversine_km
 
 DEMO_CANDIDATES = 200

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from decimal import ROUND_HALF_UP, Decimal
 from typing import NamedTuple
 
-from queries import BoardRow
+from prices.queries import BoardRow
 
 CENT = Decimal("0.01")
 

@@ -16,10 +16,10 @@ from typing import NamedTuple
 from sqlalchemy import Select, Text, and_, case, func, select, type_coerce
 from sqlalchemy.orm import Session
 
-import hours
-from detour import Trip, net_saving
 from models import GasType, Price, Rupture, Station, StationBrand
-from place_search import PlaceMatch
+from prices import hours
+from prices.detour import Trip, net_saving
+from prices.place_search import PlaceMatch
 from utils import bounding_box, haversine_km
 
 SORTS = ("price", "distance", "saving")

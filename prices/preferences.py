@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
-from detour import DEFAULT_LITRES_PER_100KM, DEFAULT_TANK_LITRES, Trip
 from models import CustomStation, GasType, Station, User, UserGasType
+from prices.detour import DEFAULT_LITRES_PER_100KM, DEFAULT_TANK_LITRES, Trip
 
 NAME_MAX_CHARS = 40
 DEFAULT_FUELS = (1, 2, 5)  # Gazole, SP95, E10

@@ -18,8 +18,8 @@ import pandas as pd
 import streamlit as st
 
 from accounts.sessions import SessionRow
-from queries import BoardRow, Freshness
-from savings import Savings
+from prices.queries import BoardRow, Freshness
+from prices.savings import Savings
 from utils import PARIS
 
 _ASCII_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # CommonMark lets a backslash escape each of them

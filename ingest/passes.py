@@ -1,0 +1,328 @@
+"""One ETL pass, a backfill and a brand import, each recorded in etl_runs, all or nothing.
+
+A run loads the whole feed in one transaction: on any failure nothing is changed, a failed run is
+recorded and the caller gets an EtlError with one line saying why. A brand import (see brands.py)
+replaces the station brand table the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from sqlalchemy import ColumnElement, Connection, Engine, select, text, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from ingest import brands
+from ingest.errors import FeedError
+from ingest.load import Basis, Snapshot, load_history_batch, load_snapshot, stations_seen_at
+from ingest.parse import parse_feed
+from ingest.records import ParseReport
+from ingest.source import FeedIdentity, feed_file, identify_feed, open_feed
+from ingest.update import parse_update
+from models import EtlRun, Station
+from session import session_factory, writer
+from settings import Settings
+from utils import first_line, utcnow
+
+log = logging.getLogger("etl")
+
+MIN_STATION_RATIO = 0.5
+PRICE_LOADS = ("run", "backfill")  # the kinds of etl_runs that load prices; "brands" imports do not
+BACKFILL_BATCH_PRICES = 50_000
+
+
+class EtlError(Exception):
+    """A pass failed; the message is the one line shown to the operator."""
+
+
+@dataclass
+class RunSummary:
+    kind: str
+    source: str
+    stations: int
+    prices: int
+    changes: int
+    rejected: int
+    seconds: float
+    reasons: dict[str, int] = field(default_factory=dict)  # why records were rejected, with how many each
+
+    def __str__(self) -> str:
+        if self.kind == "backfill":
+            return (
+                f"added {self.changes:,} observations to the price history from {self.stations:,} stations "
+                f"({self._rejections()}) from {self.source} in {self.seconds:.1f} s"
+            )
+        return (
+            f"loaded {self.stations:,} stations and {self.prices:,} prices "
+            f"({self.changes:,} changed, {self._rejections()}) from {self.source} in {self.seconds:.1f} s"
+        )
+
+    def _rejections(self) -> str:
+        """'3 rejected: implausible price (2), unknown fuel (1)'; the reasons are the parser's fixed phrases."""
+        if not self.reasons:
+            return f"{self.rejected:,} rejected"
+        reasons = ", ".join(f"{reason} ({count:,})" for reason, count in sorted(self.reasons.items()))
+        return f"{self.rejected:,} rejected: {reasons}"
+
+
+def last_success(engine: Engine, kind: str | None = None) -> EtlRun | None:
+    """The newest successful run of `kind`, or of any price load (run or backfill) when not given."""
+    kinds = (kind,) if kind is not None else PRICE_LOADS
+    return newest_run(engine, EtlRun.status == "success", EtlRun.kind.in_(kinds))
+
+
+def newest_run(engine: Engine, *conditions: ColumnElement[bool]) -> EtlRun | None:
+    query = select(EtlRun).where(*conditions).order_by(EtlRun.started_at.desc(), EtlRun.id.desc()).limit(1)
+    with session_factory(engine)() as session:
+        return session.scalars(query).first()
+
+
+def record_failure(engine: Engine, kind: str, source: str, started: dt.datetime, reason: str) -> None:
+    try:
+        with writer(engine).begin() as conn:
+            conn.execute(
+                EtlRun.__table__.insert(),
+                {
+                    "kind": kind,
+                    "started_at": started,
+                    "finished_at": utcnow(),
+                    "status": "failed",
+                    "source": source,
+                    "duration_seconds": (utcnow() - started).total_seconds(),
+                    "error": reason,
+                },
+            )
+    except SQLAlchemyError as exc:
+        log.error("could not record the failed run either: %s", first_line(exc))
+
+
+@contextlib.contextmanager
+def _all_or_nothing(engine: Engine, kind: str, source: str, started: dt.datetime) -> Iterator[None]:
+    """Around a pass that changes nothing unless it succeeds: any failure is recorded as a failed run
+    of `kind` and raised as an EtlError whose message is its one-line reason."""
+    try:
+        yield
+    except Exception as exc:  # every failure, foreseen or not, is recorded and told in one line
+        reason = _failure_reason(exc)
+        record_failure(engine, kind, source, started, reason)
+        raise EtlError(reason) from exc
+
+
+def _failure_reason(exc: Exception) -> str:
+    if isinstance(exc, (FeedError, EtlError)):
+        return str(exc)
+    if isinstance(exc, SQLAlchemyError):
+        return f"database error, nothing was changed: {first_line(exc)}"
+    if isinstance(exc, OSError):
+        return f"system error, nothing was changed: {exc}"
+    return unexpected_failure(exc)
+
+
+def unexpected_failure(exc: Exception) -> str:
+    """Log an error no branch foresaw, with its traceback; return the one line that records it."""
+    log.exception("unexpected error during an ETL pass")
+    return f"unexpected error (see the ETL log): {type(exc).__name__}: {first_line(exc)}"
+
+
+def _check_station_count(found: int, engine: Engine, force: bool) -> None:
+    if found == 0:
+        raise EtlError("the feed lists no station; nothing was loaded")
+    previous = last_success(engine, "run")
+    if previous and not force and found < MIN_STATION_RATIO * previous.stations:
+        raise EtlError(
+            f"the feed lists {found:,} stations, under half of the {previous.stations:,} of the last "
+            "successful run; refusing it (use --force to load it anyway)"
+        )
+
+
+def run_pass(engine: Engine, settings: Settings, source: str | None = None, force: bool = False) -> RunSummary:
+    """Load the current feed into the database, all or nothing, and record the run.
+
+    The stations whose <pdv> bytes are those the last run read are neither parsed nor compared
+    (see feed.parse_update), unless `force` asks to read everything again.
+    """
+    source = source or settings.feed_url
+    started = utcnow()
+    clock = time.perf_counter()
+    report = ParseReport()
+    with _all_or_nothing(engine, "run", source, started), feed_file(source, settings.data_dir, settings) as path:
+        identity = identify_feed(path, settings.max_xml_bytes)
+        previous = last_success(engine)
+        if not force and _same_feed(engine, previous, identity):
+            return _confirm_unchanged(engine, previous, source, started, clock)
+        # The fingerprints are read, and the feed read against them, in the writing transaction:
+        # no other run can change what they describe before this one commits.
+        with writer(engine).begin() as conn:
+            basis = None if force else _fingerprint_basis(conn, started)
+            read = parse_update(path, settings.max_xml_bytes, report, started, basis and basis.fingerprints)
+            _check_station_count(report.stations, engine, force)
+            counts = load_snapshot(conn, Snapshot.of_update(read, basis), started)
+            summary = RunSummary(
+                "run",
+                source,
+                counts.stations,
+                counts.prices,
+                counts.changes,
+                report.rejected,
+                time.perf_counter() - clock,
+                dict(report.reasons),
+            )
+            conn.execute(EtlRun.__table__.insert(), _run_row("run", started, summary, identity))
+    return summary
+
+
+def _same_feed(engine: Engine, previous: EtlRun | None, identity: FeedIdentity) -> bool:
+    """Whether the database still holds exactly this feed, as loaded by the last successful run."""
+    if previous is None or previous.kind != "run":
+        return False
+    if (previous.feed_size, previous.feed_crc32) != (identity.size, identity.crc32):
+        return False
+    with engine.connect() as conn:
+        return not _backfilled_since(conn, previous.started_at)
+
+
+def _backfilled_since(conn: Connection, moment: dt.datetime) -> bool:
+    # A backfill commits batch by batch: even a failed one may have moved current prices since.
+    backfill = select(EtlRun.id).where(EtlRun.kind == "backfill", EtlRun.started_at >= moment).limit(1)
+    return conn.scalar(backfill) is not None
+
+
+def _fingerprint_basis(conn: Connection, started: dt.datetime) -> Basis | None:
+    """The stations of the last successful run and their fingerprints, when the database holds what it loaded."""
+    if conn.dialect.name == "postgresql":
+        # Writers of stations take turns until commit, as BEGIN IMMEDIATE makes them on SQLite; readers never wait.
+        conn.execute(text("LOCK TABLE stations IN SHARE ROW EXCLUSIVE MODE"))
+    runs = EtlRun.__table__
+    newest = (
+        select(runs.c.kind, runs.c.started_at)
+        .where(runs.c.status == "success", runs.c.kind.in_(PRICE_LOADS))
+        .order_by(runs.c.started_at.desc(), runs.c.id.desc())
+        .limit(1)
+    )
+    previous = conn.execute(newest).first()
+    if previous is None or previous.kind != "run":
+        return None
+    # A clock set back could make a price time "in the future" that was accepted: read everything.
+    if previous.started_at > started or _backfilled_since(conn, previous.started_at):
+        return None
+    return stations_seen_at(conn, previous.started_at)
+
+
+def _confirm_unchanged(engine: Engine, previous: EtlRun, source: str, started: dt.datetime, clock: float) -> RunSummary:
+    """The feed is the one loaded last time: only mark its stations as seen again and record the run."""
+    identity = FeedIdentity(previous.feed_size, previous.feed_crc32)
+    with writer(engine).begin() as conn:
+        conn.execute(update(Station).where(Station.last_seen_at == previous.started_at).values(last_seen_at=started))
+        summary = RunSummary(
+            "run", source, previous.stations, previous.prices, 0, previous.rejected, time.perf_counter() - clock
+        )
+        conn.execute(EtlRun.__table__.insert(), _run_row("run", started, summary, identity))
+    return summary
+
+
+def _run_row(kind: str, started: dt.datetime, summary: RunSummary, identity: FeedIdentity | None = None) -> dict:
+    return {
+        "kind": kind,
+        "started_at": started,
+        "finished_at": utcnow(),
+        "status": "success",
+        "source": summary.source,
+        "stations": summary.stations,
+        "prices": summary.prices,
+        "changes": summary.changes,
+        "rejected": summary.rejected,
+        "duration_seconds": summary.seconds,
+        "feed_size": identity and identity.size,
+        "feed_crc32": identity and identity.crc32,
+    }
+
+
+def backfill(engine: Engine, settings: Settings, source: str) -> RunSummary:
+    """Load a file of past prices (daily or yearly archive) into the history, batch by batch.
+
+    Each batch commits on its own so the app is never blocked for long; a batch
+    that fails rolls back alone, and running the same file again skips what was
+    already loaded.
+    """
+    started = utcnow()
+    clock = time.perf_counter()
+    report = ParseReport()
+    observations = 0
+    try:
+        with (
+            feed_file(source, settings.data_dir, settings) as path,
+            open_feed(path, settings.max_backfill_xml_bytes) as xml,
+        ):
+            batch, batch_prices = [], 0
+            for entry in parse_feed(xml, report, started):
+                batch.append(entry)
+                batch_prices += len(entry.prices)
+                if batch_prices >= BACKFILL_BATCH_PRICES:
+                    observations += _load_backfill_batch(engine, batch, started)
+                    batch, batch_prices = [], 0
+            observations += _load_backfill_batch(engine, batch, started)
+        if report.stations == 0:
+            raise EtlError("the file lists no station; nothing was loaded")
+        summary = RunSummary(
+            "backfill",
+            source,
+            report.stations,
+            observations,
+            observations,
+            report.rejected,
+            time.perf_counter() - clock,
+            dict(report.reasons),
+        )
+        with writer(engine).begin() as conn:
+            conn.execute(EtlRun.__table__.insert(), _run_row("backfill", started, summary))
+    except (FeedError, EtlError) as exc:
+        reason = f"{exc} (batches loaded before this point are kept; run the same file again to finish)"
+        record_failure(engine, "backfill", source, started, reason)
+        raise EtlError(reason) from exc
+    except SQLAlchemyError as exc:
+        reason = f"database error: {first_line(exc)}"
+        record_failure(engine, "backfill", source, started, reason)
+        raise EtlError(reason) from exc
+    except Exception as exc:
+        reason = unexpected_failure(exc)
+        record_failure(engine, "backfill", source, started, reason)
+        raise EtlError(reason) from exc
+    return summary
+
+
+def _load_backfill_batch(engine: Engine, batch: list, started: dt.datetime) -> int:
+    if not batch:
+        return 0
+    with writer(engine).begin() as conn:
+        return load_history_batch(conn, batch, started)
+
+
+def import_brands(engine: Engine, settings: Settings, source: str | None = None) -> brands.BrandTable:
+    """Replace the station brand table with the OSM stations CSV at `source`, all or nothing, and record it."""
+    source = source or settings.brands_url
+    started = utcnow()
+    clock = time.perf_counter()
+    with _all_or_nothing(engine, "brands", source, started):
+        with feed_file(source, settings.data_dir, settings) as path:
+            table = brands.read_brands(path, brands.load_aliases())
+        with writer(engine).begin() as conn:
+            brands.replace_brands(conn, table)
+            conn.execute(
+                EtlRun.__table__.insert(),
+                {
+                    "kind": "brands",
+                    "started_at": started,
+                    "finished_at": utcnow(),
+                    "status": "success",
+                    "source": source,
+                    "stations": len(table.stations),
+                    "rejected": table.skipped,
+                    "duration_seconds": time.perf_counter() - clock,
+                },
+            )
+    return table

@@ -1,0 +1,225 @@
+"""The background scheduler: when a pass is due, the `etl.py serve` loop, and starting it once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine, exists, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from ingest import pidfile
+from ingest.passes import (
+    EtlError,
+    import_brands,
+    last_success,
+    newest_run,
+    record_failure,
+    run_pass,
+    unexpected_failure,
+)
+from models import EtlRun, StationBrand
+from session import init_db, make_engine, session_factory
+from settings import PROJECT_DIR, Settings, load_settings
+from utils import first_line, utcnow
+
+log = logging.getLogger("etl")
+
+LOG_RETENTION = dt.timedelta(days=1)
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT arrived during a pass; the transaction rolls back."""
+
+
+def next_pass_in(engine: Engine, settings: Settings) -> float:
+    """Seconds until a pass is due: 0 when the last successful run is older than the interval."""
+    now = utcnow()
+    return (next_pass_at(engine, settings, now) - now).total_seconds()
+
+
+def next_pass_at(engine: Engine, settings: Settings, now: dt.datetime) -> dt.datetime:
+    """When a pass is due: the interval after the last successful run, or `now` if that is past or none ran."""
+    previous = last_success(engine)
+    if previous is None:
+        return now
+    return max(now, previous.finished_at + dt.timedelta(seconds=settings.interval_seconds))
+
+
+@dataclass(frozen=True)
+class SchedulerStatus:
+    """What the admin page shows about the background scheduler."""
+
+    alive: bool
+    pid: int | None
+    started_at: dt.datetime | None  # when the scheduler process started (UTC)
+    next_pass_at: dt.datetime | None  # None while no scheduler runs: nothing will start a pass
+    last_run: EtlRun | None  # the newest run of any kind and outcome
+
+
+def scheduler_status(settings: Settings, engine: Engine) -> SchedulerStatus:
+    """The scheduler named by the pid file if it is alive, and where passes stand; a stale pid file is no error."""
+    pid = pidfile.running_scheduler(settings.pid_file)
+    started_at = pidfile.started_at(pid) if pid is not None else None
+    alive = started_at is not None  # it may have exited since the pid file was read
+    return SchedulerStatus(
+        alive=alive,
+        pid=pid if alive else None,
+        started_at=started_at,
+        next_pass_at=next_pass_at(engine, settings, utcnow()) if alive else None,
+        last_run=newest_run(engine),
+    )
+
+
+def serve(settings: Settings) -> int:
+    """Run passes on schedule until SIGTERM or SIGINT; the pid file guarantees a single scheduler."""
+    try:
+        pidfile.acquire(settings.pid_file)
+    except pidfile.AlreadyRunning as exc:
+        log.info("%s; not starting another", exc)
+        return 0
+    stop = threading.Event()
+    busy = threading.Event()
+
+    def on_signal(signum, _frame):
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        # Not stop.set() here: the handler runs in the main thread, which may hold the
+        # Event's lock inside stop.wait(); setting it from another thread cannot deadlock.
+        threading.Thread(target=stop.set, daemon=True).start()
+        if busy.is_set():
+            raise Interrupted()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info("scheduler started (pid file %s, interval %d s)", settings.pid_file, settings.interval_seconds)
+    engine = make_engine(settings.database_url)
+    try:
+        while not stop.is_set():
+            busy.set()
+            try:
+                wait = _scheduled_work(engine, settings)
+            finally:
+                busy.clear()
+            stop.wait(wait)
+    except Interrupted:
+        log.info("pass interrupted; its transaction was rolled back")
+    finally:
+        pidfile.release(settings.pid_file)
+        engine.dispose()
+        log.info("scheduler stopped")
+    return 0
+
+
+def _scheduled_pass(engine: Engine, settings: Settings) -> float:
+    """Run a pass if one is due; return how many seconds to sleep before looking again."""
+    retry = min(settings.retry_seconds, settings.interval_seconds)
+    started = utcnow()
+    try:
+        init_db(engine)
+        wait = next_pass_in(engine, settings)
+        if wait > 0:
+            return wait
+        log.info(run_pass(engine, settings))
+        return settings.interval_seconds
+    except EtlError as exc:
+        log.error("run failed: %s", exc)
+    except SQLAlchemyError as exc:
+        log.error("database unavailable, will retry: %s", first_line(exc))
+    except Exception as exc:
+        # The ETL's one catch-all that does not re-raise: the scheduler runs unattended for months, and
+        # an error nobody foresaw must cost one pass, not every later one. run_pass records its own
+        # failures and raises EtlError, so whatever lands here was not recorded yet.
+        record_failure(engine, "run", settings.feed_url, started, unexpected_failure(exc))
+    return retry
+
+
+def _scheduled_work(engine: Engine, settings: Settings) -> float:
+    """One wake-up of the scheduler: the price pass if due, then the brand import if due; seconds to sleep.
+
+    Brands come second, right after a price pass, so a slow or failed brand
+    import never holds a due price pass back; the time it took is taken off
+    the sleep, so the next price pass keeps its schedule.
+    """
+    wait = _scheduled_pass(engine, settings)
+    clock = time.monotonic()
+    _scheduled_brands(engine, settings)
+    return max(0.0, wait - (time.monotonic() - clock))
+
+
+def brands_due(engine: Engine, settings: Settings) -> bool:
+    """Whether the scheduler should import brands now.
+
+    Never with BRANDS_INTERVAL_SECONDS=0; otherwise at once while the brand table
+    is empty, and when the last successful import is older than the interval.
+    """
+    if settings.brands_interval_seconds == 0:
+        return False
+    with session_factory(engine)() as session:
+        if not session.scalar(select(exists().select_from(StationBrand))):
+            return True
+    previous = last_success(engine, "brands")
+    interval = dt.timedelta(seconds=settings.brands_interval_seconds)
+    return previous is None or previous.finished_at + interval <= utcnow()
+
+
+def _scheduled_brands(engine: Engine, settings: Settings) -> None:
+    """Import brands if due; a failure is logged (import_brands records it) and waits for the next wake-up."""
+    started = utcnow()
+    try:
+        if brands_due(engine, settings):
+            log.info(import_brands(engine, settings).describe(settings.brands_url))
+    except EtlError as exc:
+        log.error("brand import failed: %s", exc)
+    except SQLAlchemyError as exc:
+        log.error("database unavailable for the brand import, will retry: %s", first_line(exc))
+    except Exception as exc:
+        # As in _scheduled_pass: an unforeseen error costs this import, never the scheduler or the prices.
+        record_failure(engine, "brands", settings.brands_url, started, unexpected_failure(exc))
+
+
+def ensure_scheduler(settings: Settings | None = None) -> int:
+    """Start `etl.py serve` in the background unless one runs; return the scheduler's pid.
+
+    Safe to call from many threads and processes at once: the check and the
+    start happen under the pid file's lock, and the child's pid is written
+    before the lock is released, so exactly one scheduler is started.
+    """
+    settings = settings or load_settings()
+    settings.outputs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with pidfile.locked(settings.pid_file):
+        pid = pidfile.running_scheduler(settings.pid_file)
+        if pid is not None:
+            return pid
+        _remove_old_logs(settings.outputs_dir)
+        stamp = utcnow().strftime("%Y%m%d-%H%M%S-%f")
+        log_path = settings.outputs_dir / f"etl-{stamp}.log"
+        with os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log_file:
+            child = subprocess.Popen(
+                [sys.executable, str(PROJECT_DIR / "etl.py"), "serve"],
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                cwd=PROJECT_DIR,
+                env={**os.environ, **settings.environ()},
+                start_new_session=True,
+            )
+        pidfile.write_pid(settings.pid_file, child.pid)
+        return child.pid
+
+
+def _remove_old_logs(outputs_dir: Path) -> None:
+    cutoff = time.time() - LOG_RETENTION.total_seconds()
+    for path in outputs_dir.glob("etl-*.log"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+        except FileNotFoundError:
+            pass
