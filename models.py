@@ -15,14 +15,17 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    ColumnElement,
     DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
+    Select,
     String,
     Text,
     TypeDecorator,
+    select,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -297,3 +300,8 @@ class EtlRun(Base):
     feed_size: Mapped[int | None] = mapped_column(BigInteger)
     feed_crc32: Mapped[int | None] = mapped_column(BigInteger)
     error: Mapped[str | None] = mapped_column(Text)
+
+    @classmethod
+    def newest(cls, *conditions: ColumnElement[bool]) -> Select[tuple[EtlRun]]:
+        """The runs meeting `conditions`, newest first (of runs started at the same instant, the last recorded)."""
+        return select(cls).where(*conditions).order_by(cls.started_at.desc(), cls.id.desc())

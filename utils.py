@@ -1,12 +1,17 @@
-"""Small pure helpers: time zones, the clock, one-line error messages, text folding for search, distances
-and boxes around a point."""
+"""Small helpers: time zones, the clock, one-line error messages, text folding for search, distances and
+boxes around a point, and the advisory lock file that guards a file shared between processes."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import math
+import os
 import re
 import unicodedata
+from collections.abc import Iterator
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 VERSION = "0.1.0"
@@ -50,3 +55,19 @@ def bounding_box(latitude: float, longitude: float, radius_km: float) -> tuple[f
     half_width = 180.0 if spread >= 1 else math.degrees(math.asin(spread))
     half_height = math.degrees(angle)
     return latitude - half_height, longitude - half_width, latitude + half_height, longitude + half_width
+
+
+@contextlib.contextmanager
+def lock_beside(path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on `path`'s sibling `.lock` file (owner-only), for the block's length.
+
+    Opening the lock file raises OSError before the block runs; closing it releases the lock, even
+    when the process dies.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from accounts.errors import PASSWORD_CHANGED_MEANWHILE, AccountMissing, WrongPassword
-from accounts.rules import normalise_email
+from accounts.rules import normalise_email, normalise_username
 from accounts.store import Document
 
 Entry = dict[str, Any]
@@ -57,8 +57,7 @@ def new_entry(email: str, first_name: str, last_name: str, password_hash: str, r
 def find_account(document: Document, identifier: str) -> tuple[str, Entry] | None:
     """The account named by a username or an e-mail address, if there is one."""
     users = users_in(document)
-    wanted = identifier.strip().lower()
-    username = email_owner(users, wanted) if "@" in wanted else wanted
+    username = email_owner(users, normalise_email(identifier)) if "@" in identifier else normalise_username(identifier)
     if username is None or username not in users:
         return None
     return username, users[username]

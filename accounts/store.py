@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import fcntl
 import hashlib
 import logging
 import os
@@ -42,7 +41,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 from botocore.exceptions import ConnectionError as S3ConnectionError
 
 from settings import Settings
-from utils import first_line
+from utils import first_line, lock_beside
 
 log = logging.getLogger(__name__)
 
@@ -189,16 +188,12 @@ class LocalCredentialStore:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_CREAT | os.O_RDWR, 0o600)
-        except OSError as exc:
-            raise StoreUnavailable(f"The credentials file {self.path} cannot be locked: {exc.strerror}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(lock_beside(self.path))
+            except OSError as exc:
+                raise StoreUnavailable(f"The credentials file {self.path} cannot be locked: {exc.strerror}") from exc
             yield
-        finally:
-            os.close(fd)  # closing releases the lock
 
     def _read(self) -> Snapshot:
         try:

@@ -77,9 +77,8 @@ def last_success(engine: Engine, kind: str | None = None) -> EtlRun | None:
 
 
 def newest_run(engine: Engine, *conditions: ColumnElement[bool]) -> EtlRun | None:
-    query = select(EtlRun).where(*conditions).order_by(EtlRun.started_at.desc(), EtlRun.id.desc()).limit(1)
     with session_factory(engine)() as session:
-        return session.scalars(query).first()
+        return session.scalars(EtlRun.newest(*conditions).limit(1)).first()
 
 
 def record_failure(engine: Engine, kind: str, source: str, started: dt.datetime, reason: str) -> None:
@@ -197,14 +196,8 @@ def _fingerprint_basis(conn: Connection, started: dt.datetime) -> Basis | None:
     if conn.dialect.name == "postgresql":
         # Writers of stations take turns until commit, as BEGIN IMMEDIATE makes them on SQLite; readers never wait.
         conn.execute(text("LOCK TABLE stations IN SHARE ROW EXCLUSIVE MODE"))
-    runs = EtlRun.__table__
-    newest = (
-        select(runs.c.kind, runs.c.started_at)
-        .where(runs.c.status == "success", runs.c.kind.in_(PRICE_LOADS))
-        .order_by(runs.c.started_at.desc(), runs.c.id.desc())
-        .limit(1)
-    )
-    previous = conn.execute(newest).first()
+    newest = EtlRun.newest(EtlRun.status == "success", EtlRun.kind.in_(PRICE_LOADS))
+    previous = conn.execute(newest.with_only_columns(EtlRun.kind, EtlRun.started_at).limit(1)).first()
     if previous is None or previous.kind != "run":
         return None
     # A clock set back could make a price time "in the future" that was accepted: read everything.

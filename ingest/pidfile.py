@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
+
+from utils import lock_beside
 
 SCHEDULER_MARKERS = ("etl.py", "serve")
 EXEC_GRACE_SECONDS, EXEC_RETRY_SECONDS = 1.0, 0.01
@@ -29,16 +29,9 @@ class AlreadyRunning(Exception):
         self.pid = pid
 
 
-@contextlib.contextmanager
-def locked(pid_file: Path) -> Iterator[None]:
+def locked(pid_file: Path) -> contextlib.AbstractContextManager[None]:
     """Hold the advisory lock that guards reading and writing `pid_file`."""
-    pid_file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(pid_file.with_name(pid_file.name + ".lock"), os.O_CREAT | os.O_RDWR, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
+    return lock_beside(pid_file)
 
 
 def read_pid(pid_file: Path) -> int | None:

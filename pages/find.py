@@ -79,13 +79,10 @@ if st.session_state.get(SELECTED) is not None:
             widgets.info("You follow this station as “{}”.", favourites[detail.station.id], icon=":material/star:")
         else:
             name = finder_ui.follow_form(detail.station)
-            if name is not None:
-                try:
-                    with app.Writer.begin() as session:
-                        preferences.follow_station(session, account.user_id, detail.station.id, name)
-                except preferences.PreferenceError as exc:
-                    widgets.error("{}", exc)
-                else:
-                    shell.flash("Followed: it is on your dashboard now.")
-                    st.rerun()
+            if name is not None and widgets.save_choice(
+                app.Writer,
+                lambda session: preferences.follow_station(session, account.user_id, detail.station.id, name),
+            ):
+                shell.flash("Followed: it is on your dashboard now.")
+                st.rerun()
 widgets.caption("Brands and names: © les contributeurs d'OpenStreetMap (ODbL). Prices: prix-carburants.gouv.fr.")

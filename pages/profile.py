@@ -36,14 +36,10 @@ with app.Session() as session:
 names = {fuel.id: fuel.name for fuel in fuels}
 with st.form("fuels"):
     chosen = st.multiselect("The fuels you buy", list(names), default=followed, format_func=names.get)
-    if st.form_submit_button("Save my fuels"):
-        try:
-            with app.Writer.begin() as session:
-                preferences.set_fuels(session, account.user_id, chosen)
-        except preferences.PreferenceError as exc:
-            widgets.error("{}", exc)
-        else:
-            st.success("Saved.")
+    if st.form_submit_button("Save my fuels") and widgets.save_choice(
+        app.Writer, lambda session: preferences.set_fuels(session, account.user_id, chosen)
+    ):
+        st.success("Saved.")
 
 st.header("Your yearly consumption")
 st.caption(
@@ -58,29 +54,24 @@ with st.form("consumption"):
     left, right = st.columns(2)
     km = left.number_input("Kilometres a year", min_value=0.0, value=float(user.km_per_year or 0), step=1000.0)
     per_100 = right.number_input("Litres per 100 km", min_value=0.0, value=float(user.litres_per_100km or 0), step=0.1)
-    if st.form_submit_button("Save my consumption"):
-        try:
-            with app.Writer.begin() as session:
-                if mode.startswith("How many"):
-                    preferences.set_consumption(session, account.user_id, litres_per_year=litres)
-                else:
-                    preferences.set_consumption(session, account.user_id, km_per_year=km, litres_per_100km=per_100)
-        except preferences.PreferenceError as exc:
-            widgets.error("{}", exc)
-        else:
-            st.success("Saved.")
+    consumption = (
+        {"litres_per_year": litres} if mode.startswith("How many") else {"km_per_year": km, "litres_per_100km": per_100}
+    )
+    if st.form_submit_button("Save my consumption") and widgets.save_choice(
+        app.Writer, lambda session: preferences.set_consumption(session, account.user_id, **consumption)
+    ):
+        st.success("Saved.")
 
 st.header("A fill and your car")
 st.caption("The finder uses them to tell whether driving to a cheaper station pays.")
 typed_trip = finder_ui.trip_form(preferences.trip(user))
-if typed_trip is not None:
-    try:
-        with app.Writer.begin() as session:
-            preferences.set_trip(session, account.user_id, tank_litres=typed_trip[0], litres_per_100km=typed_trip[1])
-    except preferences.PreferenceError as exc:
-        widgets.error("{}", exc)
-    else:
-        st.success("Saved.")
+if typed_trip is not None and widgets.save_choice(
+    app.Writer,
+    lambda session: preferences.set_trip(
+        session, account.user_id, tank_litres=typed_trip[0], litres_per_100km=typed_trip[1]
+    ),
+):
+    st.success("Saved.")
 
 st.header("Password")
 typed = widgets.password_change_form(PASSWORD_HELP)

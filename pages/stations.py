@@ -38,7 +38,7 @@ if not favourites:
 for station_id, name in favourites.items():
     with st.expander(widgets.escape_markdown(name)):
         with st.form(f"rename-{station_id}"):
-            new_name = st.text_input("Name", value=name, max_chars=40)
+            new_name = st.text_input("Name", value=name, max_chars=preferences.NAME_MAX_CHARS)
             rename, remove = st.columns(2)
             renamed = rename.form_submit_button("Rename")
             removed = remove.form_submit_button("Stop following", type="secondary")

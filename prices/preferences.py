@@ -59,6 +59,11 @@ class UnknownUser(PreferenceError):
 # --------------------------------------------------------------------------- followed stations
 
 
+def default_name(known_as: str, address: str) -> str:
+    """The name a station is offered under when followed: its brand or town, then its address, cut to fit."""
+    return f"{known_as} {address}"[:NAME_MAX_CHARS].strip()
+
+
 def follow_station(session: Session, user_id: int, station_id: int, custom_name: str) -> None:
     name = _valid_name(custom_name)
     if session.get(Station, station_id) is None:

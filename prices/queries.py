@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, FromClause, Select, and_, case, func, join
 from sqlalchemy.orm import Session
 
 from models import CustomStation, EtlRun, GasType, Price, Rupture, Station, User, UserGasType, UserSession
-from prices.preferences import NAME_MAX_CHARS
+from prices.preferences import default_name
 from utils import haversine_km
 
 DEMO_CANDIDATES = 200
@@ -152,7 +152,7 @@ def demo_stations(session: Session, fuel_ids: Sequence[int], count: int = 3) -> 
     anchor = candidates[0]
     fresh = [c for c in candidates if anchor.oldest_price - c.oldest_price <= DEMO_MAX_AGE]
     fresh.sort(key=lambda c: haversine_km(anchor.latitude, anchor.longitude, c.latitude, c.longitude))
-    return [Favourite(c.id, f"{c.town} {c.address}"[:NAME_MAX_CHARS].strip()) for c in fresh[:count]]
+    return [Favourite(c.id, default_name(c.town, c.address)) for c in fresh[:count]]
 
 
 def freshness(session: Session) -> Freshness:
@@ -161,9 +161,7 @@ def freshness(session: Session) -> Freshness:
     runs = select(EtlRun).where(EtlRun.kind == "run").limit(1)
     # Runs pile up for years: the newest by primary key reads one row where sorting by time would read them all.
     last_run = session.scalars(runs.order_by(EtlRun.id.desc())).first()
-    last_success = session.scalars(
-        runs.where(EtlRun.status == "success").order_by(EtlRun.started_at.desc(), EtlRun.id.desc())
-    ).first()
+    last_success = session.scalars(EtlRun.newest(EtlRun.kind == "run", EtlRun.status == "success").limit(1)).first()
     counts = select(
         select(func.count()).select_from(Station).scalar_subquery(),
         select(func.count()).select_from(Price).scalar_subquery(),

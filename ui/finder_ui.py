@@ -20,6 +20,7 @@ from prices.detour import ROAD_FACTOR, Trip
 from prices.finder import FinderStation, Result, StationDetail, week_of
 from prices.hours import opening_status, week
 from prices.place_search import SEARCH_MAX_CHARS, PlaceMatch
+from prices.preferences import NAME_MAX_CHARS, default_name
 from ui import map_ui, widgets
 from utils import PARIS
 
@@ -273,9 +274,9 @@ def follow_form(station: FinderStation) -> str | None:
     """'Follow this station' under a name the person chooses; the name when the form was sent."""
     with st.form("follow"):
         name = st.text_input(
-            "Name it (1 to 40 characters)",
-            value=f"{station.brand or station.town} {station.address}"[:40].strip(),
-            max_chars=40,
+            f"Name it (1 to {NAME_MAX_CHARS} characters)",
+            value=default_name(station.brand or station.town, station.address),
+            max_chars=NAME_MAX_CHARS,
         )
         if st.form_submit_button("Follow this station", icon=":material/add:"):
             return name

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 import pandas as pd
 import streamlit as st
+from sqlalchemy.orm import Session, sessionmaker
 
 from accounts.sessions import SessionRow
+from prices.preferences import PreferenceError
 from prices.queries import BoardRow, Freshness
 from prices.savings import Savings
 from utils import PARIS
@@ -70,6 +72,17 @@ def caption(template: str, *values: object, where=st) -> None:
 
 def markdown(template: str, *values: object, where=st) -> None:
     where.markdown(md(template, *values))
+
+
+def save_choice(writer: sessionmaker[Session], change: Callable[[Session], object]) -> bool:
+    """Write one of a person's choices in its own transaction; False, with the reason shown, when it is refused."""
+    try:
+        with writer.begin() as session:
+            change(session)
+    except PreferenceError as exc:
+        error("{}", exc)
+        return False
+    return True
 
 
 def paris_time(moment: dt.datetime) -> str:
