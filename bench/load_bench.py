@@ -96,9 +96,10 @@ def start_server(data_dir: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("the app did not start")
 
 
-async def journey(browser, url: str, person: int, town: str):
+async def journey(browser, url: str, person: int, town: str, server=None):
     """One person's clicks through the app: the seconds each step took until what it shows was there, and the
-    person's browser profile, left open (its Streamlit session lives as long as the tab)."""
+    person's browser profile, left open (its Streamlit session lives as long as the tab). Given the server's
+    process (when this journey is the only one), also the server's CPU seconds of each step, as "cpu <step>"."""
     from playwright.async_api import TimeoutError as PlaywrightTimeout
 
     context = await browser.new_context(viewport={"width": 1366, "height": 900})
@@ -109,6 +110,7 @@ async def journey(browser, url: str, person: int, town: str):
     async def step(name: str, action, shown) -> None:
         # A click that lands while the page is still redrawing can be lost, as a person's can: click again.
         started = time.perf_counter()
+        cpu = sum(server.cpu_times()[:2]) if server else 0.0
         for attempt in range(CLICKS):
             await action()
             try:
@@ -119,6 +121,8 @@ async def journey(browser, url: str, person: int, town: str):
                     raise
                 times["clicks again"] = times.get("clicks again", 0) + 1
         times[name] = times.get(name, 0.0) + time.perf_counter() - started
+        if server:
+            times[f"cpu {name}"] = times.get(f"cpu {name}", 0.0) + sum(server.cpu_times()[:2]) - cpu
 
     async def search() -> None:
         box = main.locator('input[aria-label*="Town, postcode or address"]').first
@@ -159,7 +163,8 @@ async def batch(url: str, people: int, town: str, server) -> tuple[float, float,
         browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             cpu, rss = sum(server.cpu_times()[:2]), server.memory_info().rss
-            finished = await asyncio.gather(*(journey(browser, url, person, town) for person in range(people)))
+            alone = server if people == 1 else None
+            finished = await asyncio.gather(*(journey(browser, url, person, town, alone) for person in range(people)))
             cpu_used = sum(server.cpu_times()[:2]) - cpu
             rss_growth = (server.memory_info().rss - rss) / 2**20
             for _, context in finished:
@@ -168,6 +173,8 @@ async def batch(url: str, people: int, town: str, server) -> tuple[float, float,
             await browser.close()
     steps = {name: [times[name] for times, _ in finished] for name in STEPS}
     steps["clicks again"] = [times.get("clicks again", 0) for times, _ in finished]
+    if people == 1:
+        steps |= {f"cpu {name}": [finished[0][0][f"cpu {name}"]] for name in STEPS}
     return cpu_used, rss_growth, steps
 
 
@@ -210,6 +217,9 @@ def main() -> int:
                     f"{'ok' if per_session <= RSS_TARGET_MB else 'OVER'})"
                 )
                 again = steps.pop("clicks again")
+                if people == 1:
+                    cpu_steps = ", ".join(f"{name} {steps.pop(f'cpu {name}')[0]:.2f}" for name in STEPS)
+                    print(f"  server CPU by step (s): {cpu_steps}")
                 for name, values in steps.items():
                     print(f"  {name:<18} p50 {p(values, 0.5):5.2f} s   p90 {p(values, 0.9):5.2f} s")
                 print(f"  clicks made again (lost while a page redrew): {sum(again)}")
