@@ -42,6 +42,7 @@ class Settings:
     feed_url: str = _setting("CARBUROAM_FEED_URL", OFFICIAL_FEED_URL)
     interval_seconds: int = _setting("ETL_INTERVAL_SECONDS", "3600", int)
     retry_seconds: int = _setting("ETL_RETRY_SECONDS", "300", int)
+    lease_retry_seconds: int = _setting("ETL_LEASE_RETRY_SECONDS", "30", int)
     brands_url: str = _setting("CARBUROAM_BRANDS_URL", OSM_STATIONS_URL)
     brands_interval_seconds: int = _setting("BRANDS_INTERVAL_SECONDS", str(7 * 24 * 3600), int)
     http_connect_timeout: float = _setting("ETL_CONNECT_TIMEOUT", "10", float)

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, exists, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ingest import pidfile
+from ingest.lease import Lease
 from ingest.passes import (
     EtlError,
     import_brands,
@@ -80,7 +81,10 @@ def scheduler_status(settings: Settings, engine: Engine) -> SchedulerStatus:
 
 
 def serve(settings: Settings) -> int:
-    """Run passes on schedule until SIGTERM or SIGINT; the pid file guarantees a single scheduler."""
+    """Run passes on schedule until SIGTERM or SIGINT.
+
+    The pid file allows one scheduler per machine, the lease one per PostgreSQL database (see lease.py).
+    """
     try:
         pidfile.acquire(settings.pid_file)
     except pidfile.AlreadyRunning as exc:
@@ -101,8 +105,19 @@ def serve(settings: Settings) -> int:
     signal.signal(signal.SIGINT, on_signal)
     log.info("scheduler started (pid file %s, interval %d s)", settings.pid_file, settings.interval_seconds)
     engine = make_engine(settings.database_url)
+    lease = Lease(engine)
+    leading = None
     try:
         while not stop.is_set():
+            if not lease.held():
+                if leading is not False:
+                    log.info("another scheduler runs the passes of this database; standing by")
+                leading = False
+                stop.wait(settings.lease_retry_seconds)
+                continue
+            if leading is False:
+                log.info("took over the passes of this database")
+            leading = True
             busy.set()
             try:
                 wait = _scheduled_work(engine, settings)
@@ -112,6 +127,7 @@ def serve(settings: Settings) -> int:
     except Interrupted:
         log.info("pass interrupted; its transaction was rolled back")
     finally:
+        lease.release()
         pidfile.release(settings.pid_file)
         engine.dispose()
         log.info("scheduler stopped")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import logging
 import os
 import re
@@ -28,12 +29,13 @@ import psutil
 import pytest
 from sqlalchemy import create_engine, text, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.pool import NullPool
 
 from conftest import FIXTURES, ROOT
 from db_snapshot import DATA_TABLES, etl_runs, table_rows
 from ingest import passes, pidfile, scheduler
+from ingest.lease import LEASE_KEY, Lease
 from models import EtlRun
 from session import init_db, make_engine, writer
 from settings import Settings, load_settings
@@ -749,3 +751,84 @@ def test_scheduled_pass_survives_an_unexpected_error_and_records_it(due, monkeyp
     monkeypatch.setattr(module, where, working)
     assert scheduler._scheduled_pass(engine, settings) == INTERVAL, "the next pass works once the cause is gone"
     assert run_statuses(settings.database_url) == ["failed", "success"]
+
+
+# --------------------------------------------------------------------------- replicas on one PostgreSQL database
+
+
+def finished_runs(database_url: str) -> list[tuple[dt.datetime, dt.datetime]]:
+    """(started_at, finished_at) of every successful run, in the order they started."""
+    engine = create_engine(database_url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            query = "SELECT started_at, finished_at FROM etl_runs WHERE status = 'success' ORDER BY started_at"
+            return [tuple(row) for row in conn.execute(text(query))]
+    except (OperationalError, ProgrammingError):  # the first scheduler has not created the table yet
+        return []
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgresql
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_replicas_sharing_a_postgresql_database_run_passes_one_at_a_time_and_a_stand_by_takes_over(tmp_path, settings):
+    replicas = Schedulers(tmp_path, settings)
+    fast = {"ETL_INTERVAL_SECONDS": "1", "ETL_LEASE_RETRY_SECONDS": "1"}
+    try:
+        leader = replicas.start(**fast)
+        wait_for(lambda: finished_runs(settings.database_url), "the leader's first pass", pid=leader.pid)
+        other_data_dir = tmp_path / "replica-b"
+        stand_by = replicas.start(**fast, CARBUROAM_DATA_DIR=str(other_data_dir))
+        wait_for(lambda: "standing by" in replicas.log(stand_by), "the second replica to stand by", pid=stand_by.pid)
+        passes_so_far = len(finished_runs(settings.database_url))
+        wait_for(lambda: len(finished_runs(settings.database_url)) >= passes_so_far + 3, "three more passes")
+        assert "loaded " not in replicas.log(stand_by), "only the leader runs passes"
+        assert (other_data_dir / "etl.pid").exists(), "each machine has its own scheduler"
+
+        leader.kill()
+        leader.wait(timeout=DEADLINE_SECONDS)
+        killed_at = dt.datetime.now(dt.UTC)
+        wait_for(
+            lambda: any(started > killed_at for started, _ in finished_runs(settings.database_url)),
+            "a pass by the stand-by after the leader died",
+            pid=stand_by.pid,
+            log=replicas.logs[stand_by.pid],
+        )
+        assert "took over the passes of this database" in replicas.log(stand_by)
+    finally:
+        replicas.cleanup()
+
+    runs = finished_runs(settings.database_url)
+    overlapping = [(a, b) for a, b in itertools.pairwise(runs) if b[0] < a[1]]
+    assert overlapping == [], "two passes ran at the same time"
+
+
+@pytest.mark.postgresql
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_leader_whose_connection_is_cut_loses_the_lease_to_a_stand_by(engine):
+    leader, stand_by = Lease(engine), Lease(engine)
+    try:
+        assert leader.held()
+        assert not stand_by.held(), "one leader per database"
+        assert leader.held(), "a leader keeps its lease"
+
+        with engine.connect() as admin:  # the server ends the leader's session, as a network cut would
+            admin.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND objid = :key"),
+                {"key": LEASE_KEY},
+            )
+
+        assert stand_by.held(), "the lease is free once the leader's session ended"
+        assert not leader.held(), "the old leader stands by"
+    finally:
+        leader.release()
+        stand_by.release()
+
+
+def test_on_sqlite_the_pid_file_alone_decides(sqlite_settings):
+    engine = make_engine(sqlite_settings.database_url)
+    first, second = Lease(engine), Lease(engine)
+    assert first.held() and second.held()
+    first.release()
+    second.release()
+    engine.dispose()
