@@ -305,3 +305,33 @@ class EtlRun(Base):
     def newest(cls, *conditions: ColumnElement[bool]) -> Select[tuple[EtlRun]]:
         """The runs meeting `conditions`, newest first (of runs started at the same instant, the last recorded)."""
         return select(cls).where(*conditions).order_by(cls.started_at.desc(), cls.id.desc())
+
+
+class PassRequest(Base):
+    """A price update an administrator asked for; the running scheduler answers it (see ingest/scheduler.py)."""
+
+    __tablename__ = "pass_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    requested_at: Mapped[dt.datetime]
+    requested_by: Mapped[int | None]  # a user id, kept as a number: the account may be deleted since
+    started_at: Mapped[dt.datetime | None] = mapped_column(index=True)
+    finished_at: Mapped[dt.datetime | None]
+    outcome: Mapped[str | None] = mapped_column(Text)  # the run's summary line, or why it failed
+
+
+class AdminAction(Base):
+    """What an administrator did, to whom, and when: the audit trail the admin page shows.
+
+    People are kept as user ids, not names: once an account is deleted, its rows here name nobody.
+    """
+
+    __tablename__ = "admin_actions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(index=True)
+    actor_id: Mapped[int]
+    action: Mapped[str] = mapped_column(String(40))
+    target_id: Mapped[int | None]
+    detail: Mapped[str] = mapped_column(Text, default="")
+

@@ -43,6 +43,7 @@ class Settings:
     interval_seconds: int = _setting("ETL_INTERVAL_SECONDS", "3600", int)
     retry_seconds: int = _setting("ETL_RETRY_SECONDS", "300", int)
     lease_retry_seconds: int = _setting("ETL_LEASE_RETRY_SECONDS", "30", int)
+    request_poll_seconds: int = _setting("ETL_REQUEST_POLL_SECONDS", "5", int)
     brands_url: str = _setting("CARBUROAM_BRANDS_URL", OSM_STATIONS_URL)
     brands_interval_seconds: int = _setting("BRANDS_INTERVAL_SECONDS", str(7 * 24 * 3600), int)
     http_connect_timeout: float = _setting("ETL_CONNECT_TIMEOUT", "10", float)
@@ -149,6 +150,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     for name in ("SESSION_MAX_DAYS", "SESSION_IDLE_DAYS"):
         if values[name.lower()] == 0:
             raise ValueError(f"{name} must be at least 1 day")
+    for env, field_name in (
+        ("ETL_LEASE_RETRY_SECONDS", "lease_retry_seconds"),
+        ("ETL_REQUEST_POLL_SECONDS", "request_poll_seconds"),
+    ):
+        if values[field_name] == 0:
+            raise ValueError(f"{env} must be at least 1 second")
     if values["load_mode"] == "remote" and not values["bucket_name_store"]:
         raise ValueError("LOAD_MODE=remote needs BUCKET_NAME_STORE, the S3 bucket that keeps the credentials")
     values["data_dir"] = values["data_dir"].expanduser().resolve()

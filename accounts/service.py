@@ -352,6 +352,10 @@ class Accounts:
         now = now or utcnow()
         username = normalise_username(username)
         self._check_password(username, password, now, WRONG_CURRENT_PASSWORD)
+        self.remove_account(username)
+
+    def remove_account(self, username: str) -> None:
+        """Delete the account as `delete_account` does, without its password: for administrators."""
 
         def put_back(document: Document, removed: Entry | None) -> None:
             if removed is not None:

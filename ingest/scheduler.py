@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -13,7 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, exists, select
+import psutil
+from sqlalchemy import Engine, exists, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from ingest import pidfile
@@ -27,14 +30,15 @@ from ingest.passes import (
     run_pass,
     unexpected_failure,
 )
-from models import EtlRun, StationBrand
-from session import init_db, make_engine, session_factory
+from models import EtlRun, PassRequest, StationBrand
+from session import init_db, make_engine, session_factory, writer
 from settings import PROJECT_DIR, Settings, load_settings
 from utils import first_line, utcnow
 
 log = logging.getLogger("etl")
 
 LOG_RETENTION = dt.timedelta(days=1)
+STOP_TIMEOUT_SECONDS = 30.0
 
 
 class Interrupted(BaseException):
@@ -61,9 +65,11 @@ class SchedulerStatus:
 
     alive: bool
     pid: int | None
+    host: str  # the machine whose scheduler this is: the pid file guards one machine
     started_at: dt.datetime | None  # when the scheduler process started (UTC)
     next_pass_at: dt.datetime | None  # None while no scheduler runs: nothing will start a pass
     last_run: EtlRun | None  # the newest run of any kind and outcome
+    last_failure: EtlRun | None  # the newest failed run of any kind
 
 
 def scheduler_status(settings: Settings, engine: Engine) -> SchedulerStatus:
@@ -74,9 +80,11 @@ def scheduler_status(settings: Settings, engine: Engine) -> SchedulerStatus:
     return SchedulerStatus(
         alive=alive,
         pid=pid if alive else None,
+        host=socket.gethostname(),
         started_at=started_at,
         next_pass_at=next_pass_at(engine, settings, utcnow()) if alive else None,
         last_run=newest_run(engine),
+        last_failure=newest_run(engine, EtlRun.status == "failed"),
     )
 
 
@@ -123,7 +131,7 @@ def serve(settings: Settings) -> int:
                 wait = _scheduled_work(engine, settings)
             finally:
                 busy.clear()
-            stop.wait(wait)
+            _sleep(stop, engine, settings, wait)
     except Interrupted:
         log.info("pass interrupted; its transaction was rolled back")
     finally:
@@ -135,26 +143,70 @@ def serve(settings: Settings) -> int:
 
 
 def _scheduled_pass(engine: Engine, settings: Settings) -> float:
-    """Run a pass if one is due; return how many seconds to sleep before looking again."""
+    """Run a pass if one is due or was asked for; return how many seconds to sleep before looking again."""
     retry = min(settings.retry_seconds, settings.interval_seconds)
     started = utcnow()
+    asked: list[int] = []
+    outcome = "failed: the database could not be used (see the ETL log)"
     try:
         init_db(engine)
-        wait = next_pass_in(engine, settings)
+        asked = _take_requests(engine, started)
+        wait = 0 if asked else next_pass_in(engine, settings)
         if wait > 0:
             return wait
-        log.info(run_pass(engine, settings))
+        summary = run_pass(engine, settings)
+        log.info(summary)
+        outcome = str(summary)
         return settings.interval_seconds
     except EtlError as exc:
         log.error("run failed: %s", exc)
+        outcome = f"failed: {exc}"
     except SQLAlchemyError as exc:
         log.error("database unavailable, will retry: %s", first_line(exc))
     except Exception as exc:
         # The ETL's one catch-all that does not re-raise: the scheduler runs unattended for months, and
         # an error nobody foresaw must cost one pass, not every later one. run_pass records its own
         # failures and raises EtlError, so whatever lands here was not recorded yet.
+        outcome = f"failed: {unexpected_failure(exc)}"
         record_failure(engine, "run", settings.feed_url, started, unexpected_failure(exc))
+    finally:
+        if asked:
+            _answer_requests(engine, asked, outcome)
     return retry
+
+
+def _take_requests(engine: Engine, now: dt.datetime) -> list[int]:
+    """The price updates administrators asked for and no pass answered yet, marked as started."""
+    with writer(engine).begin() as conn:
+        waiting = list(conn.scalars(select(PassRequest.id).where(PassRequest.started_at.is_(None))))
+        if waiting:
+            conn.execute(update(PassRequest).where(PassRequest.id.in_(waiting)).values(started_at=now))
+    return waiting
+
+
+def _answer_requests(engine: Engine, asked: list[int], outcome: str) -> None:
+    try:
+        with writer(engine).begin() as conn:
+            answer = {"finished_at": utcnow(), "outcome": outcome}
+            conn.execute(update(PassRequest).where(PassRequest.id.in_(asked)).values(answer))
+    except SQLAlchemyError as exc:
+        log.error("could not record the answer to an update asked for: %s", first_line(exc))
+
+
+def _requests_waiting(engine: Engine) -> bool:
+    try:
+        with engine.connect() as conn:
+            return conn.scalar(select(exists().where(PassRequest.started_at.is_(None))))
+    except SQLAlchemyError:
+        return False  # the pass at the end of the sleep reports a database that cannot be used
+
+
+def _sleep(stop: threading.Event, engine: Engine, settings: Settings, seconds: float) -> None:
+    """Sleep `seconds`, or until stopped, or until an administrator asks for an update (looked for every few s)."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if stop.wait(min(left, settings.request_poll_seconds)) or _requests_waiting(engine):
+            return
 
 
 def _scheduled_work(engine: Engine, settings: Settings) -> float:
@@ -229,6 +281,34 @@ def ensure_scheduler(settings: Settings | None = None) -> int:
             )
         pidfile.write_pid(settings.pid_file, child.pid)
         return child.pid
+
+
+class SchedulerError(Exception):
+    """The scheduler did not do what was asked; the message says why."""
+
+
+def restart_scheduler(settings: Settings, timeout: float = STOP_TIMEOUT_SECONDS) -> int:
+    """Stop this machine's scheduler (a pass under way rolls back) and start a new one; the new one's pid."""
+    pid = pidfile.running_scheduler(settings.pid_file)
+    if pid is not None:
+        try:
+            process = psutil.Process(pid)
+            process.terminate()
+            process.wait(timeout)
+        except psutil.NoSuchProcess:
+            pass  # it stopped by itself meanwhile
+        except psutil.TimeoutExpired:
+            raise SchedulerError(f"the scheduler (pid {pid}) did not stop within {timeout:.0f} s") from None
+    return ensure_scheduler(settings)
+
+
+def log_tail(settings: Settings, lines: int = 200) -> tuple[Path | None, list[str]]:
+    """The newest scheduler log of this machine and its last `lines` lines."""
+    logs = sorted(settings.outputs_dir.glob("etl-*.log"))
+    if not logs:
+        return None, []
+    with logs[-1].open(errors="replace") as text:
+        return logs[-1], list(collections.deque(text, maxlen=lines))
 
 
 def _remove_old_logs(outputs_dir: Path) -> None:

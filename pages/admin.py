@@ -1,23 +1,24 @@
-import pandas as pd
 import streamlit as st
 
+from accounts.engagement import engagement
 from accounts.errors import AccountError
-from accounts.store import StoreError
-from ingest import passes, scheduler
-from mailer import MailError
+from ingest import scheduler
 from prices import queries
-from ui import shell, widgets
+from ui import admin_ui, shell, widgets
 from utils import utcnow
 
 app = shell.resources()
-shell.require_admin(shell.current_account())
+admin = shell.require_admin(shell.current_account())
+administration = app.administration
 now = utcnow()
 
 st.title("Administration")
+admin_ui.update_outcome()
 with app.Session() as session:
     fresh = queries.freshness(session)
     people = queries.accounts_overview(session)
     runs = queries.recent_runs(session, limit=20)
+    figures = engagement(session, now)
 
 users, stations, prices, last = st.columns(4)
 users.metric("Accounts", len(people))
@@ -26,69 +27,28 @@ prices.metric("Current prices", f"{fresh.prices:,}")
 last.metric("Last update", widgets.age(fresh.last_success_at, now) if fresh.last_success_at else "never")
 widgets.show_freshness(fresh, app.settings.interval_seconds, now)
 
-st.header("Price updates")
-scheduler = scheduler.scheduler_status(app.settings, app.engine)
-if scheduler.alive:
-    next_pass = widgets.paris_time(scheduler.next_pass_at) if scheduler.next_pass_at else "as soon as it wakes"
-    widgets.caption("The scheduler is running (pid {}); next update {}.", scheduler.pid, next_pass)
-elif app.settings.etl_autostart:
-    st.warning("The scheduler is not running: the next visitor's session starts it again.")
-else:
-    st.warning("The scheduler is not running, and ETL_AUTOSTART is off: start `python etl.py serve`.")
-if st.button("Update prices now", icon=":material/refresh:"):
-    with st.spinner("Downloading and loading the feed…"):
-        try:
-            widgets.success("{}", passes.run_pass(app.engine, app.settings))
-        except passes.EtlError as exc:
-            widgets.error("The update failed: {}", exc)
-    with app.Session() as session:
-        runs = queries.recent_runs(session, limit=20)
-st.dataframe(
-    pd.DataFrame(
-        {
-            "Started": [widgets.paris_time(run.started_at) for run in runs],
-            "Kind": [run.kind for run in runs],
-            "Status": [run.status for run in runs],
-            "Stations": [run.stations for run in runs],
-            "Prices": [run.prices for run in runs],
-            "Changed": [run.changes for run in runs],
-            "Rejected": [run.rejected for run in runs],
-            "Seconds": [round(run.duration_seconds, 1) for run in runs],
-            "Error": [run.error or "" for run in runs],
-        }
-    ),
-    hide_index=True,
-    width="stretch",
-)
+people_tab, pipeline_tab, actions_tab, audit_tab = st.tabs(["People", "Prices pipeline", "Actions", "Audit trail"])
+with people_tab:
+    admin_ui.engagement(figures)
+    st.subheader("Accounts")
+    admin_ui.accounts_table(people)
 
-st.header("Accounts")
-st.dataframe(
-    pd.DataFrame(
-        {
-            "Username": [person.username for person in people],
-            "E-mail": [person.email for person in people],
-            "Role": [person.role for person in people],
-            "Created": [widgets.paris_time(person.created_at) for person in people],
-            "Stations": [person.stations for person in people],
-        }
-    ),
-    hide_index=True,
-    width="stretch",
-)
-with st.form("account-action"):
-    st.markdown("**Help someone:** e-mail them a password-reset code, or sign them out on every device.")
-    username = st.selectbox("Account", [person.username for person in people])
-    reset, sign_out = st.columns(2)
-    send_code = reset.form_submit_button("E-mail a reset code")
-    end_sessions = sign_out.form_submit_button("Sign out everywhere")
-try:
-    if send_code and username:
-        if app.accounts.recovery.request_password_reset(username):
-            widgets.success("A reset code was sent to the address of {}.", username)
-        else:
-            widgets.warning("No code was sent: {} already had 3 codes in the last hour.", username)
-    if end_sessions and username:
-        ended = app.accounts.sign_out_everywhere(username)
-        widgets.success("{} is signed out everywhere ({} sessions ended).", username, ended)
-except (AccountError, MailError, StoreError) as exc:
-    widgets.error("{}", exc)
+with pipeline_tab:
+    status = scheduler.scheduler_status(app.settings, app.engine)
+    if admin_ui.update_button():
+        try:
+            st.session_state[admin_ui.UPDATE_KEY] = administration.request_price_update(admin.username)
+        except AccountError as exc:
+            widgets.error("{}", exc)
+    admin_ui.update_progress(administration)
+    admin_ui.pipeline(status, runs, scheduler.log_tail(app.settings), app.settings.etl_autostart)
+
+with actions_tab:
+    st.markdown("**Help someone.** Every action is written to the audit trail.")
+    chosen = admin_ui.confirmed_account_action(people)
+    st.markdown("**The service.**")
+    service = admin_ui.confirmed_service_action()
+    admin_ui.carry_out(administration, admin.username, chosen, service)
+
+with audit_tab:
+    admin_ui.audit_trail(administration.audit_trail())

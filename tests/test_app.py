@@ -62,7 +62,7 @@ from app_helpers import (
 )
 from conftest import FIXTURES, ROOT
 from ingest import passes, pidfile
-from models import CustomStation, EtlRun, User, UserGasType, UserSession, VerificationCode
+from models import CustomStation, User, UserGasType, UserSession, VerificationCode
 from prices import preferences
 from session import make_engine, writer
 from ui import shell, widgets
@@ -806,32 +806,6 @@ def test_a_scheduler_killed_with_sigkill_is_started_again_by_the_next_browser_se
         for pid in started[1:]:
             os.kill(pid, signal.SIGTERM)
             psutil.Process(pid).wait(timeout=30)
-
-
-def test_admin_updates_prices_now(monkeypatch, data_dir):
-    app = open_app(monkeypatch, data_dir, CARBUROAM_FEED_URL=str(FIXTURES / "feed_b.zip"))
-    try:
-        load_feed_a(app)
-        app.accounts.create_admin("root", "root@example.org", PASSWORD)
-        at = new_app().run()
-        sign_in(at, "root", PASSWORD)
-        open_page(at, "pages/admin.py")
-        runs = tables(at)[0]
-        assert list(runs["Status"]) == ["success"]
-
-        button(at, "Update prices now").click().run()
-
-        assert not at.exception
-        (message,) = successes(at)
-        assert message.startswith("loaded 60 stations and ") and f"from {FIXTURES / 'feed_b.zip'} in " in message
-        runs = tables(at)[0]
-        assert list(runs["Status"]) == ["success", "success"]
-        assert runs["Stations"][0] == 60 and runs["Changed"][0] > 0
-        with app.session() as session:
-            newest = session.scalars(select(EtlRun).order_by(EtlRun.id.desc())).first()
-            assert (newest.status, newest.source) == ("success", str(FIXTURES / "feed_b.zip"))
-    finally:
-        app.engine.dispose()
 
 
 # --------------------------------------------------------------------------- S3 credentials store

@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from typing import IO, TypeVar
 
 import psutil
 import pytest
-from sqlalchemy import create_engine, text, update
+from sqlalchemy import create_engine, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.pool import NullPool
@@ -36,7 +37,7 @@ from conftest import FIXTURES, ROOT
 from db_snapshot import DATA_TABLES, etl_runs, table_rows
 from ingest import passes, pidfile, scheduler
 from ingest.lease import LEASE_KEY, Lease
-from models import EtlRun
+from models import EtlRun, PassRequest
 from session import init_db, make_engine, writer
 from settings import Settings, load_settings
 from test_fetch import FEED_A_BYTES, FeedHandler, FeedServer, send
@@ -635,7 +636,15 @@ def test_scheduler_status_without_a_running_scheduler(schedulers: Schedulers, st
 
     status = scheduler.scheduler_status(schedulers.settings, status_engine)
 
-    assert status == scheduler.SchedulerStatus(alive=False, pid=None, started_at=None, next_pass_at=None, last_run=None)
+    assert status == scheduler.SchedulerStatus(
+        alive=False,
+        pid=None,
+        host=socket.gethostname(),
+        started_at=None,
+        next_pass_at=None,
+        last_run=None,
+        last_failure=None,
+    )
 
 
 def test_scheduler_status_of_a_live_scheduler(schedulers: Schedulers, status_engine):
@@ -832,3 +841,27 @@ def test_on_sqlite_the_pid_file_alone_decides(sqlite_settings):
     first.release()
     second.release()
     engine.dispose()
+
+
+def test_a_sleeping_scheduler_answers_a_price_update_asked_for_within_seconds(schedulers, monkeypatch):
+    monkeypatch.setenv("ETL_REQUEST_POLL_SECONDS", "1")
+    proc = schedulers.start()
+    schedulers.wait_until_loaded(proc.pid)
+    url = schedulers.settings.database_url
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:  # what the admin page writes
+            conn.execute(PassRequest.__table__.insert(), {"requested_at": dt.datetime.now(dt.UTC), "requested_by": 1})
+
+        wait_for(lambda: run_statuses(url) == ["success", "success"], "the pass asked for", pid=proc.pid)
+
+        def outcome() -> str | None:
+            with engine.connect() as conn:
+                return conn.scalar(select(PassRequest.outcome))
+
+        answered = wait_for(outcome, "the answer", pid=proc.pid)
+    finally:
+        engine.dispose()
+    assert answered.startswith("loaded 60 stations and "), (
+        "the interval is an hour: only the request explains this pass"
+    )

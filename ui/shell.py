@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 from streamlit.runtime.pages_manager import PagesManager
 
+from accounts.admin import Administration
 from accounts.errors import AccountError
 from accounts.service import Accounts, CookieSettings, SignedIn
 from accounts.sessions import session_id
@@ -47,6 +48,7 @@ class Resources:
     Writer: sessionmaker  # for writing: on SQLite its transactions take the write lock up front
     store: CredentialStore
     accounts: Accounts
+    administration: Administration
 
 
 def rerun_first_run(page: st.Page) -> None:
@@ -68,13 +70,10 @@ def _open_resources() -> Resources:
     engine = make_engine(settings.database_url)
     init_db(engine)
     store = credential_store(settings)
+    reader, writing = session_factory(engine), session_factory(writer(engine))
+    accounts = Accounts(settings, store, engine)
     return Resources(
-        settings,
-        engine,
-        session_factory(engine),
-        session_factory(writer(engine)),
-        store,
-        Accounts(settings, store, engine),
+        settings, engine, reader, writing, store, accounts, Administration(accounts, settings, reader, writing)
     )
 
 

@@ -1,0 +1,241 @@
+"""The admin page's panels: people's engagement, the prices pipeline, the actions and their audit trail.
+
+Each function draws; the figures come from accounts.engagement, ingest.scheduler and prices.queries,
+and every action goes through accounts.admin, which checks the role on the server and records it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from accounts.admin import ROLES, AuditRow, UpdateRequest
+from accounts.engagement import Engagement
+from accounts.errors import AccountError
+from accounts.store import StoreError
+from ingest.scheduler import SchedulerError, SchedulerStatus
+from mailer import MailError
+from prices.queries import AccountRow, RunRow
+from ui import widgets
+
+UPDATE_KEY = "admin-price-update"  # the id of the price update this browser session asked for
+ACCOUNT_ACTIONS = {
+    "E-mail a reset code": "send reset code",
+    "Lift a sign-in wait": "lift wait",
+    "Sign out everywhere": "sign out everywhere",
+    "Change the role": "change role",
+    "Delete the account": "delete account",
+}
+
+
+def engagement(figures: Engagement) -> None:
+    columns = st.columns(4)
+    columns[0].metric("Active, 7 days", f"{figures.active[7]:,}")
+    columns[1].metric("Active, 30 days", f"{figures.active[30]:,}")
+    columns[2].metric("With a station", f"{figures.with_stations:,}")
+    columns[3].metric("Stations followed", f"{figures.followed:,}")
+    widgets.caption(
+        "Active: used a signed-in session in that time. Reset codes: {} still usable, {} expired or used.",
+        figures.codes_pending,
+        figures.codes_spent,
+    )
+    st.subheader("Sign-ups per week")
+    weeks = pd.DataFrame(
+        {"Week of": [monday for monday, _ in figures.sign_ups], "Sign-ups": [n for _, n in figures.sign_ups]}
+    )
+    st.bar_chart(weeks, x="Week of", y="Sign-ups", height=220)
+    st.subheader("Most followed stations")
+    if not figures.most_followed:
+        st.caption("Nobody follows a station yet.")
+        return
+    st.dataframe(
+        pd.DataFrame(
+            {"Station": [name for name, _ in figures.most_followed], "Followers": [n for _, n in figures.most_followed]}
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+
+
+def pipeline(
+    status: SchedulerStatus, runs: Sequence[RunRow], log: tuple[Path | None, list[str]], autostart: bool
+) -> None:
+    if status.alive:
+        next_pass = widgets.paris_time(status.next_pass_at) if status.next_pass_at else "as soon as it wakes"
+        widgets.caption(
+            "The scheduler is running on {} (pid {}, since {}); next update {}.",
+            status.host,
+            status.pid,
+            widgets.paris_time(status.started_at),
+            next_pass,
+        )
+    elif autostart:
+        st.warning("The scheduler is not running on this machine: the next visitor's session starts it again.")
+    else:
+        st.warning("The scheduler is not running, and ETL_AUTOSTART is off: start `python etl.py serve`.")
+    if status.last_failure is not None:
+        widgets.caption(
+            "Last failure: {} ({}): {}",
+            widgets.paris_time(status.last_failure.started_at),
+            status.last_failure.kind,
+            status.last_failure.error or "",
+        )
+    frame = pd.DataFrame(
+        {
+            "Started": [widgets.paris_time(run.started_at) for run in runs],
+            "Kind": [run.kind for run in runs],
+            "Status": [run.status for run in runs],
+            "Stations": [run.stations for run in runs],
+            "Prices": [run.prices for run in runs],
+            "Changed": [run.changes for run in runs],
+            "Rejected": [run.rejected for run in runs],
+            "Seconds": [round(run.duration_seconds, 1) for run in runs],
+            "Error": [run.error or "" for run in runs],
+        }
+    )
+    st.dataframe(frame, hide_index=True, width="stretch")
+    if len(runs) > 1:
+        st.subheader("Duration of the last runs (s)")
+        st.line_chart(frame.iloc[::-1].reset_index(drop=True)[["Seconds"]], height=200)
+    path, lines = log
+    with st.expander(f"The scheduler's log: the last {len(lines)} lines" if path else "The scheduler's log"):
+        if path is None:
+            st.caption("No log on this machine yet.")
+        else:
+            widgets.caption("{}", path.name)
+            st.code("".join(lines) or "(empty)", language=None)
+
+
+def update_button() -> bool:
+    return st.button("Update prices now", icon=":material/refresh:", help="Asks the running scheduler for a pass.")
+
+
+@st.fragment(run_every=dt.timedelta(seconds=2))
+def update_progress(administration) -> None:
+    """Where this session's price update stands, until the scheduler answers; then the page is drawn again."""
+    request_id = st.session_state.get(UPDATE_KEY)
+    if request_id is None:
+        return
+    request: UpdateRequest | None = administration.update_request(request_id)
+    if request is None or request.finished_at is not None:
+        del st.session_state[UPDATE_KEY]
+        if request is not None:
+            st.session_state[f"{UPDATE_KEY}-outcome"] = request.outcome
+        st.rerun()
+    elif request.started_at is None:
+        st.info(
+            "Price update asked for: waiting for the scheduler (it looks every few seconds)…",
+            icon=":material/schedule:",
+        )
+    else:
+        st.info("The scheduler is loading the feed…", icon=":material/sync:")
+
+
+def update_outcome() -> None:
+    outcome = st.session_state.pop(f"{UPDATE_KEY}-outcome", None)
+    if outcome is None:
+        return
+    if outcome.startswith("failed"):
+        widgets.error("The update {}", outcome)
+    else:
+        widgets.success("{}", outcome)
+
+
+def confirmed_service_action() -> str | None:
+    """'restart' or 'flush' once confirmed."""
+    with st.form("service-action"):
+        action = st.radio(
+            "Action",
+            ["Restart the scheduler", "Remove expired and used reset codes"],
+            horizontal=True,
+            key="service-choice",
+        )
+        sure = st.checkbox("I confirm", key="service-confirm")
+        sent = st.form_submit_button("Apply to the service")
+    if sent and not sure:
+        st.error("Tick “I confirm” first.")
+    return ("restart" if action.startswith("Restart") else "flush") if sent and sure else None
+
+
+def confirmed_account_action(people: Sequence[AccountRow]) -> tuple[str, str, str] | None:
+    """(action, username, role) once confirmed."""
+    with st.form("account-action"):
+        username = st.selectbox("Account", [person.username for person in people], key="admin-target")
+        label = st.radio("Action", list(ACCOUNT_ACTIONS), horizontal=True, key="account-choice")
+        role = st.selectbox("New role (for “Change the role”)", ROLES, key="account-role")
+        sure = st.checkbox("I confirm", key="account-confirm")
+        sent = st.form_submit_button("Apply to this account")
+    if sent and not sure:
+        st.error("Tick “I confirm” first.")
+    return (ACCOUNT_ACTIONS[label], username, role) if sent and sure and username else None
+
+
+def carry_out(administration, actor: str, chosen: tuple[str, str, str] | None, service: str | None) -> None:
+    """Do the confirmed actions as `actor` (the service checks the role again) and say how it went."""
+    try:
+        if chosen is not None:
+            action, username, role = chosen
+            if action == "change role":
+                changed = administration.change_role(actor, username, role)
+                widgets.success(
+                    "{} is now {}.", changed.username, "an administrator" if changed.role == "admin" else "a user"
+                )
+            elif action == "send reset code":
+                if administration.send_reset_code(actor, username):
+                    widgets.success("A reset code was sent to the address of {}.", username)
+                else:
+                    widgets.warning("No code was sent: {} already had 3 codes in the last hour.", username)
+            elif action == "lift wait":
+                administration.lift_wait(actor, username)
+                widgets.success("{} can sign in again at once.", username)
+            elif action == "sign out everywhere":
+                ended = administration.sign_out_everywhere(actor, username)
+                widgets.success("{} is signed out everywhere ({} sessions ended).", username, ended)
+            elif action == "delete account":
+                administration.delete_account(actor, username)
+                widgets.success("The account {} is deleted, with all its data.", username)
+        if service == "restart":
+            widgets.success("The scheduler runs again (pid {}).", administration.restart_scheduler(actor))
+        elif service == "flush":
+            widgets.success("{} reset codes removed.", administration.flush_codes(actor))
+    except (AccountError, MailError, StoreError, SchedulerError) as exc:
+        widgets.error("{}", exc)
+
+
+def accounts_table(people: Sequence[AccountRow]) -> None:
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "Username": [person.username for person in people],
+                "E-mail": [person.email for person in people],
+                "Role": [person.role for person in people],
+                "Created": [widgets.paris_time(person.created_at) for person in people],
+                "Stations": [person.stations for person in people],
+            }
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+
+
+def audit_trail(rows: Sequence[AuditRow]) -> None:
+    if not rows:
+        st.caption("No action yet.")
+        return
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "When": [widgets.paris_time(row.at) for row in rows],
+                "Who": [row.actor for row in rows],
+                "What": [row.action for row in rows],
+                "On whom": [row.target for row in rows],
+                "Detail": [row.detail for row in rows],
+            }
+        ),
+        hide_index=True,
+        width="stretch",
+    )
