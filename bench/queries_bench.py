@@ -29,12 +29,9 @@ from sqlalchemy import func, select
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import finder  # noqa: E402
-import place_search  # noqa: E402
-import preferences  # noqa: E402
-import queries  # noqa: E402
 from ingest import passes  # noqa: E402
 from models import Station, User  # noqa: E402
+from prices import finder, place_search, preferences, queries  # noqa: E402
 from session import init_db, make_engine, session_factory, writer  # noqa: E402
 from settings import load_settings  # noqa: E402
 from utils import utcnow  # noqa: E402
