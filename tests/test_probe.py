@@ -3,12 +3,14 @@
 Against the app itself (`streamlit run home.py`), against a closed port, and against local pages
 standing in for the host: a sleeping app's page whose wake-up button, in the page or in a frame
 from another origin, brings the app back; an HTTP error; an app showing an exception; an app that
-never renders. Each run asserts the exit code and the line the probe printed.
+never renders. Each run asserts the exit code and the line the probe printed. The Docker action's
+image is Puppeteer's own for the locked puppeteer-core.
 """
 
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import re
 import shutil
@@ -28,8 +30,9 @@ from settings import load_settings
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
-PROBE = ROOT / "probe-action" / "probe.js"
-PUPPETEER = ROOT / "probe-action" / "node_modules" / "puppeteer-core"
+ACTION = ROOT / "probe-action"
+PROBE = ACTION / "probe.js"
+PUPPETEER = ACTION / "node_modules" / "puppeteer-core"
 CHROMIUM = Path("/usr/bin/chromium")
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 WELCOME = "Stop overpaying at the pump"  # pages/welcome.py, what the probe waits for by default
@@ -225,3 +228,10 @@ def test_a_wake_up_that_never_brings_the_app_back_times_out(node, host):
     result = run_probe(node, site.url, timeout_ms=3_000)
     expect_failure(result, f'timed out after 3 s waiting for "{WELCOME}" after clicking "{re.escape(WAKE_UP)}"')
     assert result.stdout.splitlines() == [CLICKED]
+
+
+def test_the_docker_image_is_puppeteers_own_at_the_locked_version():
+    """The action runs the probe with the puppeteer-core the tests ran, in the image made for it."""
+    locked = json.loads((ACTION / "package-lock.json").read_text())["packages"]["node_modules/puppeteer-core"]
+    (image,) = re.findall(r"^FROM (\S+)$", (ACTION / "Dockerfile").read_text(), re.MULTILINE)
+    assert image == f"ghcr.io/puppeteer/puppeteer:{locked['version']}"
