@@ -46,8 +46,6 @@ import math
 import os
 import pwd
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -71,8 +69,10 @@ from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 from accounts.service import Accounts
 from accounts.store import credential_store
+from app_server import app_environ, serve, wait_healthy
 from ingest import brands, passes
 from models import CustomStation, EtlRun, GasType, Price, User
+from net import free_port
 from prices import finder, hours, place_search, queries
 from prices.detour import Trip
 from prices.preferences import DEFAULT_FUELS, DEFAULT_YEARLY_LITRES
@@ -120,7 +120,6 @@ DESKTOP = {"width": 1366, "height": 900}
 PHONE = {"width": 390, "height": 844}
 TIMEOUT_MS = 20_000
 ATTEMPT_MS = 4_000
-APP_START_SECONDS = 60
 COOKIE = "carburoam_auth"
 WRONG_CREDENTIALS = "Wrong username or password."
 PASSWORD_CHANGED = "Your password is changed."
@@ -198,12 +197,6 @@ def known_bug(pattern: str, what: str) -> Iterator[None]:
         raise
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _feed(folder: Path) -> Path:
     """A 300-station feed generated now (stamped an hour ago), or the project's fixture without ../shared."""
     if not GEN_FEED.is_file():
@@ -240,35 +233,6 @@ def _with_lyon(feed: Path, folder: Path) -> Path:
     return out
 
 
-def _app_environ(data_dir: Path, feed: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMTP_", "CARBUROAM_", "AWS_"))}
-    env.update(
-        CARBUROAM_DATA_DIR=str(data_dir),
-        CARBUROAM_FEED_URL=str(feed),  # never the official feed, should a pass ever start
-        ETL_AUTOSTART="off",
-        REGISTRATION_CAPTCHA="off",
-        MAP_PROVIDER="none",
-        LOAD_MODE="local",
-        STREAMLIT_BROWSER_GATHER_USAGE_STATS="false",
-    )
-    return env
-
-
-def _wait_healthy(process: subprocess.Popen, url: str, log: Path) -> None:
-    deadline = time.monotonic() + APP_START_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"streamlit exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
-                if answer.read().strip() == b"ok":
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.2)  # the poll interval, under the deadline above
-    pytest.fail(f"no answer from {url}/_stcore/health within {APP_START_SECONDS} s:\n{log.read_text()[-3000:]}")
-
-
 @pytest.fixture(scope="module")
 def app(tmp_path_factory) -> Iterator[App]:
     """`streamlit run home.py` on a free port, over a fresh data dir loaded from a generated feed and Lyon's.
@@ -279,7 +243,7 @@ def app(tmp_path_factory) -> Iterator[App]:
     data_dir = folder / "data"
     data_dir.mkdir()
     feed = _with_lyon(_feed(folder), folder)
-    env = _app_environ(data_dir, feed)
+    env = app_environ(data_dir, feed)
     settings = load_settings(env)
     engine = make_engine(settings.database_url)
     init_db(engine)
@@ -292,31 +256,6 @@ def app(tmp_path_factory) -> Iterator[App]:
     with serve(env, log) as url:
         LOGS.append(log)
         yield App(url, settings, log, env)
-
-
-@contextlib.contextmanager
-def serve(env: dict[str, str], log: Path) -> Iterator[str]:
-    """`streamlit run home.py` on a free port with the environment `env`, its output to `log`; its URL."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "streamlit", "run", "home.py", "--server.port", str(port)]
-    command += ["--server.headless", "true", "--server.address", "127.0.0.1"]
-    # No file watcher: it would watch the whole project (.venv included) and rerun on any edit.
-    command += ["--server.fileWatcherType", "none"]
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        _wait_healthy(process, url, log)
-        yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=15)
 
 
 @pytest.fixture(scope="module")
@@ -1379,7 +1318,7 @@ def proxy(app: App, tmp_path_factory) -> Iterator[str]:
         if os.environ.get("CARBUROAM_REQUIRE_BROWSER"):
             pytest.fail(f"CARBUROAM_REQUIRE_BROWSER is set but there is no nginx at {NGINX}")
         pytest.skip(f"Debian's nginx is not installed at {NGINX} (apt-get install nginx-light)")
-    folder, port = tmp_path_factory.mktemp("nginx"), _free_port()
+    folder, port = tmp_path_factory.mktemp("nginx"), free_port()
     site = readme_nginx_block().replace("http://127.0.0.1:8501", app.url)
     user = pwd.getpwuid(os.getuid()).pw_name  # the workers write their temporary files in `folder`
     temp = "\n".join(
@@ -1393,7 +1332,7 @@ def proxy(app: App, tmp_path_factory) -> Iterator[str]:
     process = subprocess.Popen([str(NGINX), "-p", str(folder), "-c", str(folder / "nginx.conf")])
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(process, url, folder / "error.log")
+        wait_healthy(process, url, folder / "error.log")
         yield url
     finally:
         process.terminate()

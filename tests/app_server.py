@@ -1,0 +1,77 @@
+"""`streamlit run home.py` as a real server on a free local port, for the tests that drive a browser at it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from net import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+APP_START_SECONDS = 60
+
+
+def app_environ(data_dir: Path, feed: Path) -> dict[str, str]:
+    """This process's environment less the project's settings, over `data_dir`; no mail, no S3, no ETL."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMTP_", "CARBUROAM_", "AWS_"))}
+    env.update(
+        CARBUROAM_DATA_DIR=str(data_dir),
+        CARBUROAM_FEED_URL=str(feed),  # never the official feed, should a pass ever start
+        ETL_AUTOSTART="off",
+        REGISTRATION_CAPTCHA="off",
+        MAP_PROVIDER="none",
+        LOAD_MODE="local",
+        STREAMLIT_BROWSER_GATHER_USAGE_STATS="false",
+    )
+    return env
+
+
+def wait_healthy(process: subprocess.Popen, url: str, log: Path) -> None:
+    """Wait for `url` to answer its health check; fail with the end of `log` if `process` exits or never answers."""
+    deadline = time.monotonic() + APP_START_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"streamlit exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
+                if answer.read().strip() == b"ok":
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)  # the poll interval, under the deadline above
+    pytest.fail(f"no answer from {url}/_stcore/health within {APP_START_SECONDS} s:\n{log.read_text()[-3000:]}")
+
+
+@contextlib.contextmanager
+def serve(env: dict[str, str], log: Path) -> Iterator[str]:
+    """`streamlit run home.py` on a free port with the environment `env`, its output to `log`; its URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "streamlit", "run", "home.py", "--server.port", str(port)]
+    command += ["--server.headless", "true", "--server.address", "127.0.0.1"]
+    # No file watcher: it would watch the whole project (.venv included) and rerun on any edit.
+    command += ["--server.fileWatcherType", "none"]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        wait_healthy(process, url, log)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=15)
