@@ -1,9 +1,11 @@
-"""`streamlit run home.py` as a real server on a free local port, for the tests that drive a browser at it."""
+"""`streamlit run home.py` as a real server on a free local port, and Debian's nginx in front of it, for the tests
+that drive a browser at them."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -19,6 +21,7 @@ from net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_START_SECONDS = 60
+NGINX = Path("/usr/sbin/nginx")
 
 
 def app_environ(data_dir: Path, feed: Path) -> dict[str, str]:
@@ -75,3 +78,32 @@ def serve(env: dict[str, str], log: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=15)
+
+
+@contextlib.contextmanager
+def nginx(folder: Path, http_block: str, url: str) -> Iterator[str]:
+    """Debian's nginx running `http_block` (upstreams and servers), unprivileged, with its files in `folder`;
+    `url` (a server of the block), once the app answers through it.
+
+    Skips the test without nginx, unless CARBUROAM_REQUIRE_BROWSER is set: then it fails.
+    """
+    if not NGINX.exists():
+        if os.environ.get("CARBUROAM_REQUIRE_BROWSER"):
+            pytest.fail(f"CARBUROAM_REQUIRE_BROWSER is set but there is no nginx at {NGINX}")
+        pytest.skip(f"Debian's nginx is not installed at {NGINX} (apt-get install nginx-light)")
+    user = pwd.getpwuid(os.getuid()).pw_name  # the workers write their temporary files in `folder`
+    temp = "\n".join(
+        f"{kind}_temp_path {folder / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    (folder / "nginx.conf").write_text(
+        f"user {user};\nworker_processes 1;\ndaemon off;\npid {folder / 'nginx.pid'};\n"
+        f"error_log {folder / 'error.log'};\nevents {{}}\n"
+        f"http {{\naccess_log off;\n{temp}\n{http_block}\n}}\n"
+    )
+    process = subprocess.Popen([str(NGINX), "-p", str(folder), "-c", str(folder / "nginx.conf")])
+    try:
+        wait_healthy(process, url, folder / "error.log")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=15)

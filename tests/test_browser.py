@@ -44,7 +44,6 @@ import io
 import itertools
 import math
 import os
-import pwd
 import re
 import subprocess
 import sys
@@ -69,7 +68,7 @@ from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 from accounts.service import Accounts
 from accounts.store import credential_store
-from app_server import app_environ, serve, wait_healthy
+from app_server import app_environ, nginx, serve
 from ingest import brands, passes
 from models import CustomStation, EtlRun, GasType, Price, User
 from net import free_port
@@ -1296,7 +1295,6 @@ def test_names_and_errors_made_of_markup_show_as_text_in_the_browser(app, new_pr
 
 # --------------------------------------------------------------------------- behind a reverse proxy
 
-NGINX = Path("/usr/sbin/nginx")
 NGINX_HEADER = re.compile(r'^add_header (\S+) "(.*)" always;$', re.MULTILINE)
 CSP_WATCH = """
 window.__violations = [];
@@ -1314,29 +1312,11 @@ def readme_nginx_block() -> str:
 @pytest.fixture(scope="module")
 def proxy(app: App, tmp_path_factory) -> Iterator[str]:
     """Debian's nginx on a free port, running the README's block in front of the app; its URL."""
-    if not NGINX.exists():
-        if os.environ.get("CARBUROAM_REQUIRE_BROWSER"):
-            pytest.fail(f"CARBUROAM_REQUIRE_BROWSER is set but there is no nginx at {NGINX}")
-        pytest.skip(f"Debian's nginx is not installed at {NGINX} (apt-get install nginx-light)")
     folder, port = tmp_path_factory.mktemp("nginx"), free_port()
-    site = readme_nginx_block().replace("http://127.0.0.1:8501", app.url)
-    user = pwd.getpwuid(os.getuid()).pw_name  # the workers write their temporary files in `folder`
-    temp = "\n".join(
-        f"{kind}_temp_path {folder / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    (folder / "nginx.conf").write_text(
-        f"user {user};\nworker_processes 1;\ndaemon off;\npid {folder / 'nginx.pid'};\n"
-        f"error_log {folder / 'error.log'};\nevents {{}}\n"
-        f"http {{\naccess_log off;\n{temp}\nserver {{\nlisten 127.0.0.1:{port};\n{site}\n}}\n}}\n"
-    )
-    process = subprocess.Popen([str(NGINX), "-p", str(folder), "-c", str(folder / "nginx.conf")])
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(process, url, folder / "error.log")
+    upstream = f"upstream carburoam {{ server {app.url.removeprefix('http://')}; }}"
+    site = f"server {{\nlisten 127.0.0.1:{port};\n{readme_nginx_block()}\n}}"
+    with nginx(folder, f"{upstream}\n{site}", f"http://127.0.0.1:{port}") as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
 
 
 def test_the_readmes_proxy_headers_leave_sign_in_and_the_map_working(app, proxy, browser):
