@@ -37,10 +37,13 @@ with pipeline_tab:
     status = scheduler.scheduler_status(app.settings, app.engine)
     if admin_ui.update_button():
         try:
-            st.session_state[admin_ui.UPDATE_KEY] = administration.request_price_update(admin.username)
+            answer = admin_ui.follow_update(administration, administration.request_price_update(admin.username))
         except AccountError as exc:
             widgets.error("{}", exc)
-    admin_ui.update_progress(administration)
+        else:
+            if answer is not None:
+                admin_ui.remember_outcome(answer)
+                st.rerun()
     admin_ui.pipeline(status, runs, scheduler.log_tail(app.settings), app.settings.etl_autostart)
 
 with actions_tab:

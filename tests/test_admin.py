@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import signal
+import threading
+import time
 from collections.abc import Iterator
 
 import psutil
@@ -19,19 +22,20 @@ from app_helpers import (
     App,
     button,
     errors,
-    infos,
     new_app,
     open_app,
     open_page,
     sign_in,
     successes,
     tables,
+    warnings,
 )
 from conftest import FIXTURES, ROOT
 from ingest import passes, pidfile, scheduler
 from models import AdminAction, EtlRun, PassRequest, User, UserSession, VerificationCode
 from prices import preferences
 from session import session_factory, writer
+from ui import admin_ui
 
 FEED_A, FEED_B = FIXTURES / "feed_a.zip", FIXTURES / "feed_b.zip"
 
@@ -125,33 +129,53 @@ def test_the_page_shows_the_figures_and_the_scheduler_log_as_text(console):
 # --------------------------------------------------------------------------- price updates
 
 
+def scheduler_answering(app: App, settings=None) -> threading.Thread:
+    """The scheduler's part, in another thread: as soon as the page asks, one look (a pass not due, but asked)."""
+
+    def look() -> None:
+        deadline = time.monotonic() + 30
+        while app.count(PassRequest) == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        scheduler._scheduled_pass(app.engine, settings or app.settings)
+
+    thread = threading.Thread(target=look)
+    thread.start()
+    return thread
+
+
 def test_a_price_update_is_asked_of_the_scheduler_and_the_page_follows_it_to_the_end(console):
     at = admin_page()
     assert list(tables(at)[1]["Status"]) == ["success"]
+    answering = scheduler_answering(console)
 
     button(at, "Update prices now").click().run()
-
-    assert any("waiting for the scheduler" in text for text in infos(at))
-    assert console.count(EtlRun) == 1, "the web process never runs a pass itself"
-    assert console.count(PassRequest, PassRequest.started_at.is_(None)) == 1
-
-    scheduler._scheduled_pass(console.engine, console.settings)  # the scheduler's next look: not due, but asked
-    at.run()
+    answering.join()
 
     (message,) = successes(at)
     assert message.startswith("loaded 60 stations and ") and f"from {FEED_B} in " in message
     assert {metric.label: metric.value for metric in at.metric}["Last update"] == "just now"
-    assert list(tables(at)[1]["Status"]) == ["success", "success"], "the runs table is current"
+    assert list(tables(at)[1]["Status"]) == ["success", "success"], "the page's figures are drawn again"
     assert audit(console) == [("update prices", None, "request 1")]
 
 
-def test_a_failed_update_shows_why(console, monkeypatch):
+def test_without_a_scheduler_the_page_says_so_and_runs_no_pass_itself(console, monkeypatch):
+    monkeypatch.setattr(admin_ui, "UPDATE_WAIT_SECONDS", 0.5)
     at = admin_page()
-    button(at, "Update prices now").click().run()
-    broken = console.settings.__class__(**{**vars(console.settings), "feed_url": str(FIXTURES / "missing.zip")})
 
-    scheduler._scheduled_pass(console.engine, broken)
-    at.run()
+    button(at, "Update prices now").click().run()
+
+    assert any("has not answered yet" in text for text in warnings(at))
+    assert console.count(EtlRun) == 1, "the web process never runs a pass itself"
+    assert console.count(PassRequest, PassRequest.started_at.is_(None)) == 1, "the request waits for the scheduler"
+
+
+def test_a_failed_update_shows_why(console):
+    at = admin_page()
+    broken = dataclasses.replace(console.settings, feed_url=str(FIXTURES / "missing.zip"))
+    answering = scheduler_answering(console, broken)
+
+    button(at, "Update prices now").click().run()
+    answering.join()
 
     (message,) = errors(at)
     assert message.startswith("The update failed: no feed file at ") and "missing.zip" in message

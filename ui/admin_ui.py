@@ -6,7 +6,7 @@ and every action goes through accounts.admin, which checks the role on the serve
 
 from __future__ import annotations
 
-import datetime as dt
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,7 +22,9 @@ from mailer import MailError
 from prices.queries import AccountRow, RunRow
 from ui import widgets
 
-UPDATE_KEY = "admin-price-update"  # the id of the price update this browser session asked for
+OUTCOME_KEY = "admin-price-update"  # the answer to the price update this browser session asked for
+UPDATE_WAIT_SECONDS = 600.0
+UPDATE_POLL_SECONDS = 1.0
 ACCOUNT_ACTIONS = {
     "E-mail a reset code": "send reset code",
     "Lift a sign-in wait": "lift wait",
@@ -114,29 +116,32 @@ def update_button() -> bool:
     return st.button("Update prices now", icon=":material/refresh:", help="Asks the running scheduler for a pass.")
 
 
-@st.fragment(run_every=dt.timedelta(seconds=2))
-def update_progress(administration) -> None:
-    """Where this session's price update stands, until the scheduler answers; then the page is drawn again."""
-    request_id = st.session_state.get(UPDATE_KEY)
-    if request_id is None:
-        return
-    request: UpdateRequest | None = administration.update_request(request_id)
-    if request is None or request.finished_at is not None:
-        del st.session_state[UPDATE_KEY]
-        if request is not None:
-            st.session_state[f"{UPDATE_KEY}-outcome"] = request.outcome
-        st.rerun()
-    elif request.started_at is None:
-        st.info(
-            "Price update asked for: waiting for the scheduler (it looks every few seconds)…",
-            icon=":material/schedule:",
-        )
-    else:
-        st.info("The scheduler is loading the feed…", icon=":material/sync:")
+def follow_update(administration, request_id: int) -> UpdateRequest | None:
+    """Show where the price update asked for stands until the scheduler answers it; the answer, or None
+    after UPDATE_WAIT_SECONDS (the runs table shows the pass when it ends)."""
+    shown = st.empty()
+    deadline = time.monotonic() + UPDATE_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        request = administration.update_request(request_id)
+        if request is None or request.finished_at is not None:
+            shown.empty()
+            return request
+        if request.started_at is None:
+            shown.info("Waiting for the scheduler (it looks every few seconds)…", icon=":material/schedule:")
+        else:
+            shown.info("The scheduler is loading the feed…", icon=":material/sync:")
+        time.sleep(UPDATE_POLL_SECONDS)  # the script's own thread: leaving the page ends the wait
+    shown.warning("The scheduler has not answered yet. Is it running? The runs table shows the update once it ends.")
+    return None
+
+
+def remember_outcome(request: UpdateRequest) -> None:
+    """Keep the answer for the next run of the page, which draws its figures again."""
+    st.session_state[OUTCOME_KEY] = request.outcome
 
 
 def update_outcome() -> None:
-    outcome = st.session_state.pop(f"{UPDATE_KEY}-outcome", None)
+    outcome = st.session_state.pop(OUTCOME_KEY, None)
     if outcome is None:
         return
     if outcome.startswith("failed"):
