@@ -144,8 +144,12 @@ def scheduler_answering(app: App, settings=None) -> threading.Thread:
 
 
 def test_a_price_update_is_asked_of_the_scheduler_and_the_page_follows_it_to_the_end(console):
+    with console.session() as session, session.begin():  # the last update was two hours ago
+        two_hours_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
+        session.execute(update(EtlRun).values(started_at=two_hours_ago, finished_at=two_hours_ago))
     at = admin_page()
     assert list(tables(at)[1]["Status"]) == ["success"]
+    assert {metric.label: metric.value for metric in at.metric}["Last update"] == "2 h ago"
     answering = scheduler_answering(console)
 
     button(at, "Update prices now").click().run()
