@@ -25,7 +25,7 @@ users.metric("Accounts", len(people))
 stations.metric("Stations", f"{fresh.stations:,}")
 prices.metric("Current prices", f"{fresh.prices:,}")
 last.metric("Last update", widgets.age(fresh.last_success_at, now) if fresh.last_success_at else "never")
-widgets.show_freshness(fresh, app.settings.interval_seconds, now)
+widgets.show_freshness(fresh, app.settings.interval_seconds, now, technical=True)
 
 people_tab, pipeline_tab, actions_tab, audit_tab = st.tabs(["People", "Prices pipeline", "Actions", "Audit trail"])
 with people_tab:

@@ -5,7 +5,7 @@ import streamlit as st
 from prices import finder, place_search, queries
 from prices.detour import Trip
 from prices.place_search import SEARCH_MAX_CHARS
-from prices.preferences import DEFAULT_YEARLY_LITRES
+from prices.preferences import DEFAULT_YEARLY_LITRES, default_name
 from prices.savings import savings_per_fuel
 from ui import finder_ui, map_ui, shell, widgets
 from utils import utcnow
@@ -60,12 +60,12 @@ if text:
             st.stop()
         around = finder.stations_for(session, match, DEMO_RADIUS_KM, DEMO_FUELS[0]) if match else []
     found = finder.results(around, now, Trip())[:DEMO_FOUND]
-    if not found:
+    if not found and not widgets.nothing_to_search_yet(fresh):
         widgets.warning("No place called “{}” was found. Try a town, a postcode, or a street and its town.", text)
-    else:
+    elif found:
         picked = finder_ui.results_list(found, now, "demo-list", names=demo)
         if picked is not None and picked not in demo:
             station = next(r.station for r in found if r.station.id == picked)
             if st.button(widgets.md("Add {}, {} to the demo", station.address, station.town), key="demo-add"):
-                st.session_state[DEMO_STATIONS] = {**demo, station.id: f"{station.town} {station.address}"[:40]}
+                st.session_state[DEMO_STATIONS] = {**demo, station.id: default_name(station.town, station.address)}
                 st.rerun()

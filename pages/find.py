@@ -45,7 +45,7 @@ with app.Session() as session:
     results = finder.results(stations, now, trip, **criteria.filters())
 
 searched = place is not None or here is not None
-if searched:
+if searched and not widgets.nothing_to_search_yet(fresh):
     finder_ui.understood(match, place, here is not None, criteria, len(results))
 elif fresh.stations:  # before the first download, the freshness line says prices are loading
     st.info("Type a place or press Locate me to see the stations around it, cheapest first.", icon=":material/search:")

@@ -105,16 +105,35 @@ def euros(price: Decimal) -> str:
     return f"{price:.3f} €"
 
 
-def show_freshness(fresh: Freshness, interval_seconds: int, now: dt.datetime) -> None:
+FEED_UNREACHABLE = "The official price feed could not be reached; prices will appear as soon as it answers."
+PRICES_LOADING = "Prices are still loading: the first download takes a minute or two. Come back shortly."
+
+
+def nothing_to_search_yet(fresh: Freshness) -> bool:
+    """Before the first download there is no station to find: say so (once the freshness line has said why),
+    rather than suggest the search was mistyped. Whether that is the case."""
+    if fresh.stations:
+        return False
+    st.info(
+        "No station can be searched until the prices are loaded. Your search will work then.",
+        icon=":material/hourglass_top:",
+    )
+    return True
+
+
+def show_freshness(fresh: Freshness, interval_seconds: int, now: dt.datetime, *, technical: bool = False) -> None:
     """When prices were last refreshed and how old the newest one is, warning when either is not to be trusted.
 
     A run can succeed on a feed that stopped moving: the age of the newest price tells that apart.
+    Why an update failed is for administrators (`technical`); visitors get one plain sentence.
     """
     if fresh.last_success_at is None:
-        if fresh.last_run_failed:
+        if fresh.last_run_failed and technical:
             warning("The prices could not be downloaded yet ({}). Carburoam will retry.", fresh.last_run_error)
+        elif fresh.last_run_failed:
+            st.warning(FEED_UNREACHABLE)
         else:
-            st.info("Prices are still loading: the first download takes a minute or two. Come back shortly.")
+            st.info(PRICES_LOADING)
         return
     checked = (paris_time(fresh.last_success_at), age(fresh.last_success_at, now))
     newest = fresh.newest_price_at
@@ -125,11 +144,15 @@ def show_freshness(fresh: Freshness, interval_seconds: int, now: dt.datetime) ->
             age(newest, now),
             *checked,
         )
-    elif fresh.last_run_failed:
+    elif fresh.last_run_failed and technical:
         warning(
             "Prices updated {} ({}). The latest update failed ({}); these prices may be out of date.",
             *checked,
             fresh.last_run_error,
+        )
+    elif fresh.last_run_failed:
+        warning(
+            "Prices updated {} ({}). The latest update could not be made; these prices may be out of date.", *checked
         )
     elif (now - fresh.last_success_at).total_seconds() > 2 * interval_seconds:
         warning("Prices updated {} ({}). That is longer ago than usual; these prices may be out of date.", *checked)
