@@ -191,10 +191,15 @@ class Accounts:
         now = now or utcnow()
         username = normalise_username(username)
         entry = self._check_password(username, password, now, WRONG_CREDENTIALS)
-        account = Account.of(self.users.synced(username, entry, now))
+        signed_in = self.open_session(Account.of(self.users.synced(username, entry, now)), now, user_agent=user_agent)
+        log.info("%s signed in", username)
+        return signed_in
+
+    def open_session(self, account: Account, now: dt.datetime | None = None, *, user_agent: str = "") -> SignedIn:
+        """A new session of `account`: after its password was checked, or the registration that just created it."""
+        now = now or utcnow()
         with self._writer.begin() as session:
             token = sessions.open_session(session, account.user_id, sessions.device_label(user_agent), now, self.policy)
-        log.info("%s signed in", username)
         return SignedIn(account, token, now + self.policy.lifetime)
 
     def resume(self, token: str, now: dt.datetime | None = None) -> Account | None:

@@ -77,6 +77,7 @@ from prices.detour import Trip
 from prices.preferences import DEFAULT_FUELS, DEFAULT_YEARLY_LITRES
 from session import init_db, make_engine, session_factory
 from settings import Settings, load_settings
+from ui import shell
 from ui.finder_ui import DEFAULT_RADIUS_KM
 from ui.map_ui import NO_PRICE, SCALE
 from utils import haversine_km
@@ -409,6 +410,13 @@ def reload(page: Page) -> None:
     loaded(page)
 
 
+def come_back(page: Page, app: App) -> None:
+    """Open the app's address again in this tab, as a person coming back does: a fresh session."""
+    RUNS[page].forget()
+    page.goto(app.url)
+    loaded(page)
+
+
 def click_until(page: Page, what: str, click: Callable[[], None], *outcomes: Locator) -> None:
     """Click until every outcome shows and still shows once the page settled (idempotent clicks only)."""
     deadline = time.monotonic() + TIMEOUT_MS / 1000
@@ -468,6 +476,7 @@ def nav_links(page: Page) -> Locator:
 
 
 def register(page: Page, first: str, username: str, password: str) -> None:
+    """Create an account with the page's form; it signs the browser in at once."""
     go_to(page, "Create an account", "Create an account")
     form = main(page)
 
@@ -480,8 +489,12 @@ def register(page: Page, first: str, username: str, password: str) -> None:
         form.locator('input[aria-label="Repeat the password"]').fill(password)
         form.get_by_role("button", name="Create my account").click()
 
-    submit(page, "register", send, f"Welcome, {first} Tester!")
-    expect(form.get_by_text(f"Welcome, {first} Tester!")).to_be_visible()
+    submit(page, "register", send, shell.WELCOME_NEW_ACCOUNT)
+    # Signed in at once, on the finder, with the cookie written for the next visit
+    expect(main(page).get_by_text(shell.WELCOME_NEW_ACCOUNT)).to_be_visible()
+    expect(main(page).get_by_role("heading", name="Find a station")).to_be_visible()
+    expect_signed_in(page, username)
+    wait_for_auth_cookie(page)
 
 
 def send_sign_in(page: Page, username: str, password: str) -> Callable[[], None]:
@@ -577,10 +590,7 @@ def test_sign_up_sign_in_reload_sign_out_and_a_changed_password_retires_the_old_
     page = open_app(profile, app)
     expect_signed_out(page)
     register(page, "Ada", username, old)
-
-    sign_in(page, username, old)
-    expect_dashboard(page, username)
-    reload(page)
+    come_back(page, app)  # signed in from the cookie the registration wrote
     expect_dashboard(page, username)
 
     sign_out(page)
@@ -621,8 +631,7 @@ def test_signing_in_again_after_signing_out_keeps_the_next_reload_signed_in(app,
     username, password = "turing.browser", "Bombe-Machine-1940"
     page = open_app(new_profile(), app)
     register(page, "Alan", username, password)
-    sign_in(page, username, password)
-    reload(page)  # signs in from the cookie: a fresh session, so the sign-out below starts from rest
+    come_back(page, app)  # signs in from the cookie: a fresh session, so the sign-out below starts from rest
     sign_out(page)
     signed_in = sidebar(page).get_by_text(f"Signed in as {username}")
     click_until(page, "sign in again", send_sign_in(page, username, password), signed_in)
@@ -952,7 +961,6 @@ def test_find_two_stations_follow_them_and_see_them_cheapest_first(app, new_prof
     username, password = "linus.browser", "Penguin-Kernel-1991"
     page = open_app(new_profile(), app)
     register(page, "Linus", username, password)
-    sign_in(page, username, password)
 
     go_to(page, "Find a station", "Find a station")
     body = main(page)

@@ -55,8 +55,6 @@ LIBRARY_MESSAGES = {
     "Last name is not valid": f"Please enter your last name (at most {NAME_MAX_CHARS} characters).",
     "Password/repeat password fields cannot be empty": "Please type the password twice.",
     "Passwords do not match": PASSWORDS_DIFFER,
-    "Captcha not entered": "Please type the characters shown in the picture.",
-    "Captcha entered incorrectly": "The characters typed don't match the picture; please try again.",
     "Email already taken": EMAIL_TAKEN,
     "Username/email already taken": "That username or e-mail address is already used by another account.",
     "User already exists": "That username or e-mail address is already used by another account.",
@@ -121,7 +119,7 @@ def _entry(library: stauth.Authenticate, username: str) -> dict[str, Any]:
     return library.authentication_controller.authentication_model.credentials["usernames"][username]
 
 
-def registration_form(document: Document, captcha: bool) -> tuple[str, Mapping[str, Any]] | None:
+def registration_form(document: Document) -> tuple[str, Mapping[str, Any]] | None:
     """The library's registration form; the (username, entry) it made when submitted, else None.
 
     RegistrationRefused carries the library's refusal in plain language. A refusal because the
@@ -132,7 +130,7 @@ def registration_form(document: Document, captcha: bool) -> tuple[str, Mapping[s
     try:
         _, username, _ = library.register_user(
             location="main",
-            captcha=captcha,
+            captcha=False,  # ui/captcha.py draws and checks its own, larger and renewable
             roles=["user"],
             password_hint=False,
             key="register",
@@ -144,7 +142,6 @@ def registration_form(document: Document, captcha: bool) -> tuple[str, Mapping[s
                 "Username": "Username",
                 "Password": "Password",
                 "Repeat password": "Repeat the password",
-                "Captcha": "Type the characters in the picture",
                 "Register": "Create my account",
             },
         )

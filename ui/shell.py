@@ -38,6 +38,10 @@ STARTED_KEY = "started"
 FLASH_KEY = "flash"  # a confirmation shown after the rerun that follows a change of session
 SESSION_ENDED = "Your session has ended (signed out elsewhere, or too long unused): please sign in again."
 PAGES_DIR = "pages"
+FIND_PAGE = f"{PAGES_DIR}/find.py"
+WELCOME_NEW_ACCOUNT = (
+    "Welcome to Carburoam: your account is ready and you are signed in. Find your stations and follow them."
+)
 
 
 @dataclass(frozen=True)
@@ -259,7 +263,7 @@ def remember(account: Account) -> None:
 def pages_for(account: Account | None) -> list[st.Page]:
     """The pages this person may open; the admin page exists only for admins."""
     about = st.Page(f"{PAGES_DIR}/about.py", title="About", icon=":material/info:", url_path="about")
-    find = st.Page(f"{PAGES_DIR}/find.py", title="Find a station", icon=":material/search:", url_path="find")
+    find = st.Page(FIND_PAGE, title="Find a station", icon=":material/search:", url_path="find")
     if account is None:
         return [
             find,
