@@ -334,4 +334,3 @@ class AdminAction(Base):
     action: Mapped[str] = mapped_column(String(40))
     target_id: Mapped[int | None]
     detail: Mapped[str] = mapped_column(Text, default="")
-

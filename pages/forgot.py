@@ -45,7 +45,8 @@ with password_tab:
         except (AccountError, StoreError) as exc:
             widgets.error("{}", exc)
         else:
-            st.success("Your password is changed, and you are signed out everywhere. Sign in with it in the sidebar.")
+            st.success("Your password is changed, and you are signed out everywhere. Sign in with it now.")
+            shell.sign_in_here()
 
 with username_tab:
     with st.form("remind-username"):

@@ -10,7 +10,8 @@ st.markdown(
     "to fill up today, and how much that saves you in a year."
 )
 st.page_link("pages/find.py", label="Find the cheapest station near you, no account needed", icon=":material/search:")
-st.info("Sign in with the form in the sidebar, or:", icon=":material/login:")
+shell.sign_in_here()
+st.markdown("No account yet?")
 left, middle, right = st.columns(3)
 left.page_link("pages/register.py", label="Create an account", icon=":material/person_add:")
 middle.page_link("pages/demo.py", label="Try the demo, no account needed", icon=":material/play_circle:")

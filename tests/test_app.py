@@ -72,7 +72,7 @@ pytestmark = pytest.mark.usefixtures("cheap_bcrypt")
 
 DASHBOARD = "My prices today"
 WELCOME = "Carburoam"
-SIGN_IN_WARNING = "Please sign in with the form in the sidebar to see this page."
+SIGN_IN_WARNING = "Please sign in to see this page."
 ADMIN_ONLY = "This page is for administrators."
 THROTTLED = "Too many attempts. Try again in 1 minute."
 REGISTER = "Create my account"
@@ -557,7 +557,8 @@ def test_dashboard_cheapest_first_savings_out_of_stock_and_old_prices(app):
     open_page(at, "pages/dashboard.py")
     assert len(warnings(at)) == 1
     assert warnings(at)[0].startswith("Prices updated ")
-    assert "The latest update failed (the feed could not be downloaded)" in warnings(at)[0]
+    assert "The latest update could not be made; these prices may be out of date." in warnings(at)[0]
+    assert "could not be downloaded" not in warnings(at)[0], "the reason is for the admin page"
 
 
 def test_empty_states_no_prices_yet_and_no_stations(app):
@@ -730,7 +731,7 @@ def test_forgot_password_with_the_mailed_code(app):
     button(at, "Set my new password").click().run()
     assert not at.exception
     assert successes(at) == [
-        "Your password is changed, and you are signed out everywhere. Sign in with it in the sidebar."
+        "Your password is changed, and you are signed out everywhere. Sign in with it now."
     ]
 
     sign_in(at, "alice", PASSWORD)

@@ -909,16 +909,23 @@ def select_row_at(page: Page, grid: Locator, index: int, *outcomes: Locator) -> 
 
     def tick() -> None:
         if row.get_attribute("aria-selected") != "true":
-            canvas = grid.locator('[data-testid="data-grid-canvas"]')
-            canvas.scroll_into_view_if_needed()
-            box = canvas.bounding_box()
-            assert box is not None
-            header = height = 35  # Streamlit's dataframe: 35 px for the header and for each row
-            # The grid's scroller lies over its canvas and takes the clicks: click the spot, not an element.
-            page.mouse.click(box["x"] + 15, box["y"] + header + height * index + height / 2)
+            click_row_once(page, grid, index)
 
     click_until(page, f"select row {index + 1}", tick, *outcomes)
     expect(row).to_have_attribute("aria-selected", "true")
+
+
+def click_row_once(page: Page, grid: Locator, index: int) -> None:
+    """One click on the row-selection box of the grid's row `index`, as a person makes it: no second try.
+
+    The grid's scroller lies over its canvas and takes the clicks: this clicks the spot, not an element
+    (Streamlit's dataframe: 35 px for the header and for each row).
+    """
+    canvas = grid.locator('[data-testid="data-grid-canvas"]')
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + 15, box["y"] + 35 + 35 * index + 35 / 2)
 
 
 PLACE_BOX = 'input[aria-label="Town, postcode or address"]'
@@ -1358,3 +1365,48 @@ def test_the_readmes_proxy_headers_leave_sign_in_and_the_map_working(app, proxy,
         assert [url for url in elsewhere if not url.startswith(TAB_ICON)] == []
     finally:
         context.close()
+
+
+# --------------------------------------------------------------------------- on a phone
+
+
+def test_on_a_phone_people_sign_in_from_the_page_and_see_the_page_not_the_sidebar(app, new_profile):
+    username, password = "phone.browser", "Small-Screen-390-Pixels"
+    app.register(username, password)
+    page = open_app(new_profile(viewport=PHONE), app)
+    folded = sidebar(page)
+    expect(folded).to_have_attribute("data-collapsed", "true")
+
+    form = main(page).locator('[data-testid="stForm"]')  # the welcome page's own sign-in form
+    form.locator('input[aria-label="Username"]').fill(username)
+    form.locator('input[aria-label="Password"]').fill(password)
+    form.get_by_role("button", name="Sign in", exact=True).click()
+
+    expect(main(page).get_by_role("heading", name="My prices today")).to_be_visible(timeout=TIMEOUT_MS)
+    expect(folded).to_have_attribute("data-collapsed", "true")
+
+    page.locator('[data-testid="stExpandSidebarButton"]').click()  # open it to go to another page...
+    expect(folded).to_have_attribute("data-collapsed", "false")
+    folded.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Find a station", exact=True).click()
+
+    heading = main(page).get_by_role("heading", name="Find a station")
+    expect(heading).to_be_visible(timeout=TIMEOUT_MS)
+    expect(folded).to_have_attribute("data-collapsed", "true")  # ...and it folds away once there
+    heading.click()  # nothing covers the page: a click on it lands on it
+
+
+def test_after_following_a_station_one_click_selects_another(app, new_profile):
+    pick = pick_town(app.database_url, DEFAULT_FUELS[0])
+    username, password = "grace.browser", "Compiler-A0-1952"
+    app.register(username, password)
+    page = open_signed_in(new_profile(), app, username, password)
+    go_to(page, "Find a station", "Find a station")
+    grid = results_grid(page)
+    search(page, pick.place, grid)
+    follow(page, pick.titles[0], "First one")
+    settle(page)
+
+    titles = [row[1] for row in grid_rows(grid)]
+    click_row_once(page, grid, titles.index(pick.titles[1]))
+
+    expect(main(page).get_by_role("heading", name=pick.titles[1], exact=True)).to_be_visible(timeout=TIMEOUT_MS)

@@ -35,6 +35,14 @@ TOKEN_KEY = "session-token"  # noqa: S105 (a session-state key)
 COOKIE_READ_KEY = "cookie-read"  # the browser's cookie is read once per connection
 SCHEDULER_CHECKED_KEY = "scheduler-checked"
 STARTED_KEY = "started"
+PAGE_KEY = "page-shown"  # the page of the last run, to tell a change of page
+SIGNED_IN_NOW_KEY = "signed-in-now"
+FOLDS_KEY = "sidebar-folds"  # each fold is a new script, which the browser runs once
+FOLD_SIDEBAR_SCRIPT = """<script>/* fold %d */
+if (window.matchMedia("(max-width: 768px)").matches) {
+  document.querySelector('[data-testid="stSidebarCollapseButton"] button')?.click();
+}
+</script>"""
 FLASH_KEY = "flash"  # a confirmation shown after the rerun that follows a change of session
 SESSION_ENDED = "Your session has ended (signed out elsewhere, or too long unused): please sign in again."
 PAGES_DIR = "pages"
@@ -187,8 +195,8 @@ def _token(cookie: CookieSettings) -> str | None:
     return token
 
 
-def _sign_in_form(app: Resources, cookie: CookieSettings) -> None:
-    with st.sidebar.form("sign-in", clear_on_submit=False):
+def _sign_in_form(app: Resources, cookie: CookieSettings, where=st.sidebar, key: str = "sign-in") -> None:
+    with where.form(key, clear_on_submit=False):
         st.subheader("Sign in")
         username = st.text_input("Username", autocomplete="username")
         password = st.text_input("Password", type="password", autocomplete="current-password")
@@ -198,13 +206,39 @@ def _sign_in_form(app: Resources, cookie: CookieSettings) -> None:
     try:
         signed_in = app.accounts.sign_in(username, password, user_agent=st.context.headers.get("User-Agent", ""))
     except AccountError as exc:
-        widgets.error("{}", exc, where=st.sidebar)
+        widgets.error("{}", exc, where=where)
         return
     except (StoreError, SQLAlchemyError) as exc:
         _say_accounts_are_unreachable(exc)
         return
     start_session(cookie, signed_in)
     st.rerun()
+
+
+def sign_in_here() -> None:
+    """The sign-in form in the page itself: on a phone the sidebar, and its form, are folded away."""
+    if current_account() is not None:
+        return
+    app = resources()
+    try:
+        cookie = app.accounts.cookie()
+    except (StoreError, SQLAlchemyError):
+        return  # the sidebar already says that accounts cannot be reached
+    _sign_in_form(app, cookie, st.container(), "sign-in-page")
+
+
+def fold_sidebar_on_phones(page: st.Page) -> None:
+    """After a sign-in or a change of page, fold the sidebar away on a narrow screen, where it covers the page.
+
+    Streamlit keeps the sidebar as the person left it (they opened it to sign in or to pick a page);
+    this clicks its fold button in the browser, only below Streamlit's own breakpoint for folding it.
+    """
+    moved = st.session_state.get(PAGE_KEY) != page.url_path
+    st.session_state[PAGE_KEY] = page.url_path
+    if not (moved or st.session_state.pop(SIGNED_IN_NOW_KEY, False)):
+        return
+    st.session_state[FOLDS_KEY] = folds = st.session_state.get(FOLDS_KEY, 0) + 1
+    st.sidebar.html(FOLD_SIDEBAR_SCRIPT % folds, unsafe_allow_javascript=True)  # code of ours, no input in it
 
 
 def start_session(cookie: CookieSettings, signed_in: SignedIn) -> None:
@@ -214,6 +248,7 @@ def start_session(cookie: CookieSettings, signed_in: SignedIn) -> None:
     """
     st.session_state[TOKEN_KEY] = signed_in.token
     st.session_state[ACCOUNT_KEY] = signed_in.account
+    st.session_state[SIGNED_IN_NOW_KEY] = True
     authenticator.write_cookie(cookie.name, cookie.secret, signed_in.token, signed_in.expires_at)
 
 
@@ -297,7 +332,8 @@ def require_account() -> Account:
     """The signed-in account; the page stops here for anyone signed out (checked on the server)."""
     account = current_account()
     if account is None:
-        st.warning("Please sign in with the form in the sidebar to see this page.")
+        st.warning("Please sign in to see this page.")
+        sign_in_here()
         st.stop()
     return account
 
