@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, Table, column, create_engine, event, inspect, select, table, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from models import GasType
@@ -53,6 +56,34 @@ def _begin_sqlite_transaction(conn: Connection) -> None:
 def writer(engine: Engine) -> Engine:
     """The same engine, whose transactions take the SQLite write lock at BEGIN."""
     return engine.execution_options(sqlite_immediate=True)
+
+
+@contextlib.contextmanager
+def bulk_writer(engine: Engine) -> Iterator[Connection]:
+    """A writing transaction, as `writer(engine).begin()`, for loading many rows into empty tables.
+
+    SQLite checks a row's foreign keys as it inserts it, which costs about as much as the insert
+    itself; here it checks them once, over every table, before commit, and a violation rolls the
+    whole transaction back. It can only be told so outside a transaction: before BEGIN, and back
+    after the end, on this connection alone.
+    """
+    with writer(engine).connect() as conn:
+        if conn.dialect.name != "sqlite":
+            with conn.begin():
+                yield conn
+            return
+        driver = conn.connection.driver_connection
+        driver.execute("PRAGMA foreign_keys = OFF")
+        try:
+            with conn.begin():
+                yield conn
+                violation = conn.exec_driver_sql("PRAGMA foreign_key_check").first()
+                if violation is not None:
+                    table, _, parent, _ = violation
+                    orig = sqlite3.IntegrityError(f"FOREIGN KEY constraint failed: a row of {table} names no {parent}")
+                    raise IntegrityError("PRAGMA foreign_key_check", None, orig)
+        finally:
+            driver.execute("PRAGMA foreign_keys = ON")
 
 
 def dialect_insert(dialect_name: str, target: Table | type) -> postgresql.Insert | sqlite.Insert:
