@@ -150,11 +150,15 @@ def _copied(conn: Connection, target: Table, names: Sequence[str], rows: Iterabl
         postgresql_on_commit="DROP",
     )
     copy_table.create(conn)
+    # Binary COPY costs the client a sixth of text COPY's CPU; it needs each column's type, which the
+    # database tells (its type OIDs), from the table it just made.
+    types = [description[1] for description in conn.execute(select(copy_table).limit(0)).cursor.description]
     quote = conn.dialect.identifier_preparer.quote
-    statement = f"COPY {quote(copy_table.name)} ({', '.join(map(quote, names))}) FROM STDIN"
+    statement = f"COPY {quote(copy_table.name)} ({', '.join(map(quote, names))}) FROM STDIN (FORMAT BINARY)"
     dbapi = conn.dialect.loaded_dbapi
     try:
         with conn.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+            copy.set_types(types)
             for row in rows:
                 copy.write_row(row)
     except dbapi.Error as exc:

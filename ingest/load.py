@@ -250,19 +250,21 @@ def load_prices(
     current: dict[int, tuple[int, int, int, Any]] = {}
     for station, fuel, milli, maj in observations:
         when = encoder.time(maj)
-        newest = current.get(_pair(station, fuel))
+        key = _pair(station, fuel)
+        newest = current.get(key)
         if newest is None or when > newest[3]:  # encoded times sort as the times do
-            current[_pair(station, fuel)] = (station, fuel, milli, when)
+            current[key] = (station, fuel, milli, when)
     written: set[int] = set()
 
     def history() -> Iterator[tuple]:
         for station, fuel, milli, maj in observations:
             when = encoder.time(maj)
             # A stored current price is already in the history; duplicates are skipped by the database.
-            if stored.get(_pair(station, fuel), NOTHING)[1] != hash(when):
-                if station in watch:
-                    written.add(station)
-                yield station, fuel, when, milli
+            if stored and stored.get(_pair(station, fuel), NOTHING)[1] == hash(when):
+                continue
+            if station in watch:
+                written.add(station)
+            yield station, fuel, when, milli
 
     changed = [row for key, row in current.items() if stored.get(key) != (row[2], hash(row[3]))]
     removed = [(key >> 3, key & 7) for key in stored if key not in current]

@@ -136,18 +136,26 @@ def test_json_documents_survive_copy(both_engines, tmp_path):
 
 
 def _rows_failing_half_way(rows, failure: str):
-    """`rows`, with the middle one holding a value PostgreSQL refuses, or raising before it."""
+    """`rows` of price_history (station, fuel, updated_at, price), the middle one going wrong as `failure` says."""
     rows = list(rows)
     for number, row in enumerate(rows):
         if number == len(rows) // 2:
             if failure == "python-error":
                 raise RuntimeError("the rows broke off")
-            row = (row[0], row[1], "not a time", row[3])  # price_history: station, fuel, updated_at, price
+            wrong = {"refused-row": (99_999_999, *row[1:]), "value-of-another-type": (*row[:2], "not a time", row[3])}
+            row = wrong[failure]  # a station that does not exist is refused by the database
         yield row
 
 
+REASONS = {
+    "refused-row": "database error, nothing was changed",
+    "python-error": "the rows broke off",
+    "value-of-another-type": "unexpected error",
+}
+
+
 @pytest.mark.postgresql
-@pytest.mark.parametrize("failure", ["refused-value", "python-error"])
+@pytest.mark.parametrize("failure", list(REASONS))
 @pytest.mark.parametrize("preloaded", [False, True], ids=["empty-db", "after-feed-a"])
 def test_a_failure_in_the_middle_of_a_copy_leaves_nothing(both_engines, monkeypatch, preloaded, failure):
     _, (engine, settings) = both_engines
@@ -163,8 +171,7 @@ def test_a_failure_in_the_middle_of_a_copy_leaves_nothing(both_engines, monkeypa
         return real_upsert(conn, target, names, rows, *args, **kwargs)
 
     monkeypatch.setattr(load, "upsert", upsert_failing_in_history)
-    reason = "database error, nothing was changed" if failure == "refused-value" else "the rows broke off"
-    with pytest.raises(passes.EtlError, match=reason):
+    with pytest.raises(passes.EtlError, match=REASONS[failure]):
         passes.run_pass(engine, settings, str(FEED_B))
 
     assert copied == ["price_history"]  # stations were written in the transaction before it
