@@ -83,18 +83,18 @@ class Encoder:
     def time(self, moment: dt.datetime | None) -> Any:
         if moment is None or not self.sqlite:
             return moment
-        text_ = self._times.get(moment)
-        if text_ is None:
-            text_ = self._times[moment] = sqlite_time_text(moment)
-        return text_
+        text = self._times.get(moment)
+        if text is None:
+            text = self._times[moment] = sqlite_time_text(moment)
+        return text
 
     def document(self, value: Hashable, shape: Callable[[Any], Any] = list) -> str | None:
         if value is None:
             return None
-        text_ = self._documents.get(value)
-        if text_ is None:
-            text_ = self._documents[value] = json_text(shape(value))
-        return text_
+        text = self._documents.get(value)
+        if text is None:
+            text = self._documents[value] = json_text(shape(value))
+        return text
 
     def station_values(self, station: dict) -> tuple:
         """The station's STATION_COLUMNS, encoded."""
