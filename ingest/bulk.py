@@ -125,6 +125,8 @@ def upsert(
     """
     if conn.dialect.name == "postgresql":
         source = _copied(conn, target, names, rows)
+        if source is None:
+            return 0
         stmt = dialect_insert("postgresql", target).from_select(names, select(*(source.c[n] for n in names)))
         stmt = _on_conflict(stmt, target, update_columns, where).execution_options(preserve_rowcount=True)
         return conn.execute(stmt).rowcount
@@ -140,8 +142,15 @@ def _on_conflict(stmt, target: Table, update_columns: Sequence[str], where):
     return stmt.on_conflict_do_update(index_elements=keys, set_=set_, where=where and where(target, stmt))
 
 
-def _copied(conn: Connection, target: Table, names: Sequence[str], rows: Iterable[tuple]) -> Table:
-    """A temporary table of `names` (typed as in `target`) holding `rows`, COPYed in; it goes at commit."""
+def _copied(conn: Connection, target: Table, names: Sequence[str], rows: Iterable[tuple]) -> Table | None:
+    """A temporary table of `names` (typed as in `target`) holding `rows`, COPYed in; it goes at commit.
+
+    None when there is no row: nothing to make a table for.
+    """
+    rows = iter(rows)
+    first = next(rows, None)
+    if first is None:
+        return None
     copy_table = Table(
         f"copy_{target.name}_{next(_COPIES)}",  # a table may be written twice in one transaction
         MetaData(),
@@ -152,14 +161,16 @@ def _copied(conn: Connection, target: Table, names: Sequence[str], rows: Iterabl
     copy_table.create(conn)
     # Binary COPY costs the client a sixth of text COPY's CPU; it needs each column's type, which the
     # database tells (its type OIDs), from the table it just made.
-    types = [description[1] for description in conn.execute(select(copy_table).limit(0)).cursor.description]
+    described = conn.execute(select(copy_table).limit(0))
+    types = [description[1] for description in described.cursor.description]
+    described.close()
     quote = conn.dialect.identifier_preparer.quote
     statement = f"COPY {quote(copy_table.name)} ({', '.join(map(quote, names))}) FROM STDIN (FORMAT BINARY)"
     dbapi = conn.dialect.loaded_dbapi
     try:
         with conn.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
             copy.set_types(types)
-            for row in rows:
+            for row in itertools.chain((first,), rows):
                 copy.write_row(row)
     except dbapi.Error as exc:
         raise DBAPIError.instance(statement, None, exc, dbapi.Error) from exc
@@ -169,9 +180,15 @@ def _copied(conn: Connection, target: Table, names: Sequence[str], rows: Iterabl
 def update_rows(conn: Connection, target: Table, names: Sequence[str], rows: Iterable[tuple]) -> int:
     """For each row (primary key, then a value for each of `names`), UPDATE `names` of the row with that key.
 
-    As `upsert`, through the driver's executemany. `target` has a one-column primary key.
+    As `upsert`: on PostgreSQL, one UPDATE ... FROM the rows COPYed in. `target` has a one-column primary key.
     """
     (key,) = target.primary_key.columns
+    if conn.dialect.name == "postgresql":
+        source = _copied(conn, target, (key.name, *names), rows)
+        if source is None:
+            return 0
+        stmt = update(target).where(key == source.c[key.name]).values({name: source.c[name] for name in names})
+        return conn.execute(stmt.execution_options(preserve_rowcount=True)).rowcount
     where = bindparam("row_key")  # a column's own name is reserved for its SET clause
     stmt = update(target).where(key == where).values({name: bindparam(name) for name in names})
     return _execute_many(conn, stmt, ("row_key", *names), rows)
