@@ -6,7 +6,7 @@ The feed is compared with what is stored, in the database's own encoding
 written (by bulk.py) and each distinct value is encoded once rather than once per row.
 A first load, into a database without any station, reads nothing back.
 
-An incremental Snapshot (see feed.parse_update) holds only the stations whose
+An incremental Snapshot (see update.parse_update) holds only the stations whose
 <pdv> bytes changed since the last run: only their stored rows, and those of the
 stations gone from the feed, are read and compared. The others keep their rows;
 their last_seen_at moves in one statement (`mark_seen_again`).
@@ -177,7 +177,7 @@ def load_stations(
 ) -> set[int]:
     """Write the stations that changed, mark the others seen (but those `already_seen`), keep fingerprints.
 
-    A station without a new fingerprint (see feed.parse_update) keeps the one it has while its
+    A station without a new fingerprint (see update.parse_update) keeps the one it has while its
     row is unchanged; returns those stations, whose fingerprint holds only if nothing else of
     theirs changes. Without a `scope`, the stations no longer listed lose their fingerprint.
     """

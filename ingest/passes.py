@@ -144,7 +144,7 @@ def run_pass(engine: Engine, settings: Settings, source: str | None = None, forc
     """Load the current feed into the database, all or nothing, and record the run.
 
     The stations whose <pdv> bytes are those the last run read are neither parsed nor compared
-    (see feed.parse_update), unless `force` asks to read everything again.
+    (see update.parse_update), unless `force` asks to read everything again.
     """
     source = source or settings.feed_url
     started = utcnow()
