@@ -195,8 +195,9 @@ def load_stations(
 
     def changed() -> Iterator[tuple]:
         """The rows to write, sorting the other stations out on the way (consumed batch by batch)."""
-        for station in {station["id"]: station for station in stations}.values():  # listed twice: the last wins
-            station_id = station["id"]
+        listed = {station["id"]: station for station in stations}  # a station listed twice: the last wins
+        for station_id in sorted(listed):  # in key order, SQLite appends to its tables rather than splits pages
+            station = listed[station_id]
             values = encoder.station_values(station)
             fingerprint = fingerprints.get(station_id)
             old_fingerprint = stored_fingerprints.get(station_id)
