@@ -4,17 +4,21 @@ On SQLite every connection runs in WAL mode with foreign keys on and a busy
 timeout, and transactions are opened explicitly: readers get a consistent
 snapshot (`BEGIN`), writers take the write lock up front (`BEGIN IMMEDIATE`,
 through `writer()`), so a writer never fails half-way with `database is locked`
-when another process committed in between.
+when another process committed in between. A bulk load (`bulk_writer()`) checks
+foreign keys once, before commit, rather than row by row.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, Table, column, create_engine, event, inspect, select, table, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from models import GasType
@@ -53,6 +57,35 @@ def _begin_sqlite_transaction(conn: Connection) -> None:
 def writer(engine: Engine) -> Engine:
     """The same engine, whose transactions take the SQLite write lock at BEGIN."""
     return engine.execution_options(sqlite_immediate=True)
+
+
+@contextlib.contextmanager
+def bulk_writer(engine: Engine) -> Iterator[Connection]:
+    """A writing transaction, as `writer(engine).begin()`, for loading many rows into empty tables.
+
+    SQLite checks a row's foreign keys as it inserts it, a third of a first load's writing time;
+    here it checks them once, over every table, before commit, and a violation rolls the whole
+    transaction back. It can only be told so outside a transaction: before BEGIN, and back after
+    the end, on this connection alone.
+    """
+    with writer(engine).connect() as conn:
+        if conn.dialect.name != "sqlite":
+            with conn.begin():
+                yield conn
+            return
+        driver = conn.connection.driver_connection
+        driver.execute("PRAGMA foreign_keys = OFF")
+        try:
+            with conn.begin():
+                yield conn
+                violation = conn.exec_driver_sql("PRAGMA foreign_key_check").first()
+                if violation is not None:
+                    table, _, parent, _ = violation
+                    orig = sqlite3.IntegrityError(f"FOREIGN KEY constraint failed: a row of {table} names no {parent}")
+                    raise IntegrityError("PRAGMA foreign_key_check", None, orig)
+        finally:
+            if not conn.invalidated:  # a connection made again is set up with foreign keys on
+                driver.execute("PRAGMA foreign_keys = ON")
 
 
 def dialect_insert(dialect_name: str, target: Table | type) -> postgresql.Insert | sqlite.Insert:

@@ -1,11 +1,12 @@
-"""Writing a parsed feed into the database with bulk, dialect-aware statements.
+"""Making the database hold a parsed feed: what to write, found by comparing it with what is stored.
 
 Every function takes a connection inside a transaction opened by the caller.
 The feed is compared with what is stored, in the database's own encoding
 (integer thousandths, UTC text on SQLite, JSON text), so only real changes are
-written and each distinct value is encoded once rather than once per row.
+written (by bulk.py) and each distinct value is encoded once rather than once per row.
+A first load, into a database without any station, reads nothing back.
 
-An incremental Snapshot (see feed.parse_update) holds only the stations whose
+An incremental Snapshot (see update.parse_update) holds only the stations whose
 <pdv> bytes changed since the last run: only their stored rows, and those of the
 stations gone from the feed, are read and compared. The others keep their rows;
 their last_seen_at moves in one statement (`mark_seen_again`).
@@ -15,51 +16,30 @@ stations.fingerprint says which bytes each station's stored rows come from.
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import itertools
-from collections.abc import Collection, Hashable, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import (
-    Column,
-    Connection,
-    Dialect,
-    MetaData,
-    Table,
-    TypeDecorator,
-    bindparam,
-    delete,
-    func,
-    select,
-    tuple_,
-    update,
-)
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Column, Connection, func, select, update
 
-from ingest.records import StationEntry, opening_hours_document
+from ingest.bulk import (
+    HISTORY_ROW,
+    PRICE_ROW,
+    RUPTURE_ROW,
+    STATION_COLUMNS,
+    Encoder,
+    batches,
+    delete_pairs,
+    storage,
+    update_rows,
+    upsert,
+)
+from ingest.records import StationEntry
 from ingest.update import FeedUpdate
-from models import Price, PriceHistory, Rupture, Station, json_text, sqlite_time_text
-from session import dialect_insert
-from utils import UTC, fold
+from models import Price, PriceHistory, Rupture, Station
+from utils import UTC
 
-BATCH_ROWS = 5_000
-PRICE_ROW = ("station_id", "gastype_id", "price", "updated_at")
-HISTORY_ROW = ("station_id", "gastype_id", "updated_at", "price")
 NOTHING = (None, None)
-RUPTURE_ROW = ("station_id", "gastype_id", "started_at", "ended_at", "kind")
-STATION_COLUMNS = (
-    "latitude",
-    "longitude",
-    "zip_code",
-    "town",
-    "address",
-    "road_type",
-    "automate_24_24",
-    "opening_hours",
-    "services",
-    "search_text",
-)
 
 
 @dataclass(frozen=True)
@@ -118,134 +98,23 @@ class LoadCounts:
     changes: int = 0
 
 
-@functools.cache
-def storage_table(table: Table, dialect_name: str) -> Table:
-    """`table` with each column typed as what the database stores, so values bind without conversion."""
-    dialect = (postgresql if dialect_name == "postgresql" else sqlite).dialect()
-    columns = []
-    for column in table.columns:
-        kind = column.type.load_dialect_impl(dialect) if isinstance(column.type, TypeDecorator) else column.type
-        columns.append(Column(column.name, kind, primary_key=column.primary_key))
-    return Table(table.name, MetaData(), *columns)
-
-
-class Encoder:
-    """Encodes feed values the way the models store them, remembering each distinct value."""
-
-    def __init__(self, dialect: Dialect):
-        self.sqlite = dialect.name == "sqlite"
-        self._times: dict[dt.datetime, Any] = {}
-        self._documents: dict[Hashable, str] = {}
-
-    def time(self, moment: dt.datetime | None) -> Any:
-        if moment is None or not self.sqlite:
-            return moment
-        text = self._times.get(moment)
-        if text is None:
-            text = self._times[moment] = sqlite_time_text(moment)
-        return text
-
-    def document(self, value: Hashable, shape=list) -> str | None:
-        if value is None:
-            return None
-        text = self._documents.get(value)
-        if text is None:
-            text = self._documents[value] = json_text(shape(value))
-        return text
-
-    def station_values(self, station: dict) -> tuple:
-        """The station's STATION_COLUMNS, encoded."""
-        return (
-            station["latitude"],
-            station["longitude"],
-            station["zip_code"],
-            station["town"],
-            station["address"],
-            station["road_type"],
-            station["automate_24_24"],
-            self.document(station["opening_hours"], opening_hours_document),
-            self.document(station["services"]),
-            fold(f"{station['address']} {station['zip_code']} {station['town']}"),
-        )
-
-
-def _batches(rows: Iterable, size: int = BATCH_ROWS) -> Iterator[list]:
-    iterator = iter(rows)
-    while batch := list(itertools.islice(iterator, size)):
-        yield batch
-
-
-def upsert(
-    conn: Connection,
-    table: Table,
-    columns: Sequence[str],
-    rows: Iterable[tuple],
-    update_columns: Sequence[str] = (),
-    where=None,
-) -> int:
-    """INSERT ... ON CONFLICT (primary key) DO UPDATE `update_columns`, or DO NOTHING without any.
-
-    `rows` are tuples matching `columns`, already in storage encoding (see
-    `storage_table`); an iterator is consumed batch by batch. SQLAlchemy builds
-    and compiles the statement once; the driver's executemany then runs it
-    with no per-row processing. Returns the number of rows inserted or updated.
-    """
-    stmt = dialect_insert(conn.dialect.name, table).values({name: bindparam(name) for name in columns})
-    keys = [c.name for c in table.primary_key.columns]
-    if update_columns:
-        set_ = {c: stmt.excluded[c] for c in update_columns}
-        stmt = stmt.on_conflict_do_update(index_elements=keys, set_=set_, where=where and where(table, stmt))
-    else:
-        stmt = stmt.on_conflict_do_nothing(index_elements=keys)
-    return _execute_many(conn, stmt, columns, rows)
-
-
-def update_rows(conn: Connection, table: Table, columns: Sequence[str], rows: Iterable[tuple]) -> int:
-    """For each row (primary key, then a value for each of `columns`), UPDATE `columns` of the row with that key.
-
-    As `upsert`, through the driver's executemany. `table` has a one-column primary key.
-    """
-    (key,) = table.primary_key.columns
-    where = bindparam("row_key")  # a column's own name is reserved for its SET clause
-    stmt = update(table).where(key == where).values({name: bindparam(name) for name in columns})
-    return _execute_many(conn, stmt, ("row_key", *columns), rows)
-
-
-def _execute_many(conn: Connection, stmt, columns: Sequence[str], rows: Iterable[tuple]) -> int:
-    """Run `stmt` (whose bound parameters are `columns`) for each row, batch by batch; the rows changed."""
-    compiled = stmt.compile(dialect=conn.dialect)
-    if compiled.positional:
-        order = [columns.index(name) for name in compiled.positiontup]
-        if order != list(range(len(columns))):
-            rows = (tuple(row[i] for i in order) for row in rows)
-    else:
-        rows = (dict(zip(columns, row, strict=True)) for row in rows)
-    sql = str(compiled)
-    return sum(conn.exec_driver_sql(sql, batch).rowcount for batch in _batches(rows))
-
-
-def _delete_pairs(conn: Connection, table: Table, keys: Sequence[tuple[int, int]]) -> None:
-    key_columns = tuple_(table.c.station_id, table.c.gastype_id)
-    for batch in _batches(keys, 1_000):
-        conn.execute(delete(table).where(key_columns.in_(batch)))
-
-
-def _storage(conn: Connection, model) -> Table:
-    return storage_table(model.__table__, conn.dialect.name)
-
-
 def _stored(conn: Connection, query, key: Column, scope: Collection[int] | None) -> Iterator:
     """The rows of `query`; only those whose `key` (a station id) is in `scope` when there is one."""
     if scope is None:
         yield from conn.execute(query)
         return
-    for batch in _batches(sorted(scope), 1_000):
+    for batch in batches(sorted(scope), 1_000):
         yield from conn.execute(query.where(key.in_(batch)))
+
+
+def holds_no_station(conn: Connection) -> bool:
+    table = storage(conn, Station)
+    return conn.scalar(select(table.c.id).limit(1)) is None
 
 
 def stations_seen_at(conn: Connection, seen_at: dt.datetime) -> Basis:
     """The stations last seen at `seen_at` (those a run of that time listed), with their fingerprints."""
-    table = _storage(conn, Station)
+    table = storage(conn, Station)
     query = select(table.c.id, table.c.fingerprint).where(table.c.last_seen_at == Encoder(conn.dialect).time(seen_at))
     return Basis(seen_at, dict(conn.execute(query).all()))
 
@@ -254,7 +123,8 @@ def load_snapshot(conn: Connection, snapshot: Snapshot, seen_at: dt.datetime) ->
     """Make the database hold exactly this feed's stations, prices and ruptures; add new history.
 
     When incremental, only the stations read again and those gone from the feed are compared;
-    the unchanged ones keep all their rows but last_seen_at.
+    the unchanged ones keep all their rows but last_seen_at. A database without any station
+    (a first load) is not read at all.
     """
     encoder = Encoder(conn.dialect)
     scope, already_seen = None, ()
@@ -263,13 +133,15 @@ def load_snapshot(conn: Connection, snapshot: Snapshot, seen_at: dt.datetime) ->
         scope = {station["id"] for station in snapshot.stations}.union(gone)
         mark_seen_again(conn, encoder, snapshot.basis.seen_at, seen_at, gone)
         already_seen = snapshot.basis.fingerprints
+    elif holds_no_station(conn):
+        scope = frozenset()  # no station, hence no price or out-of-stock row either (foreign keys)
     kept = load_stations(conn, encoder, snapshot.stations, seen_at, scope, snapshot.fingerprints, already_seen)
     prices, changes, repriced = load_prices(conn, encoder, snapshot.prices, scope, watch=kept)
     restocked = load_ruptures(conn, encoder, snapshot.ruptures, scope, watch=kept)
     # A fingerprint kept for a station read with a rejection holds only while its rows did not move.
     _forget_fingerprints(conn, sorted(repriced | restocked))
-    if scope is not None:
-        prices = conn.scalar(select(func.count()).select_from(_storage(conn, Price)))
+    if snapshot.incremental:
+        prices = conn.scalar(select(func.count()).select_from(storage(conn, Price)))
     return LoadCounts(stations=len(snapshot.stations) + len(snapshot.unchanged), prices=prices, changes=changes)
 
 
@@ -281,16 +153,16 @@ def mark_seen_again(
     One statement on "seen by the previous run", with no list of ids to send. A station gone keeps
     its time, and loses its fingerprint with its prices.
     """
-    table = _storage(conn, Station)
+    table = storage(conn, Station)
     before = encoder.time(previous)
     conn.execute(update(table).where(table.c.last_seen_at == before).values(last_seen_at=encoder.time(seen_at)))
-    for batch in _batches(gone, 1_000):
+    for batch in batches(gone, 1_000):
         conn.execute(update(table).where(table.c.id.in_(batch)).values(last_seen_at=before, fingerprint=None))
 
 
 def _forget_fingerprints(conn: Connection, station_ids: Sequence[int]) -> None:
-    table = _storage(conn, Station)
-    for batch in _batches(station_ids, 1_000):
+    table = storage(conn, Station)
+    for batch in batches(station_ids, 1_000):
         conn.execute(update(table).where(table.c.id.in_(batch)).values(fingerprint=None))
 
 
@@ -305,11 +177,11 @@ def load_stations(
 ) -> set[int]:
     """Write the stations that changed, mark the others seen (but those `already_seen`), keep fingerprints.
 
-    A station without a new fingerprint (see feed.parse_update) keeps the one it has while its
+    A station without a new fingerprint (see update.parse_update) keeps the one it has while its
     row is unchanged; returns those stations, whose fingerprint holds only if nothing else of
     theirs changes. Without a `scope`, the stations no longer listed lose their fingerprint.
     """
-    table = _storage(conn, Station)
+    table = storage(conn, Station)
     fingerprints = fingerprints or {}
     # Stored rows are kept as a hash of their values: 10,000 stations' JSON would cost megabytes.
     query = select(table.c.id, table.c.fingerprint, *map(table.c.get, STATION_COLUMNS))
@@ -323,8 +195,9 @@ def load_stations(
 
     def changed() -> Iterator[tuple]:
         """The rows to write, sorting the other stations out on the way (consumed batch by batch)."""
-        for station in stations:
-            station_id = station["id"]
+        listed = {station["id"]: station for station in stations}  # a station listed twice: the last wins
+        for station_id in sorted(listed):  # in key order, SQLite appends to its tables rather than splits pages
+            station = listed[station_id]
             values = encoder.station_values(station)
             fingerprint = fingerprints.get(station_id)
             old_fingerprint = stored_fingerprints.get(station_id)
@@ -342,7 +215,7 @@ def load_stations(
     upsert(conn, table, ("id", *columns), changed(), columns)
     # The same row from other bytes (a price or out-of-stock record changed): a new fingerprint.
     update_rows(conn, table, ("fingerprint", "last_seen_at"), refingerprinted)
-    for batch in _batches(unchanged):
+    for batch in batches(unchanged):
         conn.execute(update(table).where(table.c.id.in_(batch)).values(last_seen_at=seen))
     if scope is None:
         listed = {station["id"] for station in stations}
@@ -368,7 +241,7 @@ def load_prices(
     Returns (current prices, pairs that are new or whose price or time changed, stations of
     `watch` whose prices or history were written).
     """
-    table = _storage(conn, Price)
+    table = storage(conn, Price)
     # Stored prices as {pair: (price, hash of time)}: compact enough for 40,000 rows.
     query = select(table.c.station_id, table.c.gastype_id, table.c.price, table.c.updated_at)
     stored = {
@@ -378,25 +251,27 @@ def load_prices(
     current: dict[int, tuple[int, int, int, Any]] = {}
     for station, fuel, milli, maj in observations:
         when = encoder.time(maj)
-        newest = current.get(_pair(station, fuel))
+        key = _pair(station, fuel)
+        newest = current.get(key)
         if newest is None or when > newest[3]:  # encoded times sort as the times do
-            current[_pair(station, fuel)] = (station, fuel, milli, when)
+            current[key] = (station, fuel, milli, when)
     written: set[int] = set()
 
     def history() -> Iterator[tuple]:
         for station, fuel, milli, maj in observations:
             when = encoder.time(maj)
             # A stored current price is already in the history; duplicates are skipped by the database.
-            if stored.get(_pair(station, fuel), NOTHING)[1] != hash(when):
-                if station in watch:
-                    written.add(station)
-                yield station, fuel, when, milli
+            if stored and stored.get(_pair(station, fuel), NOTHING)[1] == hash(when):
+                continue
+            if station in watch:
+                written.add(station)
+            yield station, fuel, when, milli
 
     changed = [row for key, row in current.items() if stored.get(key) != (row[2], hash(row[3]))]
     removed = [(key >> 3, key & 7) for key in stored if key not in current]
-    upsert(conn, _storage(conn, PriceHistory), HISTORY_ROW, history())
+    upsert(conn, storage(conn, PriceHistory), HISTORY_ROW, history())
     upsert(conn, table, PRICE_ROW, changed, ("price", "updated_at"))
-    _delete_pairs(conn, table, removed)
+    delete_pairs(conn, table, removed)
     written.update(row[0] for row in changed if row[0] in watch)
     written.update(pair[0] for pair in removed if pair[0] in watch)
     return len(current), len(changed), written
@@ -414,7 +289,7 @@ def load_ruptures(
     With a `scope`, only the records of those stations are compared (and removed when not listed).
     Returns the stations of `watch` whose records were written.
     """
-    table = _storage(conn, Rupture)
+    table = storage(conn, Rupture)
     query = select(table.c.station_id, table.c.gastype_id, table.c.started_at, table.c.ended_at, table.c.kind)
     stored = {
         (station, fuel): (started, ended, kind)
@@ -430,7 +305,7 @@ def load_ruptures(
     changed = [(*key, *value) for key, value in current.items() if stored.get(key) != value]
     removed = [key for key in stored if key not in current]
     upsert(conn, table, RUPTURE_ROW, changed, RUPTURE_ROW[2:])
-    _delete_pairs(conn, table, removed)
+    delete_pairs(conn, table, removed)
     return {row[0] for row in changed if row[0] in watch}.union(key[0] for key in removed if key[0] in watch)
 
 
@@ -451,7 +326,7 @@ def load_history_batch(conn: Connection, entries: list[StationEntry], seen_at: d
         )
         for e in entries
     ]
-    upsert(conn, _storage(conn, Station), ("id", *STATION_COLUMNS, "last_seen_at"), stations)
+    upsert(conn, storage(conn, Station), ("id", *STATION_COLUMNS, "last_seen_at"), stations)
     newest: dict[tuple[int, int], tuple[int, Any]] = {}
     history = []
     for entry in entries:
@@ -461,10 +336,10 @@ def load_history_batch(conn: Connection, entries: list[StationEntry], seen_at: d
             kept = newest.get((station, fuel))
             if kept is None or when > kept[1]:
                 newest[(station, fuel)] = (milli, when)
-    added = upsert(conn, _storage(conn, PriceHistory), HISTORY_ROW, history)
+    added = upsert(conn, storage(conn, PriceHistory), HISTORY_ROW, history)
     upsert(
         conn,
-        _storage(conn, Price),
+        storage(conn, Price),
         PRICE_ROW,
         [(*key, *value) for key, value in newest.items()],
         ("price", "updated_at"),

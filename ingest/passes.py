@@ -19,13 +19,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ingest import brands
 from ingest.errors import FeedError
-from ingest.load import Basis, Snapshot, load_history_batch, load_snapshot, stations_seen_at
+from ingest.load import Basis, Snapshot, holds_no_station, load_history_batch, load_snapshot, stations_seen_at
 from ingest.parse import parse_feed
 from ingest.records import ParseReport
 from ingest.source import FeedIdentity, feed_file, identify_feed, open_feed
 from ingest.update import parse_update
 from models import EtlRun, Station
-from session import session_factory, writer
+from session import bulk_writer, session_factory, writer
 from settings import Settings
 from utils import first_line, utcnow
 
@@ -143,7 +143,7 @@ def run_pass(engine: Engine, settings: Settings, source: str | None = None, forc
     """Load the current feed into the database, all or nothing, and record the run.
 
     The stations whose <pdv> bytes are those the last run read are neither parsed nor compared
-    (see feed.parse_update), unless `force` asks to read everything again.
+    (see update.parse_update), unless `force` asks to read everything again.
     """
     source = source or settings.feed_url
     started = utcnow()
@@ -156,7 +156,7 @@ def run_pass(engine: Engine, settings: Settings, source: str | None = None, forc
             return _confirm_unchanged(engine, previous, source, started, clock)
         # The fingerprints are read, and the feed read against them, in the writing transaction:
         # no other run can change what they describe before this one commits.
-        with writer(engine).begin() as conn:
+        with _load_transaction(engine) as conn:
             basis = None if force else _fingerprint_basis(conn, started)
             read = parse_update(path, settings.max_xml_bytes, report, started, basis and basis.fingerprints)
             _check_station_count(report.stations, engine, force)
@@ -173,6 +173,13 @@ def run_pass(engine: Engine, settings: Settings, source: str | None = None, forc
             )
             conn.execute(EtlRun.__table__.insert(), _run_row("run", started, summary, identity))
     return summary
+
+
+def _load_transaction(engine: Engine) -> contextlib.AbstractContextManager[Connection]:
+    """The writing transaction of a run: a bulk one for a first load, into a database without any station."""
+    with engine.connect() as conn:
+        empty = holds_no_station(conn)
+    return bulk_writer(engine) if empty else writer(engine).begin()
 
 
 def _same_feed(engine: Engine, previous: EtlRun | None, identity: FeedIdentity) -> bool:

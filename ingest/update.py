@@ -53,7 +53,15 @@ from ingest.source import READ_CHUNK, open_feed
 INCREMENTAL_MAX_SHARE = 0.5
 INCREMENTAL_SAMPLE = 500
 # The modules whose code turns a <pdv> into stored rows: any change to them invalidates every fingerprint.
-RULES_MODULES = ("ingest/records.py", "ingest/parse.py", "ingest/update.py", "ingest/load.py", "models.py", "utils.py")
+RULES_MODULES = (
+    "ingest/records.py",
+    "ingest/parse.py",
+    "ingest/update.py",
+    "ingest/load.py",
+    "ingest/bulk.py",
+    "models.py",
+    "utils.py",
+)
 _LAYOUT_HEAD = re.compile(rb"<\?xml [^<>]*\?>[ \t\r\n]*<pdv_liste>")
 _LAYOUT_ID = re.compile(rb'<pdv id="([1-9][0-9]{0,7})"')
 _ROOT_END = b"</pdv_liste>"
