@@ -730,9 +730,7 @@ def test_forgot_password_with_the_mailed_code(app):
     text_input(at, "Code").input(code)
     button(at, "Set my new password").click().run()
     assert not at.exception
-    assert successes(at) == [
-        "Your password is changed, and you are signed out everywhere. Sign in with it now."
-    ]
+    assert successes(at) == ["Your password is changed, and you are signed out everywhere. Sign in with it now."]
 
     sign_in(at, "alice", PASSWORD)
     assert errors(at.sidebar) == [WRONG_CREDENTIALS]
