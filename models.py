@@ -142,7 +142,7 @@ class Station(Base):
     search_text: Mapped[str] = mapped_column(Text, default="")
     last_seen_at: Mapped[dt.datetime]
     # CRC-32 and length of the <pdv> bytes this station's rows (here and in prices, ruptures) say,
-    # as feed.scan_layout takes it: a run finding the same bytes needs not read the station again.
+    # as ingest.update.LayoutScanner takes it: a run finding the same bytes needs not read the station again.
     # NULL: read it again next time (a record of it was rejected, a price unit was read in context,
     # or it is gone from the feed). Only the ETL's run pass writes it.
     fingerprint: Mapped[int | None] = mapped_column(BigInteger)

@@ -1,7 +1,7 @@
 """Whether a station is open at a given instant, and its week of hours, from the opening hours the ETL stores.
 
 Stored hours are Paris wall-clock times, one entry a day (1 = Monday ... 7 = Sunday), or None when the
-feed gave none: ``[{"day": 1, "closed": false, "hours": [["07:30", "21:30"]]}, ...]`` (feed.py).
+feed gave none: ``[{"day": 1, "closed": false, "hours": [["07:30", "21:30"]]}, ...]`` (ingest/records.py).
 The feed's hours are often missing or placeholders, so every doubtful case reads "unknown", never "open":
 
 - no hours, a day absent from the list, or a day neither closed nor with a usable span: unknown that day;
