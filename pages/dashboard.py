@@ -6,6 +6,7 @@ from models import User
 from prices import queries
 from prices.preferences import yearly_litres
 from prices.savings import savings_per_fuel
+from prices.trends import board_trends
 from ui import shell, widgets
 from utils import utcnow
 
@@ -21,6 +22,7 @@ with app.Session() as session:
     fuel_ids = queries.user_fuel_ids(session, account.user_id)
     rows = queries.favourites_board(session, account.user_id)
     litres = yearly_litres(session.get(User, account.user_id))
+    moves = board_trends(session, rows, now, stale_after)
 
 widgets.show_freshness(fresh, app.settings.interval_seconds, now)
 if not favourites:
@@ -30,8 +32,10 @@ elif not fuel_ids:
     st.info("Choose the fuels you buy, and their prices at your stations appear here.")
     st.page_link("pages/profile.py", label="Choose my fuels", icon=":material/person:")
 else:
-    widgets.show_board(rows, savings_per_fuel(rows, litres, stale_after, now), now, stale_after)
+    widgets.show_board(rows, savings_per_fuel(rows, litres, stale_after, now), now, stale_after, moves)
     st.caption(
         f"Savings use your yearly consumption of {litres:,.0f} L (change it in your profile). "
-        f"Prices older than {app.settings.stale_after_days} days are shown but not counted."
+        f"Prices older than {app.settings.stale_after_days} days are shown but not counted, nor ranked. "
+        "“7 days”: the change since a week ago; “Within 10 km”: where this price stands among the current "
+        "prices of this fuel at the stations around."
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable, Sequence
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import pandas as pd
 import streamlit as st
@@ -22,6 +22,7 @@ from accounts.sessions import SessionRow
 from prices.preferences import PreferenceError
 from prices.queries import BoardRow, Freshness
 from prices.savings import Savings
+from prices.trends import NEARBY_KM, Trend
 from utils import PARIS
 
 _ASCII_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # CommonMark lets a backslash escape each of them
@@ -187,29 +188,63 @@ def _board_order(row: BoardRow, now: dt.datetime, stale_after: dt.timedelta) -> 
 
 
 def show_board(
-    rows: Sequence[BoardRow], savings: dict[str, Savings | None], now: dt.datetime, stale_after: dt.timedelta
+    rows: Sequence[BoardRow],
+    savings: dict[str, Savings | None],
+    now: dt.datetime,
+    stale_after: dt.timedelta,
+    trends: dict[tuple[int, int], Trend] | None = None,
 ) -> None:
-    """One table per fuel, cheapest first, with what choosing well saves in a year."""
+    """One table per fuel, cheapest first, with what choosing well saves in a year, and with `trends`,
+    how each price moved over a week and a month and its rank among the stations around."""
     fuels: dict[str, list[BoardRow]] = {}
     for row in rows:
         fuels.setdefault(row.fuel, []).append(row)
     for fuel, fuel_rows in fuels.items():
         st.subheader(fuel)
         ordered = sorted(fuel_rows, key=lambda row: _board_order(row, now, stale_after))
-        table = pd.DataFrame(
-            {
-                "Station": [row.name for row in ordered],
-                "Address": [f"{row.address}, {row.zip_code} {row.town}" for row in ordered],
-                "Price": [euros(row.price) if row.price is not None else "—" for row in ordered],
-                "Updated": [
-                    f"{paris_time(row.updated_at)} ({age(row.updated_at, now)})" if row.updated_at else "—"
-                    for row in ordered
-                ],
-                "": [_status(row, now, stale_after) for row in ordered],
-            }
-        )
-        st.dataframe(table, hide_index=True, width="stretch")
+        columns = {
+            "Station": [row.name for row in ordered],
+            "Address": [f"{row.address}, {row.zip_code} {row.town}" for row in ordered],
+            "Price": [euros(row.price) if row.price is not None else "—" for row in ordered],
+        }
+        if trends is not None:
+            shown = [trends.get((row.station_id, row.fuel_id)) for row in ordered]
+            columns["7 days"] = [change_in_cents(trend.change) if trend else "" for trend in shown]
+            columns["Last 30 days"] = [trend.days if trend else [] for trend in shown]
+            columns[f"Within {NEARBY_KM:g} km"] = [rank_phrase(trend) if trend else "" for trend in shown]
+        columns["Updated"] = [
+            f"{paris_time(row.updated_at)} ({age(row.updated_at, now)})" if row.updated_at else "—" for row in ordered
+        ]
+        columns[""] = [_status(row, now, stale_after) for row in ordered]
+        config = {"Last 30 days": st.column_config.LineChartColumn(width="small")} if trends is not None else None
+        st.dataframe(pd.DataFrame(columns), hide_index=True, width="stretch", column_config=config)
         show_savings(savings.get(fuel))
+
+
+def change_in_cents(change: Decimal | None) -> str:
+    """'−3.2 cts', '+0.5 cts', 'no change', or '' when there was no price to compare with."""
+    if change is None:
+        return ""
+    cents = (change * 100).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+    if cents == 0:
+        return "no change"
+    return f"{'+' if cents > 0 else '−'}{abs(cents)} cts"
+
+
+def rank_phrase(trend: Trend) -> str:
+    """'3rd cheapest of 24', 'cheapest of 12', 'the only one', or '' without a current price here."""
+    if trend.rank is None:
+        return ""
+    if trend.among == 1:
+        return "the only one"
+    if trend.rank == 1:
+        return f"cheapest of {trend.among}"
+    return f"{_ordinal(trend.rank)} cheapest of {trend.among}"
+
+
+def _ordinal(number: int) -> str:
+    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"
 
 
 def show_savings(saving: Savings | None) -> None:

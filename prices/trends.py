@@ -1,0 +1,152 @@
+"""How each price of a board moved and where it stands: its change over 7 days, its last 30 days, and its
+rank among the stations around.
+
+Two statements whatever the size of the history: one reads the observations of the board's
+(station, fuel) pairs within the last 30 days, with each pair's last observation before them (the
+price in force when the window opened); one reads the current prices around the board's stations.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import NamedTuple
+
+from sqlalchemy import and_, false, func, or_, select, tuple_, union_all
+from sqlalchemy.orm import Session
+
+from models import Price, PriceHistory, Rupture, Station
+from prices.queries import BoardRow
+from utils import PARIS, bounding_box, haversine_km
+
+CHANGE_DAYS = 7
+CHART_DAYS = 30
+NEARBY_KM = 10.0
+
+Pair = tuple[int, int]  # (station id, fuel id)
+
+
+class Trend(NamedTuple):
+    change: Decimal | None  # euros per litre since 7 days ago; None without a price then and now
+    days: list[float | None]  # the price in force at the end of each of the last 30 days (Paris time), oldest first
+    rank: int | None  # 1: the cheapest current price within 10 km for this fuel; None when this one has none
+    among: int  # how many stations within 10 km (this one included) sell this fuel at a current price
+
+
+def board_trends(
+    session: Session, rows: Sequence[BoardRow], now: dt.datetime, stale_after: dt.timedelta
+) -> dict[Pair, Trend]:
+    """The trend of each (station, fuel) pair of the board; prices older than `stale_after` rank nowhere."""
+    pairs = sorted({(row.station_id, row.fuel_id) for row in rows})
+    if not pairs:
+        return {}
+    observed = _observations(session, pairs, now - dt.timedelta(days=CHART_DAYS))
+    nearby = _prices_around(session, {row.station_id for row in rows}, {row.fuel_id for row in rows}, now - stale_after)
+    day_ends = _day_ends(now)
+    trends = {}
+    for row in rows:
+        seen = observed.get((row.station_id, row.fuel_id), [])
+        then = _in_force(seen, now - dt.timedelta(days=CHANGE_DAYS))
+        change = row.price - then if row.price is not None and then is not None else None
+        days = [_as_float(_in_force(seen, end)) for end in day_ends]
+        trends[(row.station_id, row.fuel_id)] = Trend(change, days, *_rank(row, nearby))
+    return trends
+
+
+def _observations(session: Session, pairs: list[Pair], start: dt.datetime) -> dict[Pair, list[tuple]]:
+    """(time, price) of each pair within the window and the last one before it, oldest first."""
+    history = PriceHistory
+    of_pairs = tuple_(history.station_id, history.gastype_id).in_(pairs)
+    before = (
+        select(history.station_id, history.gastype_id, func.max(history.updated_at).label("at"))
+        .where(of_pairs, history.updated_at < start)
+        .group_by(history.station_id, history.gastype_id)
+        .subquery()
+    )
+    columns = (history.station_id, history.gastype_id, history.updated_at, history.price)
+    statement = union_all(
+        select(*columns).where(of_pairs, history.updated_at >= start),
+        select(*columns).join(
+            before,
+            and_(
+                history.station_id == before.c.station_id,
+                history.gastype_id == before.c.gastype_id,
+                history.updated_at == before.c.at,
+            ),
+        ),
+    )
+    observed: dict[Pair, list[tuple]] = defaultdict(list)
+    for station_id, fuel_id, at, price in session.execute(statement):
+        observed[(station_id, fuel_id)].append((at, price))
+    for seen in observed.values():
+        seen.sort()
+    return observed
+
+
+def _prices_around(
+    session: Session, station_ids: set[int], fuel_ids: set[int], fresh_since: dt.datetime
+) -> list[tuple[int, float, float, int, Decimal]]:
+    """(station, latitude, longitude, fuel, price) of every current, buyable price near the board's stations."""
+    centres = session.execute(
+        select(Station.latitude, Station.longitude).where(Station.id.in_(station_ids), Station.latitude.is_not(None))
+    ).all()
+    boxes = [bounding_box(latitude, longitude, NEARBY_KM) for latitude, longitude in centres]
+    near = or_(
+        false(),
+        *(and_(Station.latitude.between(s, n), Station.longitude.between(w, e)) for s, w, n, e in boxes),
+    )
+    statement = (
+        select(Station.id, Station.latitude, Station.longitude, Price.gastype_id, Price.price)
+        .join(Price, Price.station_id == Station.id)
+        .outerjoin(Rupture, and_(Rupture.station_id == Price.station_id, Rupture.gastype_id == Price.gastype_id))
+        .where(near, Price.gastype_id.in_(fuel_ids), Price.updated_at >= fresh_since, Rupture.station_id.is_(None))
+    )
+    return list(session.execute(statement))
+
+
+def _rank(row: BoardRow, nearby: list[tuple]) -> tuple[int | None, int]:
+    here = next(((lat, lon) for station_id, lat, lon, _, _ in nearby if station_id == row.station_id), None)
+    if here is None:  # no coordinates, or no current price for any fuel here
+        return None, 0
+    prices = [
+        price
+        for _, lat, lon, fuel_id, price in nearby
+        if fuel_id == row.fuel_id and haversine_km(*here, lat, lon) <= NEARBY_KM
+    ]
+    own = next(
+        (
+            price
+            for station_id, _, _, fuel_id, price in nearby
+            if (station_id, fuel_id) == (row.station_id, row.fuel_id)
+        ),
+        None,
+    )
+    if own is None:
+        return None, len(prices)
+    return 1 + sum(price < own for price in prices), len(prices)
+
+
+def _day_ends(now: dt.datetime) -> list[dt.datetime]:
+    """The end of each of the last CHART_DAYS days in Paris, today's being now."""
+    today = now.astimezone(PARIS).date()
+    ends = [
+        dt.datetime.combine(today - dt.timedelta(days=back - 1), dt.time(), PARIS)
+        for back in range(CHART_DAYS - 1, 0, -1)
+    ]
+    return [*ends, now]
+
+
+def _in_force(seen: list[tuple], moment: dt.datetime) -> Decimal | None:
+    """The price last observed at or before `moment`."""
+    price = None
+    for at, observed in seen:
+        if at > moment:
+            break
+        price = observed
+    return price
+
+
+def _as_float(price: Decimal | None) -> float | None:
+    return float(price) if price is not None else None
