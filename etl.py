@@ -64,9 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("etl: configuration error: %s", exc)
         return 2
     if serving:
-        from ingest.scheduler import serve
-
-        return serve(settings)
+        return _serve(settings)
 
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -103,6 +101,39 @@ def main(argv: list[str] | None = None) -> int:
         engine.dispose()
     print(summary)
     return 0
+
+
+def _serve(settings) -> int:
+    from ingest.scheduler import serve
+
+    jobs, startup = scheduler_jobs(settings)
+    return serve(settings, jobs=jobs, startup=startup)
+
+
+def scheduler_jobs(settings) -> tuple[list, list]:
+    """The jobs handed to the scheduler (the pipeline knows nothing of accounts): the daily backup, and
+    at start the restore of a lost database."""
+    from functools import partial
+
+    from backups.archive import BackupError
+    from backups.service import restore_if_lost, scheduled_backup
+    from ingest.scheduler import Job
+
+    daily_backup = Job(
+        kind="backup",
+        source=settings.backup_location,
+        interval_seconds=settings.backup_interval_seconds,
+        run=partial(scheduled_backup, settings=settings),
+        failures=(BackupError,),
+    )
+    lost_disk = Job(
+        kind="restore",
+        source=settings.backup_target,
+        interval_seconds=0,
+        run=partial(restore_if_lost, settings=settings),
+        failures=(BackupError,),
+    )
+    return [daily_backup], [lost_disk]
 
 
 if __name__ == "__main__":

@@ -68,6 +68,7 @@ class Settings:
     session_max_days: int = _setting("SESSION_MAX_DAYS", "30", int)
     session_idle_days: int = _setting("SESSION_IDLE_DAYS", "14", int)
     backup_target: str = _setting("BACKUP_TARGET", "")
+    backup_interval_seconds: int = _setting("BACKUP_INTERVAL_SECONDS", str(24 * 3600), int)
     backup_keep: int = _setting("BACKUP_KEEP", "14", int)
 
     @property

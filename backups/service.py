@@ -1,10 +1,11 @@
-"""Backing up and restoring: what `etl.py backup|restore` run.
+"""Backing up, restoring, and restoring a lost database by itself: what `etl.py backup|restore|serve` run.
 
 A backup reads the account rows in one snapshot, then the credentials document (as the users mirror
 does: an account registered in between has its entry and gets its row at its next sign-in), writes
 one file to the target and deletes all but the newest `BACKUP_KEEP` there. It refuses to write a
-backup of nothing (no users row, no credentials entry), so that a database lost and not yet
-restored can never push the good backups out of the retention window.
+backup of nothing (no users row, no credentials entry), and the scheduler backs up only a database
+with accounts, so that a database lost and not yet restored never pushes the good backups out of
+the retention window nor becomes the newest backup.
 
 A restore checks the whole file first (format, version, checksum, tables), then, in one database
 transaction: reads the accounts, then the current credentials document, puts the rows back
@@ -36,7 +37,7 @@ from accounts.entries import Entry, users_in
 from accounts.store import CredentialStore, Document, StoreError, credential_store
 from backups.archive import BackupError, decode, encode
 from backups.content import Content, dump, put_back
-from backups.targets import backup_name, open_backup, prune, target_of
+from backups.targets import backup_name, newest_backup, open_backup, prune, target_of
 from models import User
 from session import SCHEMA_REVISION, session_factory, writer
 from settings import Settings
@@ -61,8 +62,9 @@ def backup(engine: Engine, settings: Settings, location: str | None = None, now:
     document = _current_document(credential_store(settings))
     if not tables["users"] and not users_in(document):
         raise NothingToBackUp("nothing to back up: the database has no account and the credentials document no entry")
-    payload = {"created_at": now.isoformat(), "schema_revision": SCHEMA_REVISION, "credentials": document}
-    data = encode({**payload, "tables": tables})
+    data = encode(
+        {"created_at": now.isoformat(), "schema_revision": SCHEMA_REVISION, "credentials": document, "tables": tables}
+    )
     where = target.write(backup_name(now), data)
     deleted = prune(target, settings.backup_keep)
     return (
@@ -70,6 +72,18 @@ def backup(engine: Engine, settings: Settings, location: str | None = None, now:
         f"{len(tables['custom_stations']):,} followed stations and {len(tables['user_gastypes']):,} fuels "
         f"to {where} ({len(data):,} bytes); {len(deleted)} older backups deleted, keeping {settings.backup_keep}"
     )
+
+
+def scheduled_backup(engine: Engine, settings: Settings) -> str | None:
+    """The scheduler's daily backup; None (nothing recorded) while the database has no account.
+
+    A database without accounts is a new one, or a lost one not restored yet: its backup, even with
+    the credentials of a document kept elsewhere, would become the newest one that a restore takes.
+    """
+    if not _has_accounts(engine):
+        log.info("the database has no account yet; no backup written")
+        return None
+    return backup(engine, settings)
 
 
 def restore(engine: Engine, settings: Settings, location: str, *, with_deleted: bool = False) -> str:
@@ -109,18 +123,35 @@ def restore(engine: Engine, settings: Settings, location: str, *, with_deleted: 
         raise BackupError(f"database error, nothing was changed: {first_line(exc)}") from exc
     except StoreError as exc:
         raise BackupError(f"the credentials document cannot be written, nothing was changed: {exc}") from exc
-    skipped = (
-        ""
-        if with_deleted or not deleted
-        else (
-            f"; left out {len(deleted)} accounts deleted since the backup ({', '.join(deleted)}; "
-            "--with-deleted restores them)"
-        )
-    )
-    return (
+    summary = (
         f"restored {restored.accounts:,} accounts ({len(added):,} credentials entries added), "
-        f"{restored.stations:,} followed stations and {restored.fuels:,} fuels from {where}{skipped}"
+        f"{restored.stations:,} followed stations and {restored.fuels:,} fuels from {where}"
     )
+    if deleted and not with_deleted:
+        summary += f"; left out {len(deleted)} accounts deleted since the backup ({', '.join(deleted)}; "
+        summary += "--with-deleted restores them)"
+    return summary
+
+
+def restore_if_lost(engine: Engine, settings: Settings) -> str | None:
+    """At the scheduler's start: restore the newest backup of BACKUP_TARGET when the database has no account.
+
+    None (nothing to record) when BACKUP_TARGET is not set, the database has accounts, or the target
+    holds no backup yet. The credentials document may hold accounts (it may live in S3, which the
+    lost disk did not take with it): the deletion rule then leaves out the accounts deleted since.
+    """
+    if not settings.backup_target or _has_accounts(engine):
+        return None
+    if newest_backup(target_of(settings.backup_target)) is None:
+        log.warning("the database has no account and %s holds no backup: nothing to restore", settings.backup_target)
+        return None
+    log.info("the database has no account: restoring the newest backup of %s", settings.backup_target)
+    return restore(engine, settings, settings.backup_target)
+
+
+def _has_accounts(engine: Engine) -> bool:
+    with session_factory(engine)() as session:
+        return bool(session.scalar(select(exists().select_from(User))))
 
 
 def _current_document(store: CredentialStore) -> Document:

@@ -1,4 +1,8 @@
-"""The background scheduler: when a pass is due, the `etl.py serve` loop, and starting it once."""
+"""The background scheduler: when a pass is due, the `etl.py serve` loop, and starting it once.
+
+Beside prices and brands it runs the jobs its caller hands it (`Job`: `etl.py serve` hands it the
+daily backup and the restore of a lost database), so the pipeline imports none of that work.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +28,7 @@ from ingest.passes import (
     last_success,
     newest_run,
     record_failure,
+    record_success,
     run_pass,
     unexpected_failure,
 )
@@ -38,6 +44,23 @@ LOG_RETENTION = dt.timedelta(days=1)
 
 class Interrupted(BaseException):
     """SIGTERM or SIGINT arrived during a pass; the transaction rolls back."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """Work the caller hands the scheduler, run after the price pass and the brands when it is due.
+
+    `run(engine)` does it and returns the line to log, or None when there was nothing to do; it
+    raises one of `failures`, whose message is the one-line reason, when it fails. Each outcome but
+    None is recorded in etl_runs under `kind` with `source`. A job is due when its last success is
+    older than `interval_seconds` (0: only when the scheduler starts, if it is one of `startup`).
+    """
+
+    kind: str
+    source: str
+    interval_seconds: int
+    run: Callable[[Engine], str | None]
+    failures: tuple[type[Exception], ...] = ()
 
 
 def next_pass_in(engine: Engine, settings: Settings) -> float:
@@ -79,8 +102,11 @@ def scheduler_status(settings: Settings, engine: Engine) -> SchedulerStatus:
     )
 
 
-def serve(settings: Settings) -> int:
-    """Run passes on schedule until SIGTERM or SIGINT; the pid file guarantees a single scheduler."""
+def serve(settings: Settings, jobs: Sequence[Job] = (), startup: Sequence[Job] = ()) -> int:
+    """Run passes (and `jobs`) on schedule until SIGTERM or SIGINT; the pid file guarantees a single scheduler.
+
+    The `startup` jobs run once, after the pid file is taken and before the first pass.
+    """
     try:
         pidfile.acquire(settings.pid_file)
     except pidfile.AlreadyRunning as exc:
@@ -102,10 +128,15 @@ def serve(settings: Settings) -> int:
     log.info("scheduler started (pid file %s, interval %d s)", settings.pid_file, settings.interval_seconds)
     engine = make_engine(settings.database_url)
     try:
+        busy.set()
+        try:
+            _startup(engine, startup)
+        finally:
+            busy.clear()
         while not stop.is_set():
             busy.set()
             try:
-                wait = _scheduled_work(engine, settings)
+                wait = _scheduled_work(engine, settings, jobs)
             finally:
                 busy.clear()
             stop.wait(wait)
@@ -141,17 +172,66 @@ def _scheduled_pass(engine: Engine, settings: Settings) -> float:
     return retry
 
 
-def _scheduled_work(engine: Engine, settings: Settings) -> float:
-    """One wake-up of the scheduler: the price pass if due, then the brand import if due; seconds to sleep.
+def _scheduled_work(engine: Engine, settings: Settings, jobs: Sequence[Job] = ()) -> float:
+    """One wake-up of the scheduler: the price pass if due, then the brand import and the jobs if due;
+    seconds to sleep.
 
-    Brands come second, right after a price pass, so a slow or failed brand
-    import never holds a due price pass back; the time it took is taken off
-    the sleep, so the next price pass keeps its schedule.
+    Brands and jobs come after the price pass, so a slow or failed one never
+    holds a due price pass back; the time they took is taken off the sleep, so
+    the next price pass keeps its schedule.
     """
     wait = _scheduled_pass(engine, settings)
     clock = time.monotonic()
     _scheduled_brands(engine, settings)
+    for job in jobs:
+        if job_due(engine, job):
+            run_job(engine, job)
     return max(0.0, wait - (time.monotonic() - clock))
+
+
+def _startup(engine: Engine, jobs: Sequence[Job]) -> None:
+    if not jobs:
+        return
+    try:
+        init_db(engine)
+    except SQLAlchemyError as exc:
+        log.error("database unavailable at start, skipping %s: %s", ", ".join(j.kind for j in jobs), first_line(exc))
+        return
+    for job in jobs:
+        run_job(engine, job)
+
+
+def job_due(engine: Engine, job: Job) -> bool:
+    """Whether `job` should run now: never with a 0 interval, else when its last success is older than it."""
+    if job.interval_seconds == 0:
+        return False
+    try:
+        previous = last_success(engine, job.kind)
+    except SQLAlchemyError as exc:
+        log.error("database unavailable, %s waits: %s", job.kind, first_line(exc))
+        return False
+    return previous is None or previous.finished_at + dt.timedelta(seconds=job.interval_seconds) <= utcnow()
+
+
+def run_job(engine: Engine, job: Job) -> None:
+    """Run `job` and record its outcome; a failure is logged and recorded, never raised."""
+    started = utcnow()
+    try:
+        summary = job.run(engine)
+    except job.failures as exc:
+        log.error("%s failed: %s", job.kind, exc)
+        record_failure(engine, job.kind, job.source, started, str(exc))
+        return
+    except Exception as exc:
+        # As in _scheduled_pass: an unforeseen error costs this job, never the scheduler or the prices.
+        record_failure(engine, job.kind, job.source, started, unexpected_failure(exc))
+        return
+    if summary is not None:
+        log.info(summary)
+        try:
+            record_success(engine, job.kind, job.source, started)
+        except SQLAlchemyError as exc:
+            log.error("could not record the %s: %s", job.kind, first_line(exc))
 
 
 def brands_due(engine: Engine, settings: Settings) -> bool:
