@@ -17,13 +17,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, event, select, text, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 import etl
 from accounts.service import Accounts
-from accounts.store import credential_store
+from accounts.store import LocalCredentialStore, StoreUnavailable, credential_store
 from backups import archive, service
+from backups.archive import BackupError
 from backups.targets import BACKUP_NAME, backup_name, target_of
 from db_snapshot import etl_runs
 from ingest import passes, scheduler
@@ -268,6 +270,70 @@ def test_a_missing_file_changes_nothing(settings: Settings, engine, tmp_path, ca
     assert errors_of(caplog) == [
         f"etl: cannot read the backup {tmp_path / 'nowhere.json.gz'}: No such file or directory"
     ]
+
+
+# --------------------------------------------------------------------------- a restore that fails half-way
+
+
+def test_a_conflict_in_the_database_changes_neither_the_database_nor_the_credentials(
+    settings: Settings, engine, tmp_path, cheap_bcrypt
+):
+    people(engine, settings)
+    service.backup(engine, settings, str(tmp_path / "b"))
+    accounts = Accounts(settings, credential_store(settings), engine)
+    accounts.delete_account("bob", PASSWORD)
+    accounts.register("robert", "bob@example.org", "Robert", "Test", PASSWORD, PASSWORD)
+    before, credentials = user_data(engine), credentials_bytes(settings)
+
+    with pytest.raises(BackupError) as refused:
+        service.restore(engine, settings, str(tmp_path / "b"), with_deleted=True)
+
+    assert (
+        str(refused.value)
+        == "the account bob cannot be restored: its e-mail address is now robert's; nothing was changed"
+    )
+    assert user_data(engine) == before
+    assert credentials_bytes(settings) == credentials
+
+
+def test_credentials_that_cannot_be_written_leave_the_database_as_it_was(
+    settings: Settings, engine, tmp_path, monkeypatch, cheap_bcrypt
+):
+    people(engine, settings)
+    service.backup(engine, settings, str(tmp_path / "b"))
+    lose_the_disk(engine, settings)
+    document(settings)  # the app made a new, empty document since
+    credentials = credentials_bytes(settings)
+
+    def full_disk(self, document):
+        raise StoreUnavailable(f"The credentials file {self.path} cannot be written: No space left on device")
+
+    monkeypatch.setattr(LocalCredentialStore, "_write", full_disk)
+    with pytest.raises(BackupError, match=r"^the credentials document cannot be written, nothing was changed: "):
+        service.restore(engine, settings, str(tmp_path / "b"))
+
+    assert user_data(engine) == {model.__tablename__: [] for model in ACCOUNT_TABLES}
+    assert credentials_bytes(settings) == credentials
+
+
+def test_a_failed_commit_takes_the_restored_credentials_out_again(
+    settings: Settings, engine, tmp_path, monkeypatch, cheap_bcrypt
+):
+    people(engine, settings)
+    service.backup(engine, settings, str(tmp_path / "b"))
+    lose_the_disk(engine, settings)
+    empty = document(settings)
+
+    def commit_fails(_conn):
+        raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
+
+    event.listen(engine, "commit", commit_fails)
+    with pytest.raises(BackupError, match=r"^database error, nothing was changed: disk I/O error$"):
+        service.restore(engine, settings, str(tmp_path / "b"))
+    event.remove(engine, "commit", commit_fails)
+
+    assert document(settings) == empty, "the entries and the cookie key written before the commit are taken out"
+    assert user_data(engine) == {model.__tablename__: [] for model in ACCOUNT_TABLES}
 
 
 # --------------------------------------------------------------------------- retention
