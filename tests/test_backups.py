@@ -13,6 +13,8 @@ import datetime as dt
 import gzip
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from accounts.store import LocalCredentialStore, StoreUnavailable, credential_st
 from backups import archive, service
 from backups.archive import BackupError
 from backups.targets import BACKUP_NAME, backup_name, target_of
+from conftest import ROOT
 from db_snapshot import etl_runs
 from ingest import passes, scheduler
 from models import Base, CustomStation, EtlRun, GasType, Station, User, UserGasType
@@ -269,6 +272,22 @@ def test_a_missing_file_changes_nothing(settings: Settings, engine, tmp_path, ca
         assert etl.main(["restore", str(tmp_path / "nowhere.json.gz")]) == 1
     assert errors_of(caplog) == [
         f"etl: cannot read the backup {tmp_path / 'nowhere.json.gz'}: No such file or directory"
+    ]
+
+
+def test_the_operator_sees_one_line_from_the_real_command(sqlite_settings: Settings, tmp_path):
+    bad = tmp_path / "carburoam-backup-20261130T030000000000Z.json.gz"
+    bad.write_bytes(b"<html>503 Service Unavailable</html>")
+
+    result = subprocess.run(
+        [sys.executable, "etl.py", "restore", str(bad)], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"etl: {bad} was refused, nothing was changed: the file is corrupt or not a gzip file "
+        "(Not a gzipped file (b'<h'))"
     ]
 
 
