@@ -21,6 +21,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from ingest.scheduler import Job
+    from settings import Settings
 
 log = logging.getLogger("etl")
 
@@ -83,14 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             summary = passes.import_brands(engine, settings, source).describe(source)
         elif args.command == "backfill":
             summary = passes.backfill(engine, settings, args.source)
-        elif args.command == "backup":
-            from backups import service
-
-            summary = service.backup(engine, settings, args.to)
         else:
-            from backups import service
-
-            summary = service.restore(engine, settings, args.source, with_deleted=args.with_deleted)
+            summary = _backup_command(engine, settings, args)
     except (passes.EtlError, BackupError) as exc:
         log.error("etl: %s", exc)
         return 1
@@ -103,14 +104,22 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _serve(settings) -> int:
+def _backup_command(engine: Engine, settings: Settings, args: argparse.Namespace) -> str:
+    from backups import service
+
+    if args.command == "backup":
+        return service.backup(engine, settings, args.to)
+    return service.restore(engine, settings, args.source, with_deleted=args.with_deleted)
+
+
+def _serve(settings: Settings) -> int:
     from ingest.scheduler import serve
 
     jobs, startup = scheduler_jobs(settings)
     return serve(settings, jobs=jobs, startup=startup)
 
 
-def scheduler_jobs(settings) -> tuple[list, list]:
+def scheduler_jobs(settings: Settings) -> tuple[list[Job], list[Job]]:
     """The jobs handed to the scheduler (the pipeline knows nothing of accounts): the daily backup, and
     at start the restore of a lost database."""
     from functools import partial

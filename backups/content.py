@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, select, text
+from sqlalchemy import Connection, Select, Table, delete, select, text
 from sqlalchemy.orm import Session
 
 from accounts.entries import Entry, email_of, name_of, role_of
@@ -41,7 +41,7 @@ def dump(conn: Connection) -> dict[str, list[Row]]:
     return tables
 
 
-def _json_rows(conn: Connection, query) -> list[Row]:
+def _json_rows(conn: Connection, query: Select) -> list[Row]:
     return [
         {key: value.isoformat() if isinstance(value, dt.datetime) else value for key, value in row.items()}
         for row in conn.execute(query).mappings()

@@ -54,11 +54,14 @@ def backup(engine: Engine, settings: Settings, location: str | None = None, now:
     """Write a backup to `location` (default: the configured target), keep the newest; the line to report."""
     now = now or utcnow()
     target = target_of(location or settings.backup_location)
-    with engine.connect() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execution_options(isolation_level="REPEATABLE READ")  # one snapshot across the tables
-        with conn.begin():
-            tables = dump(conn)
+    try:
+        with engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execution_options(isolation_level="REPEATABLE READ")  # one snapshot across the tables
+            with conn.begin():
+                tables = dump(conn)
+    except SQLAlchemyError as exc:
+        raise BackupError(f"cannot read the accounts from the database, no backup written: {first_line(exc)}") from exc
     document = _current_document(credential_store(settings))
     if not tables["users"] and not users_in(document):
         raise NothingToBackUp("nothing to back up: the database has no account and the credentials document no entry")
