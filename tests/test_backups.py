@@ -517,6 +517,17 @@ def test_a_failed_backup_is_recorded_and_never_blocks_the_price_passes(closed_s3
     assert runs.count(("backup", "failed")) == 2, "a failed backup is due again at the next wake-up"
 
 
+def test_an_automatic_restore_that_cannot_reach_its_target_is_recorded(closed_s3: Settings, engine):
+    _jobs, (lost_disk,) = etl.scheduler_jobs(closed_s3)
+
+    scheduler.run_job(engine, lost_disk)
+
+    ((kind, status, source, error),) = [(r.kind, r.status, r.source, r.error) for r in etl_runs(engine)]
+    assert (kind, status, source) == ("restore", "failed", "s3://nowhere/nightly")
+    assert error.startswith("cannot list the backups in s3://nowhere/nightly/: ")
+    assert user_data(engine) == {model.__tablename__: [] for model in ACCOUNT_TABLES}
+
+
 def test_a_backup_is_due_daily_and_never_with_a_zero_interval(settings: Settings, engine, tmp_path, cheap_bcrypt):
     people(engine, settings)
     settings = dataclasses.replace(settings, backup_target=str(tmp_path / "daily"))
