@@ -749,3 +749,22 @@ def test_scheduled_pass_survives_an_unexpected_error_and_records_it(due, monkeyp
     monkeypatch.setattr(module, where, working)
     assert scheduler._scheduled_pass(engine, settings) == INTERVAL, "the next pass works once the cause is gone"
     assert run_statuses(settings.database_url) == ["failed", "success"]
+
+
+def test_a_job_s_unforeseen_error_is_recorded_and_the_price_pass_keeps_its_schedule(due, caplog):
+    settings, engine = due
+
+    def bug(_engine):
+        raise RuntimeError("a bug nobody foresaw")
+
+    job = scheduler.Job(kind="backup", source="somewhere", interval_seconds=ONE_DAY, run=bug)
+    with caplog.at_level(logging.ERROR, logger="etl"):
+        assert scheduler._scheduled_work(engine, settings, [job]) <= INTERVAL
+
+    runs = [(run.kind, run.status, run.source, run.error) for run in etl_runs(engine)]
+    assert runs == [
+        ("run", "success", settings.feed_url, None),
+        ("backup", "failed", "somewhere", "unexpected error (see the ETL log): RuntimeError: a bug nobody foresaw"),
+    ]
+    assert any(record.exc_info and record.exc_info[0] is RuntimeError for record in caplog.records), "no traceback"
+    assert scheduler.job_due(engine, job), "a failed job is due again at the next wake-up"
