@@ -105,7 +105,9 @@ def scheduler_status(settings: Settings, engine: Engine) -> SchedulerStatus:
 def serve(settings: Settings, jobs: Sequence[Job] = (), startup: Sequence[Job] = ()) -> int:
     """Run passes (and `jobs`) on schedule until SIGTERM or SIGINT; the pid file guarantees a single scheduler.
 
-    The `startup` jobs run once, after the pid file is taken and before the first pass.
+    The `startup` jobs run once, after the pid file is taken and before the first pass. A signal
+    rolls back a pass or a brand import under way, but lets a job finish (a backup or a restore
+    takes a moment and is all or nothing anyway) before the loop stops.
     """
     try:
         pidfile.acquire(settings.pid_file)
@@ -128,18 +130,14 @@ def serve(settings: Settings, jobs: Sequence[Job] = (), startup: Sequence[Job] =
     log.info("scheduler started (pid file %s, interval %d s)", settings.pid_file, settings.interval_seconds)
     engine = make_engine(settings.database_url)
     try:
-        busy.set()
-        try:
-            _startup(engine, startup)
-        finally:
-            busy.clear()
+        _startup(engine, startup)
         while not stop.is_set():
             busy.set()
             try:
-                wait = _scheduled_work(engine, settings, jobs)
+                wait = _scheduled_work(engine, settings)
             finally:
                 busy.clear()
-            stop.wait(wait)
+            stop.wait(_scheduled_jobs(engine, jobs, wait))
     except Interrupted:
         log.info("pass interrupted; its transaction was rolled back")
     finally:
@@ -172,17 +170,25 @@ def _scheduled_pass(engine: Engine, settings: Settings) -> float:
     return retry
 
 
-def _scheduled_work(engine: Engine, settings: Settings, jobs: Sequence[Job] = ()) -> float:
-    """One wake-up of the scheduler: the price pass if due, then the brand import and the jobs if due;
-    seconds to sleep.
+def _scheduled_work(engine: Engine, settings: Settings) -> float:
+    """One wake-up of the scheduler: the price pass if due, then the brand import if due; seconds to sleep.
 
-    Brands and jobs come after the price pass, so a slow or failed one never
-    holds a due price pass back; the time they took is taken off the sleep, so
-    the next price pass keeps its schedule.
+    Brands come second, right after a price pass, so a slow or failed brand
+    import never holds a due price pass back; the time it took is taken off
+    the sleep, so the next price pass keeps its schedule.
     """
     wait = _scheduled_pass(engine, settings)
     clock = time.monotonic()
     _scheduled_brands(engine, settings)
+    return max(0.0, wait - (time.monotonic() - clock))
+
+
+def _scheduled_jobs(engine: Engine, jobs: Sequence[Job], wait: float) -> float:
+    """After a wake-up's price work, the jobs that are due; what is left of the `wait` before the next wake-up.
+
+    A failed job is recorded (see `run_job`) and due again at the next wake-up; it never delays a price pass.
+    """
+    clock = time.monotonic()
     for job in jobs:
         if job_due(engine, job):
             run_job(engine, job)

@@ -501,7 +501,7 @@ def test_a_failed_backup_is_recorded_and_never_blocks_the_price_passes(closed_s3
     jobs, _startup = etl.scheduler_jobs(settings)
 
     people(engine, settings)  # its price pass is the first run
-    scheduler._scheduled_work(engine, settings, jobs)
+    scheduler._scheduled_jobs(engine, jobs, scheduler._scheduled_work(engine, settings))
 
     backup = [r for r in etl_runs(engine) if r.kind == "backup"]
     assert [(r.status, r.source) for r in backup] == [("failed", "s3://nowhere/nightly")]
@@ -510,7 +510,7 @@ def test_a_failed_backup_is_recorded_and_never_blocks_the_price_passes(closed_s3
     with writer(engine).begin() as conn:
         conn.execute(update(EtlRun).values(started_at=two_hours_ago, finished_at=two_hours_ago))
 
-    assert scheduler._scheduled_work(engine, settings, jobs) <= 3600
+    assert scheduler._scheduled_jobs(engine, jobs, scheduler._scheduled_work(engine, settings)) <= 3600
 
     runs = [(r.kind, r.status) for r in etl_runs(engine)]
     assert runs.count(("run", "success")) == 2, runs
