@@ -46,10 +46,6 @@ from utils import first_line, utcnow
 log = logging.getLogger("etl")
 
 
-class NothingToBackUp(BackupError):
-    """The database has no account and the credentials document no entry."""
-
-
 def backup(engine: Engine, settings: Settings, location: str | None = None, now: dt.datetime | None = None) -> str:
     """Write a backup to `location` (default: the configured target), keep the newest; the line to report."""
     now = now or utcnow()
@@ -64,7 +60,7 @@ def backup(engine: Engine, settings: Settings, location: str | None = None, now:
         raise BackupError(f"cannot read the accounts from the database, no backup written: {first_line(exc)}") from exc
     document = _current_document(credential_store(settings))
     if not tables["users"] and not users_in(document):
-        raise NothingToBackUp("nothing to back up: the database has no account and the credentials document no entry")
+        raise BackupError("nothing to back up: the database has no account and the credentials document no entry")
     data = encode(
         {"created_at": now.isoformat(), "schema_revision": SCHEMA_REVISION, "credentials": document, "tables": tables}
     )
