@@ -159,7 +159,9 @@ def _current_document(store: CredentialStore) -> Document:
     except StoreError as exc:
         raise BackupError(f"the credentials document cannot be read, nothing was changed: {exc}") from exc
     if snapshot.stale:
-        raise BackupError("the credentials document cannot be read right now (its store is unreachable)")
+        raise BackupError(
+            "the credentials document cannot be read right now (its store is unreachable), nothing was changed"
+        )
     return snapshot.document
 
 
