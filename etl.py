@@ -3,7 +3,12 @@
     python etl.py run [--source URL_OR_PATH] [--force]
     python etl.py backfill --source FILE
     python etl.py brands [--source URL_OR_PATH]
+    python etl.py backup [--to DIR_OR_S3_URL]
+    python etl.py restore FILE_OR_S3_URL [--with-deleted]
     python etl.py serve
+
+`backup` and `restore` save and bring back what people create (accounts, credentials, fuels,
+followed stations, settings); that work lives in the backups package.
 
 Every command first brings the database up to date (`init_db`). A run loads the whole feed in
 one transaction: on any failure nothing is changed, a failed run is recorded and the command exits
@@ -16,6 +21,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from ingest.scheduler import Job
+    from settings import Settings
 
 log = logging.getLogger("etl")
 
@@ -30,6 +42,13 @@ def command_line() -> argparse.ArgumentParser:
     backfill_cmd.add_argument("--source", required=True, help="daily or yearly archive, URL or local file")
     brands_cmd = commands.add_parser("brands", help="import station brands and names from OpenStreetMap")
     brands_cmd.add_argument("--source", help="OSM stations CSV, URL or local file (default: CARBUROAM_BRANDS_URL)")
+    backup_cmd = commands.add_parser("backup", help="back up the accounts and what they follow")
+    backup_cmd.add_argument("--to", help="folder or s3://bucket/prefix (default: BACKUP_TARGET)")
+    restore_cmd = commands.add_parser("restore", help="restore a backup of the accounts")
+    restore_cmd.add_argument("source", help="backup file or s3:// object; a folder or prefix means its newest backup")
+    restore_cmd.add_argument(
+        "--with-deleted", action="store_true", help="also bring back the accounts deleted since the backup"
+    )
     commands.add_parser("serve", help="run passes on schedule (pid-file guarded)")
     return parser
 
@@ -52,12 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         log.error("etl: configuration error: %s", exc)
         return 2
     if serving:
-        from ingest.scheduler import serve
-
-        return serve(settings)
+        return _serve(settings)
 
     from sqlalchemy.exc import SQLAlchemyError
 
+    from backups.archive import BackupError
     from ingest import passes
     from session import init_db, make_engine
     from utils import first_line
@@ -70,9 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "brands":
             source = args.source or settings.brands_url
             summary = passes.import_brands(engine, settings, source).describe(source)
-        else:
+        elif args.command == "backfill":
             summary = passes.backfill(engine, settings, args.source)
-    except passes.EtlError as exc:
+        else:
+            summary = _backup_command(engine, settings, args)
+    except (passes.EtlError, BackupError) as exc:
         log.error("etl: %s", exc)
         return 1
     except SQLAlchemyError as exc:
@@ -82,6 +102,47 @@ def main(argv: list[str] | None = None) -> int:
         engine.dispose()
     print(summary)
     return 0
+
+
+def _backup_command(engine: Engine, settings: Settings, args: argparse.Namespace) -> str:
+    from backups import service
+
+    if args.command == "backup":
+        return service.backup(engine, settings, args.to)
+    return service.restore(engine, settings, args.source, with_deleted=args.with_deleted)
+
+
+def _serve(settings: Settings) -> int:
+    from ingest.scheduler import serve
+
+    jobs, startup = scheduler_jobs(settings)
+    return serve(settings, jobs=jobs, startup=startup)
+
+
+def scheduler_jobs(settings: Settings) -> tuple[list[Job], list[Job]]:
+    """The jobs handed to the scheduler (the pipeline knows nothing of accounts): the daily backup, and
+    at start the restore of a lost database."""
+    from functools import partial
+
+    from backups.archive import BackupError
+    from backups.service import restore_if_lost, scheduled_backup
+    from ingest.scheduler import Job
+
+    daily_backup = Job(
+        kind="backup",
+        source=settings.backup_location,
+        interval_seconds=settings.backup_interval_seconds,
+        run=partial(scheduled_backup, settings=settings),
+        failures=(BackupError,),
+    )
+    lost_disk = Job(
+        kind="restore",
+        source=settings.backup_target,
+        interval_seconds=0,
+        run=partial(restore_if_lost, settings=settings),
+        failures=(BackupError,),
+    )
+    return [daily_backup], [lost_disk]
 
 
 if __name__ == "__main__":

@@ -69,6 +69,9 @@ class Settings:
     stale_after_days: int = _setting("PRICE_STALE_DAYS", "7", int)
     session_max_days: int = _setting("SESSION_MAX_DAYS", "30", int)
     session_idle_days: int = _setting("SESSION_IDLE_DAYS", "14", int)
+    backup_target: str = _setting("BACKUP_TARGET", "")
+    backup_interval_seconds: int = _setting("BACKUP_INTERVAL_SECONDS", str(24 * 3600), int)
+    backup_keep: int = _setting("BACKUP_KEEP", "14", int)
 
     @property
     def outputs_dir(self) -> Path:
@@ -81,6 +84,11 @@ class Settings:
     @property
     def credentials_file(self) -> Path:
         return self.data_dir / "credentials.yaml"
+
+    @property
+    def backup_location(self) -> str:
+        """Where backups go: BACKUP_TARGET (a folder, or s3://bucket/prefix), else `backups/` in the data dir."""
+        return self.backup_target or str(self.data_dir / "backups")
 
     @property
     def mail_dir(self) -> Path:
@@ -124,6 +132,15 @@ def _anchor_sqlite_path(url: str, data_dir: Path) -> str:
     return f"{prefix}:///{data_dir / path}"
 
 
+def _anchor_backup_target(target: str, data_dir: Path) -> str:
+    """An S3 URL must name a bucket; a relative folder is taken relative to the data dir, not the cwd."""
+    if target.startswith("s3://"):
+        if not target.removeprefix("s3://").split("/")[0]:
+            raise ValueError(f"BACKUP_TARGET must name a bucket (s3://bucket/prefix), got {target!r}")
+        return target
+    return str(data_dir / Path(target).expanduser()) if target else ""
+
+
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
@@ -147,9 +164,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     _check_choice("LOAD_MODE", values["load_mode"], ("local", "remote"))
     _check_choice("SMTP_SECURITY", values["smtp_security"], ("starttls", "ssl", "none"))
     _check_choice("MAP_PROVIDER", values["map_provider"], ("carto", "none"))
-    for name in ("SESSION_MAX_DAYS", "SESSION_IDLE_DAYS"):
+    for name in ("SESSION_MAX_DAYS", "SESSION_IDLE_DAYS", "BACKUP_KEEP"):
         if values[name.lower()] == 0:
-            raise ValueError(f"{name} must be at least 1 day")
+            raise ValueError(f"{name} must be at least 1" + (" day" if name.endswith("_DAYS") else ""))
     for env, field_name in (
         ("ETL_LEASE_RETRY_SECONDS", "lease_retry_seconds"),
         ("ETL_REQUEST_POLL_SECONDS", "request_poll_seconds"),
@@ -159,5 +176,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if values["load_mode"] == "remote" and not values["bucket_name_store"]:
         raise ValueError("LOAD_MODE=remote needs BUCKET_NAME_STORE, the S3 bucket that keeps the credentials")
     values["data_dir"] = values["data_dir"].expanduser().resolve()
+    values["backup_target"] = _anchor_backup_target(values["backup_target"], values["data_dir"])
     values["database_url"] = _anchor_sqlite_path(values["database_url"], values["data_dir"])
     return Settings(**values)

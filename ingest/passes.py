@@ -83,21 +83,30 @@ def newest_run(engine: Engine, *conditions: ColumnElement[bool]) -> EtlRun | Non
 
 def record_failure(engine: Engine, kind: str, source: str, started: dt.datetime, reason: str) -> None:
     try:
-        with writer(engine).begin() as conn:
-            conn.execute(
-                EtlRun.__table__.insert(),
-                {
-                    "kind": kind,
-                    "started_at": started,
-                    "finished_at": utcnow(),
-                    "status": "failed",
-                    "source": source,
-                    "duration_seconds": (utcnow() - started).total_seconds(),
-                    "error": reason,
-                },
-            )
+        _record(engine, kind, source, started, reason)
     except SQLAlchemyError as exc:
         log.error("could not record the failed run either: %s", first_line(exc))
+
+
+def record_success(engine: Engine, kind: str, source: str, started: dt.datetime) -> None:
+    """Record a run of work that counts nothing in the price columns (a backup, a restore)."""
+    _record(engine, kind, source, started, None)
+
+
+def _record(engine: Engine, kind: str, source: str, started: dt.datetime, error: str | None) -> None:
+    with writer(engine).begin() as conn:
+        conn.execute(
+            EtlRun.__table__.insert(),
+            {
+                "kind": kind,
+                "started_at": started,
+                "finished_at": utcnow(),
+                "status": "failed" if error else "success",
+                "source": source,
+                "duration_seconds": (utcnow() - started).total_seconds(),
+                "error": error,
+            },
+        )
 
 
 @contextlib.contextmanager

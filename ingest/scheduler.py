@@ -1,4 +1,8 @@
-"""The background scheduler: when a pass is due, the `etl.py serve` loop, and starting it once."""
+"""The background scheduler: when a pass is due, the `etl.py serve` loop, and starting it once.
+
+Beside prices and brands it runs the jobs its caller hands it (`Job`: `etl.py serve` hands it the
+daily backup and the restore of a lost database), so the pipeline imports none of that work.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +32,7 @@ from ingest.passes import (
     last_success,
     newest_run,
     record_failure,
+    record_success,
     run_pass,
     unexpected_failure,
 )
@@ -43,6 +49,23 @@ STOP_TIMEOUT_SECONDS = 30.0
 
 class Interrupted(BaseException):
     """SIGTERM or SIGINT arrived during a pass; the transaction rolls back."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """Work the caller hands the scheduler, run after the price pass and the brands when it is due.
+
+    `run(engine)` does it and returns the line to log, or None when there was nothing to do; it
+    raises one of `failures`, whose message is the one-line reason, when it fails. Each outcome but
+    None is recorded in etl_runs under `kind` with `source`. A job is due when its last success is
+    older than `interval_seconds` (0: only when the scheduler starts, if it is one of `startup`).
+    """
+
+    kind: str
+    source: str
+    interval_seconds: int
+    run: Callable[[Engine], str | None]
+    failures: tuple[type[Exception], ...] = ()
 
 
 def next_pass_in(engine: Engine, settings: Settings) -> float:
@@ -88,10 +111,13 @@ def scheduler_status(settings: Settings, engine: Engine) -> SchedulerStatus:
     )
 
 
-def serve(settings: Settings) -> int:
-    """Run passes on schedule until SIGTERM or SIGINT.
+def serve(settings: Settings, jobs: Sequence[Job] = (), startup: Sequence[Job] = ()) -> int:
+    """Run passes (and `jobs`) on schedule until SIGTERM or SIGINT.
 
     The pid file allows one scheduler per machine, the lease one per PostgreSQL database (see lease.py).
+    The `startup` jobs run once, when this scheduler first leads, before its first pass. A signal
+    rolls back a pass or a brand import under way, but lets a job finish (a backup or a restore
+    takes a moment and is all or nothing anyway) before the loop stops.
     """
     try:
         pidfile.acquire(settings.pid_file)
@@ -125,13 +151,16 @@ def serve(settings: Settings) -> int:
                 continue
             if leading is False:
                 log.info("took over the passes of this database")
+            if startup:  # once leading: replicas on one database never restore it twice at once
+                _startup(engine, startup)
+                startup = ()
             leading = True
             busy.set()
             try:
                 wait = _scheduled_work(engine, settings)
             finally:
                 busy.clear()
-            _sleep(stop, engine, settings, wait)
+            _sleep(stop, engine, settings, _scheduled_jobs(engine, jobs, wait))
     except Interrupted:
         log.info("pass interrupted; its transaction was rolled back")
     finally:
@@ -220,6 +249,63 @@ def _scheduled_work(engine: Engine, settings: Settings) -> float:
     clock = time.monotonic()
     _scheduled_brands(engine, settings)
     return max(0.0, wait - (time.monotonic() - clock))
+
+
+def _scheduled_jobs(engine: Engine, jobs: Sequence[Job], wait: float) -> float:
+    """After a wake-up's price work, the jobs that are due; what is left of the `wait` before the next wake-up.
+
+    A failed job is recorded (see `run_job`) and due again at the next wake-up; it never delays a price pass.
+    """
+    clock = time.monotonic()
+    for job in jobs:
+        if job_due(engine, job):
+            run_job(engine, job)
+    return max(0.0, wait - (time.monotonic() - clock))
+
+
+def _startup(engine: Engine, jobs: Sequence[Job]) -> None:
+    if not jobs:
+        return
+    try:
+        init_db(engine)
+    except SQLAlchemyError as exc:
+        log.error("database unavailable at start, skipping %s: %s", ", ".join(j.kind for j in jobs), first_line(exc))
+        return
+    for job in jobs:
+        run_job(engine, job)
+
+
+def job_due(engine: Engine, job: Job) -> bool:
+    """Whether `job` should run now: never with a 0 interval, else when its last success is older than it."""
+    if job.interval_seconds == 0:
+        return False
+    try:
+        previous = last_success(engine, job.kind)
+    except SQLAlchemyError as exc:
+        log.error("database unavailable, %s waits: %s", job.kind, first_line(exc))
+        return False
+    return previous is None or previous.finished_at + dt.timedelta(seconds=job.interval_seconds) <= utcnow()
+
+
+def run_job(engine: Engine, job: Job) -> None:
+    """Run `job` and record its outcome; a failure is logged and recorded, never raised."""
+    started = utcnow()
+    try:
+        summary = job.run(engine)
+    except job.failures as exc:
+        log.error("%s failed: %s", job.kind, exc)
+        record_failure(engine, job.kind, job.source, started, str(exc))
+        return
+    except Exception as exc:
+        # As in _scheduled_pass: an unforeseen error costs this job, never the scheduler or the prices.
+        record_failure(engine, job.kind, job.source, started, unexpected_failure(exc))
+        return
+    if summary is not None:
+        log.info(summary)
+        try:
+            record_success(engine, job.kind, job.source, started)
+        except SQLAlchemyError as exc:
+            log.error("could not record the %s: %s", job.kind, first_line(exc))
 
 
 def brands_due(engine: Engine, settings: Settings) -> bool:

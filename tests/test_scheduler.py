@@ -762,6 +762,26 @@ def test_scheduled_pass_survives_an_unexpected_error_and_records_it(due, monkeyp
     assert run_statuses(settings.database_url) == ["failed", "success"]
 
 
+def test_a_job_s_unforeseen_error_is_recorded_and_the_price_pass_keeps_its_schedule(due, caplog):
+    settings, engine = due
+
+    def bug(_engine):
+        raise RuntimeError("a bug nobody foresaw")
+
+    job = scheduler.Job(kind="backup", source="somewhere", interval_seconds=ONE_DAY, run=bug)
+    with caplog.at_level(logging.ERROR, logger="etl"):
+        wait = scheduler._scheduled_work(engine, settings)
+        assert INTERVAL - 60 < scheduler._scheduled_jobs(engine, [job], wait) <= wait
+
+    runs = [(run.kind, run.status, run.source, run.error) for run in etl_runs(engine)]
+    assert runs == [
+        ("run", "success", settings.feed_url, None),
+        ("backup", "failed", "somewhere", "unexpected error (see the ETL log): RuntimeError: a bug nobody foresaw"),
+    ]
+    assert any(record.exc_info and record.exc_info[0] is RuntimeError for record in caplog.records), "no traceback"
+    assert scheduler.job_due(engine, job), "a failed job is due again at the next wake-up"
+
+
 # --------------------------------------------------------------------------- replicas on one PostgreSQL database
 
 
