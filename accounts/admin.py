@@ -10,6 +10,7 @@ locked out gets a reset code by e-mail.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select
@@ -34,6 +35,8 @@ LABELS = {
     "sign out everywhere": "Signed out everywhere",
     "delete account": "Deleted an account",
     "send reset code": "E-mailed a reset code",
+    "back up": "Backed up",
+    "restore": "Restored a backup",
 }
 
 
@@ -93,6 +96,15 @@ class Administration:
         with self._writer.begin() as session:
             self._record(session, admin, "restart scheduler", None, f"new pid {pid}")
         return pid
+
+    def carry_out(self, actor: str, action: str, work: Callable[[], str]) -> str:
+        """Do `work`, an action another package owns (a backup, say), checked and recorded like the others;
+        the line it reports."""
+        admin = self._admin(actor)
+        summary = work()
+        with self._writer.begin() as session:
+            self._record(session, admin, action, None, summary)
+        return summary
 
     def flush_codes(self, actor: str, now: dt.datetime | None = None) -> int:
         """Remove the recovery codes that expired or were used; how many."""

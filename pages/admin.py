@@ -13,7 +13,7 @@ administration = app.administration
 now = utcnow()
 
 st.title("Administration")
-admin_ui.update_outcome()
+admin_ui.show_notice()
 with app.Session() as session:
     fresh = queries.freshness(session)
     people = queries.accounts_overview(session)
@@ -42,16 +42,16 @@ with pipeline_tab:
             widgets.error("{}", exc)
         else:
             if answer is not None:
-                admin_ui.remember_outcome(answer)
-                st.rerun()
+                admin_ui.answered(answer)
     admin_ui.pipeline(status, runs, scheduler.log_tail(app.settings), app.settings.etl_autostart)
 
 with actions_tab:
     st.markdown("**Help someone.** Every action is written to the audit trail.")
     chosen = admin_ui.confirmed_account_action(people)
     st.markdown("**The service.**")
-    service = admin_ui.confirmed_service_action()
-    admin_ui.carry_out(administration, admin.username, chosen, service)
+    widgets.caption("Backups go to {} (BACKUP_TARGET); the scheduler makes one a day.", app.settings.backup_location)
+    service = admin_ui.confirmed_service_action(admin_ui.backups_kept(app.settings.backup_location))
+    admin_ui.carry_out(app, admin.username, chosen, service)
 
 with audit_tab:
     admin_ui.audit_trail(administration.audit_trail())

@@ -33,7 +33,7 @@ from app_helpers import (
 from conftest import FIXTURES, ROOT
 from ingest import passes, pidfile, scheduler
 from models import AdminAction, EtlRun, PassRequest, User, UserSession, VerificationCode
-from prices import preferences
+from prices import preferences, queries
 from session import session_factory, writer
 from ui import admin_ui
 
@@ -77,8 +77,10 @@ def act_on_account(at, action: str, username: str, role: str = "user", confirm: 
     return button(at, "Apply to this account").click().run()
 
 
-def act_on_service(at, action: str, confirm: bool = True):
+def act_on_service(at, action: str, confirm: bool = True, backup: str | None = None):
     at.radio(key="service-choice").set_value(action)
+    if backup is not None:
+        at.selectbox(key="service-backup").set_value(backup)
     at.checkbox(key="service-confirm").set_value(confirm)
     return button(at, "Apply to the service").click().run()
 
@@ -231,6 +233,8 @@ def test_signing_someone_out_everywhere_and_deleting_an_account(console):
 
     assert successes(at) == ["The account bob is deleted, with all its data."]
     assert "bob" not in console.entries() and console.count(User, User.id == bob) == 0
+    (accounts,) = [table for table in tables(at) if "Username" in table]
+    assert list(accounts["Username"]) == ["root", "alice"], "the page is drawn again without the account"
     trail = tables(at)[-1]
     assert list(trail["What"]) == ["Deleted an account", "Signed out everywhere"]
     assert list(trail["On whom"]) == [f"deleted account #{bob}"] * 2, "the trail names nobody once the account is gone"
@@ -296,3 +300,32 @@ def test_restarting_the_scheduler_starts_a_new_one(monkeypatch, data_dir):
                 os.kill(pid, signal.SIGTERM)
                 psutil.Process(pid).wait(timeout=30)
         app.engine.dispose()
+
+
+def test_a_backup_now_and_its_restore_bring_back_what_people_follow(console):
+    alice = console.accounts.account("alice")
+    with console.session() as session, session.begin():
+        preferences.follow_station(session, alice.user_id, 35200001, "Home")
+
+    at = act_on_service(admin_page(), "Back up now")
+
+    (message,) = successes(at)
+    assert message.startswith("backed up 3 accounts") and "1 followed stations" in message
+    (kept,) = [path.name for path in (console.settings.data_dir / "backups").iterdir()]
+    with console.session() as session, session.begin():
+        preferences.unfollow_station(session, alice.user_id, 35200001)
+
+    act_on_service(at, "Restore a backup", backup=kept)
+
+    (message,) = successes(at)
+    assert message.startswith("restored 3 accounts")
+    with console.session() as session:
+        assert dict(queries.user_favourites(session, alice.user_id)) == {35200001: "Home"}
+    assert [action for action, _, _ in audit(console)] == ["back up", "restore"]
+    assert list(tables(at)[-1]["What"]) == ["Restored a backup", "Backed up"]
+
+
+def test_restoring_without_any_backup_says_so(console):
+    at = act_on_service(admin_page(), "Restore a backup")
+    assert errors(at) == ["There is no backup to restore yet."]
+    assert audit(console) == []

@@ -17,12 +17,15 @@ from accounts.admin import ROLES, AuditRow, UpdateRequest
 from accounts.engagement import Engagement
 from accounts.errors import AccountError
 from accounts.store import StoreError
+from backups.archive import BackupError
+from backups.service import backup, restore
+from backups.targets import target_of
 from ingest.scheduler import SchedulerError, SchedulerStatus
 from mailer import MailError
 from prices.queries import AccountRow, RunRow
 from ui import widgets
 
-OUTCOME_KEY = "admin-price-update"  # the answer to the price update this browser session asked for
+NOTICE_KEY = "admin-notice"  # what the last action did, shown at the top of the page drawn again after it
 UPDATE_WAIT_SECONDS = 600.0
 UPDATE_POLL_SECONDS = 1.0
 ACCOUNT_ACTIONS = {
@@ -135,35 +138,44 @@ def follow_update(administration, request_id: int) -> UpdateRequest | None:
     return None
 
 
-def remember_outcome(request: UpdateRequest) -> None:
-    """Keep the answer for the next run of the page, which draws its figures again."""
-    st.session_state[OUTCOME_KEY] = request.outcome
+def done(kind: str, template: str, *values: object) -> None:
+    """Say what an action did at the top of the page, drawn again so that every figure shows its effect."""
+    st.session_state[NOTICE_KEY] = (kind, widgets.md(template, *values))
+    st.rerun()
 
 
-def update_outcome() -> None:
-    outcome = st.session_state.pop(OUTCOME_KEY, None)
-    if outcome is None:
-        return
-    if outcome.startswith("failed"):
-        widgets.error("The update {}", outcome)
-    else:
-        widgets.success("{}", outcome)
+def answered(request: UpdateRequest) -> None:
+    if request.outcome and request.outcome.startswith("failed"):
+        done("error", "The update {}", request.outcome)
+    done("success", "{}", request.outcome or "")
 
 
-def confirmed_service_action() -> str | None:
-    """'restart' or 'flush' once confirmed."""
+def show_notice() -> None:
+    kind, text = st.session_state.pop(NOTICE_KEY, (None, None))
+    if kind is not None:
+        {"success": st.success, "warning": st.warning, "error": st.error}[kind](text)
+
+
+SERVICE_ACTIONS = {
+    "Back up now": "back up",
+    "Restore a backup": "restore",
+    "Restart the scheduler": "restart",
+    "Remove expired and used reset codes": "flush",
+}
+
+
+def confirmed_service_action(backups: Sequence[str]) -> tuple[str, str | None] | None:
+    """(action, the backup to restore) once confirmed; `backups`: the files of the backup target, newest first."""
     with st.form("service-action"):
-        action = st.radio(
-            "Action",
-            ["Restart the scheduler", "Remove expired and used reset codes"],
-            horizontal=True,
-            key="service-choice",
+        label = st.radio("Action", list(SERVICE_ACTIONS), horizontal=True, key="service-choice")
+        chosen = st.selectbox(
+            "Backup to restore (for “Restore a backup”)", backups, key="service-backup", placeholder="no backup yet"
         )
         sure = st.checkbox("I confirm", key="service-confirm")
         sent = st.form_submit_button("Apply to the service")
     if sent and not sure:
         st.error("Tick “I confirm” first.")
-    return ("restart" if action.startswith("Restart") else "flush") if sent and sure else None
+    return (SERVICE_ACTIONS[label], chosen) if sent and sure else None
 
 
 def confirmed_account_action(people: Sequence[AccountRow]) -> tuple[str, str, str] | None:
@@ -179,35 +191,47 @@ def confirmed_account_action(people: Sequence[AccountRow]) -> tuple[str, str, st
     return (ACCOUNT_ACTIONS[label], username, role) if sent and sure and username else None
 
 
-def carry_out(administration, actor: str, chosen: tuple[str, str, str] | None, service: str | None) -> None:
+def carry_out(app, actor: str, chosen: tuple[str, str, str] | None, service: tuple[str, str | None] | None) -> None:
     """Do the confirmed actions as `actor` (the service checks the role again) and say how it went."""
+    administration, engine, settings = app.administration, app.engine, app.settings
     try:
         if chosen is not None:
             action, username, role = chosen
             if action == "change role":
                 changed = administration.change_role(actor, username, role)
-                widgets.success(
-                    "{} is now {}.", changed.username, "an administrator" if changed.role == "admin" else "a user"
+                done(
+                    "success",
+                    "{} is now {}.",
+                    changed.username,
+                    "an administrator" if changed.role == "admin" else "a user",
                 )
             elif action == "send reset code":
                 if administration.send_reset_code(actor, username):
-                    widgets.success("A reset code was sent to the address of {}.", username)
+                    done("success", "A reset code was sent to the address of {}.", username)
                 else:
-                    widgets.warning("No code was sent: {} already had 3 codes in the last hour.", username)
+                    done("warning", "No code was sent: {} already had 3 codes in the last hour.", username)
             elif action == "lift wait":
                 administration.lift_wait(actor, username)
-                widgets.success("{} can sign in again at once.", username)
+                done("success", "{} can sign in again at once.", username)
             elif action == "sign out everywhere":
                 ended = administration.sign_out_everywhere(actor, username)
-                widgets.success("{} is signed out everywhere ({} sessions ended).", username, ended)
+                done("success", "{} is signed out everywhere ({} sessions ended).", username, ended)
             elif action == "delete account":
                 administration.delete_account(actor, username)
-                widgets.success("The account {} is deleted, with all its data.", username)
-        if service == "restart":
-            widgets.success("The scheduler runs again (pid {}).", administration.restart_scheduler(actor))
-        elif service == "flush":
-            widgets.success("{} reset codes removed.", administration.flush_codes(actor))
-    except (AccountError, MailError, StoreError, SchedulerError) as exc:
+                done("success", "The account {} is deleted, with all its data.", username)
+        action, backup_name = service or (None, None)
+        if action == "restart":
+            done("success", "The scheduler runs again (pid {}).", administration.restart_scheduler(actor))
+        elif action == "flush":
+            done("success", "{} reset codes removed.", administration.flush_codes(actor))
+        elif action == "back up":
+            done("success", "{}", administration.carry_out(actor, "back up", lambda: backup(engine, settings)))
+        elif action == "restore" and backup_name is None:
+            st.error("There is no backup to restore yet.")  # nothing changed: no need to draw the page again
+        elif action == "restore":
+            source = target_of(settings.backup_location).where(backup_name)
+            done("success", "{}", administration.carry_out(actor, "restore", lambda: restore(engine, settings, source)))
+    except (AccountError, MailError, StoreError, SchedulerError, BackupError) as exc:
         widgets.error("{}", exc)
 
 
@@ -244,3 +268,11 @@ def audit_trail(rows: Sequence[AuditRow]) -> None:
         hide_index=True,
         width="stretch",
     )
+
+
+def backups_kept(location: str) -> list[str]:
+    """The backup files of the target, newest first; none when it cannot be read (a restore says why)."""
+    try:
+        return list(reversed(target_of(location).names()))
+    except BackupError:
+        return []
