@@ -38,6 +38,7 @@ def test_the_replicas_are_configured_only_with_settings_the_app_reads_and_the_re
         environment = compose()["services"][replica]["environment"]
         assert environment["CARBUROAM_DATABASE_URL"].startswith("postgresql+psycopg://"), "replicas share PostgreSQL"
         assert environment["LOAD_MODE"] == "remote", "and the credentials, in S3"
+        assert environment["BACKUP_TARGET"].startswith("s3://"), "backups outlive the replicas' disks"
         unknown = {name for name in environment if name not in known and not name.startswith("AWS_")}
         assert unknown == set(), f"{replica} sets what no setting reads"
         assert {name for name in environment if f"`{name}`" not in README} == set(), "undocumented settings"
