@@ -1404,7 +1404,7 @@ def test_on_a_phone_people_sign_in_from_the_page_and_see_the_page_not_the_sideba
 
 def test_after_following_a_station_one_click_selects_another(app, new_profile):
     pick = pick_town(app.database_url, DEFAULT_FUELS[0])
-    username, password = "grace.browser", "Compiler-A0-1952"
+    username, password = "ritchie.browser", "Unix-And-C-1972"
     app.register(username, password)
     page = open_signed_in(new_profile(), app, username, password)
     go_to(page, "Find a station", "Find a station")
