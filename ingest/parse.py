@@ -34,6 +34,9 @@ from ingest.records import (
 from utils import utcnow
 
 _UNSEEN = object()
+# About 150 bytes a time and 500 an opening-hour block: a few megabytes at most, whatever the document's size.
+MAX_CACHED_TIMES = 20_000
+MAX_CACHED_BLOCKS = 5_000
 
 
 class _PdvParser:
@@ -51,6 +54,14 @@ class _PdvParser:
         # Small integers read once in the context of the document so far, then kept: "2" stays 2.000 EUR.
         self.contextual_prices: dict[str, int | None] = {}
         self.blocks: dict[bytes, OpeningHours | tuple[str, ...]] = {}
+
+    def bound_caches(self) -> None:
+        """Forget the values decoded so far when they are too many: a yearly archive has millions of distinct
+        times, and a large feed (or a generated one) tens of thousands of distinct opening-hour blocks."""
+        if len(self.times) > MAX_CACHED_TIMES:
+            self.times.clear()
+        if len(self.blocks) > MAX_CACHED_BLOCKS:
+            self.blocks.clear()
 
     def price(self, raw: str | None) -> int | None:
         if raw in self.prices:
@@ -207,8 +218,7 @@ def parse_feed(stream: BinaryIO, report: ParseReport, now: dt.datetime | None = 
             report.stations += 1
             report.prices += len(entry.prices)
             yield entry
-            if len(parser.times) > 100_000:  # a yearly archive has millions of distinct times
-                parser.times.clear()
+            parser.bound_caches()
     except etree.XMLSyntaxError as exc:
         first = next(iter(exc.error_log.filter_from_fatals()), None)
         detail = f"{first.message}, line {first.line}, column {first.column}" if first else str(exc)
