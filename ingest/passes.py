@@ -14,17 +14,27 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from sqlalchemy import ColumnElement, Connection, Engine, select, text, update
+from sqlalchemy import ColumnElement, Connection, Engine, func, select, text, union, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from ingest import brands
 from ingest.errors import FeedError
-from ingest.load import Basis, Snapshot, load_history_batch, load_snapshot, stations_seen_at
+from ingest.load import (
+    Basis,
+    Encoder,
+    LoadCounts,
+    Snapshot,
+    forget_fingerprints,
+    load_history_batch,
+    load_snapshot,
+    mark_seen_again,
+    stations_seen_at,
+)
 from ingest.parse import parse_feed
 from ingest.records import ParseReport
 from ingest.source import FeedIdentity, feed_file, identify_feed, open_feed
-from ingest.update import parse_update
-from models import EtlRun, Station
+from ingest.update import BATCH_STATIONS, FeedUpdate, parse_update
+from models import EtlRun, Price, Rupture, Station
 from session import session_factory, writer
 from settings import Settings
 from utils import first_line, utcnow
@@ -160,8 +170,9 @@ def run_pass(engine: Engine, settings: Settings, source: str | None = None, forc
         with writer(engine).begin() as conn:
             basis = None if force else _fingerprint_basis(conn, started)
             read = parse_update(path, settings.max_xml_bytes, report, started, basis and basis.fingerprints)
+            counts = _load_feed(conn, read, basis, started)
+            # Checked once every batch is written: a refused feed rolls back with the rest of the transaction.
             _check_station_count(report.stations, engine, force)
-            counts = load_snapshot(conn, Snapshot.of_update(read, basis), started)
             summary = RunSummary(
                 "run",
                 source,
@@ -174,6 +185,53 @@ def run_pass(engine: Engine, settings: Settings, source: str | None = None, forc
             )
             conn.execute(EtlRun.__table__.insert(), _run_row("run", started, summary, identity))
     return summary
+
+
+def _load_feed(conn: Connection, read: FeedUpdate, basis: Basis | None, started: dt.datetime) -> LoadCounts:
+    """Load the stations of `read` batch by batch, then forget the stations gone from the feed.
+
+    A run holds one batch of stations at a time, whatever the size of the feed.
+    """
+    already_seen = basis.fingerprints if read.incremental else ()
+    counts = LoadCounts()
+    listed: set[int] = set()
+    for batch in read.batches(BATCH_STATIONS):
+        snapshot = Snapshot.collect(batch, already_seen)
+        ids = {station["id"] for station in snapshot.stations}
+        if again := sorted(ids & listed):
+            _merge_earlier_listing(conn, snapshot, again)
+        loaded = load_snapshot(conn, snapshot, started)
+        counts.stations += loaded.stations
+        counts.changes += loaded.changes
+        listed |= ids
+    listed.update(read.unchanged)
+    counts.stations += len(read.unchanged)
+    if read.incremental:
+        gone = sorted(set(basis.fingerprints) - listed)
+    else:
+        # Every station the database holds a price, out-of-stock record or fingerprint for, but this feed's.
+        fingerprinted = select(Station.id).where(Station.fingerprint.is_not(None))
+        held = union(select(Price.station_id), select(Rupture.station_id), fingerprinted)
+        gone = sorted(station for station in conn.scalars(held) if station not in listed)
+    for start in range(0, len(gone), BATCH_STATIONS):
+        load_snapshot(conn, Snapshot([], [], [], gone=gone[start : start + BATCH_STATIONS]), started)
+    if read.incremental:
+        mark_seen_again(conn, Encoder(conn.dialect), basis.seen_at, started, gone)
+    else:
+        forget_fingerprints(conn, gone)
+    forget_fingerprints(conn, sorted(read.revoked() & listed))
+    counts.prices = conn.scalar(select(func.count()).select_from(Price))
+    return counts
+
+
+def _merge_earlier_listing(conn: Connection, snapshot: Snapshot, station_ids: list[int]) -> None:
+    """Put first in `snapshot` the prices and out-of-stock records that an earlier batch wrote for stations it lists
+    again: a station the feed lists twice, in two batches, then ends as if both listings were in one."""
+    prices = select(Price.station_id, Price.gastype_id, Price.price, Price.updated_at)
+    stored = conn.execute(prices.where(Price.station_id.in_(station_ids)))
+    snapshot.prices[:0] = [(station, fuel, int(price * 1000), maj) for station, fuel, price, maj in stored]
+    ruptures = select(Rupture.station_id, Rupture.gastype_id, Rupture.started_at, Rupture.ended_at, Rupture.kind)
+    snapshot.ruptures[:0] = [tuple(row) for row in conn.execute(ruptures.where(Rupture.station_id.in_(station_ids)))]
 
 
 def _same_feed(engine: Engine, previous: EtlRun | None, identity: FeedIdentity) -> bool:
