@@ -55,6 +55,8 @@ from ingest.source import READ_CHUNK, open_feed
 # is judged from the first stations already (the instant feed lists them in no particular order).
 INCREMENTAL_MAX_SHARE = 0.5
 INCREMENTAL_SAMPLE = 500
+# The changed stations' bytes are held, and their entries, until all are read: past this, read everything in batches.
+INCREMENTAL_MAX_BYTES = 4 << 20
 # Stations per batch handed to the load: what a run holds at once, whatever the size of the feed.
 BATCH_STATIONS = 2_000
 # The modules whose code turns a <pdv> into stored rows: any change to them invalidates every fingerprint.
@@ -293,19 +295,25 @@ def _read_changed(
     changed: list[bytearray] = []
     fingerprints: dict[int, int] = {}
     unchanged: list[int] = []
+    changed_bytes = 0
 
     def sort(station_id: int, fingerprint: int, data: bytearray) -> bool:
+        nonlocal changed_bytes
         if station_id and known.get(station_id) == fingerprint:
             # The same bytes as a station checked when its fingerprint was kept (the seed covers this code).
             unchanged.append(station_id)
             return True
         changed.append(data)
         fingerprints[station_id] = fingerprint
+        changed_bytes += len(data)
         return single_station(data)
+
+    def too_big() -> bool:
+        return len(changed) > most or changed_bytes > INCREMENTAL_MAX_BYTES
 
     def too_many() -> bool:
         read = len(changed) + len(unchanged)
-        return len(changed) > most or (read >= INCREMENTAL_SAMPLE and len(changed) > INCREMENTAL_MAX_SHARE * read)
+        return too_big() or (read >= INCREMENTAL_SAMPLE and len(changed) > INCREMENTAL_MAX_SHARE * read)
 
     scanner = LayoutScanner(sort)
     parser = etree.XMLParser(target=_NoTree(), **PARSER_OPTIONS)
@@ -321,7 +329,7 @@ def _read_changed(
         except etree.XMLSyntaxError:
             return None
     scanner.close()
-    if not scanner.genuine or len(changed) > most or len(set(scanner.ids)) < len(scanner.ids):
+    if not scanner.genuine or too_big() or len(set(scanner.ids)) < len(scanner.ids):
         return None  # another layout, too many changes, or a station listed twice
     report = ParseReport()
     document = scanner.head + b"".join(changed) + _ROOT_END
