@@ -1,8 +1,8 @@
 """One ETL pass, a backfill and a brand import, each recorded in etl_runs, all or nothing.
 
-A run loads the whole feed in one transaction: on any failure nothing is changed, a failed run is
-recorded and the caller gets an EtlError with one line saying why. A brand import (see brands.py)
-replaces the station brand table the same way.
+A run loads the whole feed in one transaction, a batch of stations at a time: on any failure
+nothing is changed, a failed run is recorded and the caller gets an EtlError with one line saying
+why. A brand import (see brands.py) replaces the station brand table the same way.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from ingest.load import (
 from ingest.parse import parse_feed
 from ingest.records import ParseReport
 from ingest.source import FeedIdentity, feed_file, identify_feed, open_feed
-from ingest.update import BATCH_STATIONS, FeedUpdate, parse_update
+from ingest.update import FeedUpdate, parse_update
 from models import EtlRun, Price, Rupture, Station
 from session import session_factory, writer
 from settings import Settings
@@ -44,6 +44,7 @@ log = logging.getLogger("etl")
 MIN_STATION_RATIO = 0.5
 PRICE_LOADS = ("run", "backfill")  # the kinds of etl_runs that load prices; "brands" imports do not
 BACKFILL_BATCH_PRICES = 50_000
+BATCH_STATIONS = 2_000  # what a run holds at once, whatever the size of the feed
 
 
 class EtlError(Exception):

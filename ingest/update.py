@@ -57,8 +57,6 @@ INCREMENTAL_MAX_SHARE = 0.5
 INCREMENTAL_SAMPLE = 500
 # The changed stations' bytes are held, and their entries, until all are read: past this, read everything in batches.
 INCREMENTAL_MAX_BYTES = 4 << 20
-# Stations per batch handed to the load: what a run holds at once, whatever the size of the feed.
-BATCH_STATIONS = 2_000
 # The modules whose code turns a <pdv> into stored rows: any change to them invalidates every fingerprint.
 RULES_MODULES = ("ingest/records.py", "ingest/parse.py", "ingest/update.py", "ingest/load.py", "models.py", "utils.py")
 _LAYOUT_HEAD = re.compile(rb"<\?xml [^<>]*\?>[ \t\r\n]*<pdv_liste>")
@@ -229,7 +227,7 @@ class FeedUpdate:
         self._scanner = scanner
         self._twice = twice or set()
 
-    def batches(self, size: int = BATCH_STATIONS) -> Iterator[list[tuple[StationEntry, int | None]]]:
+    def batches(self, size: int) -> Iterator[list[tuple[StationEntry, int | None]]]:
         iterator = iter(self._entries)
         while batch := list(itertools.islice(iterator, size)):
             yield batch
