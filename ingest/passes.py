@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from sqlalchemy import ColumnElement, Connection, Engine, func, select, text, union, update
+from sqlalchemy import ColumnElement, Connection, Engine, exists, func, or_, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from ingest import brands
@@ -210,10 +210,13 @@ def _load_feed(conn: Connection, read: FeedUpdate, basis: Basis | None, started:
     if read.incremental:
         gone = sorted(set(basis.fingerprints) - listed)
     else:
-        # Every station the database holds a price, out-of-stock record or fingerprint for, but this feed's.
-        fingerprinted = select(Station.id).where(Station.fingerprint.is_not(None))
-        held = union(select(Price.station_id), select(Rupture.station_id), fingerprinted)
-        gone = sorted(station for station in conn.scalars(held) if station not in listed)
+        # Every station listed is seen now; of the others, those holding a price, out-of-stock record or fingerprint.
+        held = or_(
+            Station.fingerprint.is_not(None),
+            exists().where(Price.station_id == Station.id),
+            exists().where(Rupture.station_id == Station.id),
+        )
+        gone = list(conn.scalars(select(Station.id).where(Station.last_seen_at != started, held).order_by(Station.id)))
     for start in range(0, len(gone), BATCH_STATIONS):
         load_snapshot(conn, Snapshot([], [], [], gone=gone[start : start + BATCH_STATIONS]), started)
     if read.incremental:
