@@ -36,7 +36,10 @@ from utils import utcnow
 
 _UNSEEN = object()
 # About 150 bytes a time and 500 a block: a few megabytes at most, whatever the document's size.
-MAX_CACHED_TIMES = 20_000  # the real feed has ~13,500 distinct times for 33,500 prices
+# The real instant feed has ~13,500 distinct times for 33,500 prices; a daily archive has at most
+# 86,400 (one a second), which a backfill keeps all of (ARCHIVE_CACHED_TIMES, about 15 MB).
+MAX_CACHED_TIMES = 20_000
+ARCHIVE_CACHED_TIMES = 100_000
 MAX_CACHED_BLOCKS = 5_000  # of each kind: distinct service lists never evict the few opening-hour blocks
 
 
@@ -47,8 +50,9 @@ class _PdvParser:
     lists for 10,000 stations, so each distinct one is decoded only once.
     """
 
-    def __init__(self, report: ParseReport, now: dt.datetime):
+    def __init__(self, report: ParseReport, now: dt.datetime, max_cached_times: int):
         self.report = report
+        self.max_cached_times = max_cached_times
         self.latest = now + FUTURE_TOLERANCE
         self.times: dict[str, dt.datetime | None] = {}
         self.prices: dict[str, int | None] = {}
@@ -59,7 +63,7 @@ class _PdvParser:
     def bound_caches(self) -> None:
         """Forget the values decoded so far when they are too many: a yearly archive has millions of distinct
         times, and a large feed (or a generated one) tens of thousands of distinct opening-hour blocks."""
-        if len(self.times) > MAX_CACHED_TIMES:
+        if len(self.times) > self.max_cached_times:
             self.times.clear()
         for blocks in self.blocks.values():
             if len(blocks) > MAX_CACHED_BLOCKS:
@@ -195,7 +199,9 @@ PARSER_OPTIONS = {
 }
 
 
-def parse_feed(stream: BinaryIO, report: ParseReport, now: dt.datetime | None = None) -> Iterator[StationEntry]:
+def parse_feed(
+    stream: BinaryIO, report: ParseReport, now: dt.datetime | None = None, max_cached_times: int = MAX_CACHED_TIMES
+) -> Iterator[StationEntry]:
     """Stream the <pdv> elements of a feed document, one entry each, in constant memory.
 
     Entities are never resolved, nothing is fetched from the network, and a
@@ -205,7 +211,7 @@ def parse_feed(stream: BinaryIO, report: ParseReport, now: dt.datetime | None = 
     """
     etree.clear_error_log()  # libxml2's log is per thread: its first fatal entry is then this document's
     context = etree.iterparse(stream, events=("end",), tag="pdv", **PARSER_OPTIONS)
-    parser = _PdvParser(report, now or utcnow())
+    parser = _PdvParser(report, now or utcnow(), max_cached_times)
     try:
         for _, pdv in context:
             if report.root is None:

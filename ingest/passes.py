@@ -30,7 +30,7 @@ from ingest.load import (
     mark_seen_again,
     stations_seen_at,
 )
-from ingest.parse import parse_feed
+from ingest.parse import ARCHIVE_CACHED_TIMES, parse_feed
 from ingest.records import ParseReport
 from ingest.source import FeedIdentity, feed_file, identify_feed, open_feed
 from ingest.update import FeedUpdate, parse_update
@@ -321,7 +321,7 @@ def backfill(engine: Engine, settings: Settings, source: str) -> RunSummary:
             open_feed(path, settings.max_backfill_xml_bytes) as xml,
         ):
             batch, batch_prices = [], 0
-            for entry in parse_feed(xml, report, started):
+            for entry in parse_feed(xml, report, started, ARCHIVE_CACHED_TIMES):
                 batch.append(entry)
                 batch_prices += len(entry.prices)
                 if batch_prices >= BACKFILL_BATCH_PRICES:
