@@ -10,7 +10,13 @@
    the update to the second feed and a re-run of the unchanged second feed
    (best of --repeat, each on its own fresh database).
 4. Measures peak RSS of the real command (`python etl.py run|backfill`) in a
-   child process, for the first load, the update and the backfill.
+   child process, for the first load, the update and the backfill; then for
+   backfills of larger archives of 10,000 stations (--archive-history records
+   per fuel, default 30 and 100), each into a fresh database: a backfill holds
+   one batch at a time, so peak RSS must stay flat as the archive grows. A
+   yearly archive is about 365 records per fuel (14.6 million observations,
+   1.1 GB of XML): `--archive-history 365` measures it, at the cost of minutes
+   to generate it (and gigabytes of memory for the generator) and to load it.
 5. Hourly updates: `python etl.py run` of the newer feed on a database
    holding the older one, against `python -c` doing a bare iterparse of the
    same zip, both timed as whole processes (best of --repeat, wall and CPU
@@ -55,6 +61,8 @@ REAL_PAIR = tuple(REAL_FEEDS / f"instantane_yzpt-dataflow_2023-11-25{half}.zip" 
 TARGETS = {"first load": 3.0, "update": 3.0, "unchanged re-run": 1.5}
 # PostgreSQL's figures are judged on this process's CPU time: the server works on another core.
 PG_TARGETS = {"first load": 4.0}
+ARCHIVE_RSS_TARGET = 200  # MB, for the backfill of a yearly archive
+ARCHIVE_STATIONS = 10_000  # as many as the real archives list
 HOURLY_TARGET = 1.2  # an hourly update, whole process, against a bare-parse process of the same zip
 HOURLY_DRIFT = "0.005"  # share of prices changed: with ~4 prices a station, ~2% of the stations change
 BARE_PARSE_SCRIPT = """
@@ -71,6 +79,29 @@ with zipfile.ZipFile(sys.argv[1]) as archive, archive.open(archive.infolist()[0]
 def generate(out: Path, *args: str) -> Path:
     subprocess.run([sys.executable, str(GEN_FEED), "--out", str(out), *args], check=True, capture_output=True)
     return out
+
+
+def generated_archive(work: Path, stations: int, history: int) -> tuple[Path, int, int]:
+    """A quotidien-style archive of `history` price records per fuel: (path, observations, bytes of XML)."""
+    out = work / f"archive-{history}.zip"
+    command = [sys.executable, str(GEN_FEED), "--out", str(out), "--kind", "quotidien", "--stations", str(stations)]
+    done = subprocess.run([*command, "--seed", "2", "--history", str(history)], check=True, capture_output=True)
+    counts = dict(field.split("=", 1) for field in done.stderr.decode().split())
+    return out, int(counts["prix"]), int(counts["xml_bytes"])
+
+
+def archive_backfills(work: Path, stations: int, histories: list[int]) -> list[tuple[int, int, float, float]]:
+    """(observations, bytes of XML, peak RSS in MB, wall seconds) of `etl.py backfill` of each archive, each into
+    a fresh database."""
+    figures = []
+    for history in histories:
+        archive, observations, size = generated_archive(work, stations, history)
+        data_dir = work / f"archive-{history}"
+        data_dir.mkdir()
+        figures.append((observations, size, *peak_rss_mb(data_dir, "backfill", "--source", str(archive))))
+        archive.unlink()
+        (data_dir / "db.sqlite3").unlink(missing_ok=True)
+    return figures
 
 
 def bare_parse_seconds(xml_path: Path) -> float:
@@ -225,6 +256,11 @@ def main() -> int:
         default=os.environ.get("CARBUROAM_BENCH_DATABASE_URL"),
         help="a PostgreSQL server (any database name: the benchmark creates and drops its own)",
     )
+    parser.add_argument(
+        "--archive-history",
+        default="30,100",
+        help="price records per fuel of the larger archives backfilled, comma-separated (365: a yearly archive)",
+    )
     args = parser.parse_args()
     if not GEN_FEED.exists():
         print(f"needs {GEN_FEED} (the shared feed generator)", file=sys.stderr)
@@ -261,6 +297,8 @@ def main() -> int:
         backfill_dir = work / "backfill"
         backfill_dir.mkdir()
         rss_backfill, wall_backfill = peak_rss_mb(backfill_dir, "backfill", "--source", str(daily))
+        histories = [int(history) for history in args.archive_history.split(",") if history]
+        archives = archive_backfills(work, ARCHIVE_STATIONS, histories)
 
         hourly_next = generate(
             work / "day1-later.zip", "--stations", str(args.stations), "--seed", "1", "--price-drift", HOURLY_DRIFT
@@ -298,6 +336,18 @@ def main() -> int:
         f"peak RSS, `etl.py backfill` of {observations:,} observations {rss_backfill:7.1f} MB"
         f"  (target <= 150 MB; {wall_backfill:.2f} s wall)"
     )
+    for observations, size, rss, wall in archives:
+        verdict = "ok" if rss <= ARCHIVE_RSS_TARGET else "OVER"
+        print(
+            f"peak RSS, `etl.py backfill` of an archive of {observations:,} observations ({size / 1e6:,.0f} MB of XML)"
+            f" {rss:7.1f} MB  (target for a yearly archive <= {ARCHIVE_RSS_TARGET} MB: {verdict}; {wall:.1f} s wall)"
+        )
+    if len(archives) > 1:
+        (smallest, _, low, _), (largest, _, high, _) = archives[0], archives[-1]
+        print(
+            f"  {largest / smallest:.1f}x the observations, {high / low:.2f}x the peak RSS"
+            " (flat when memory is bounded by the batch, not the file)"
+        )
     if not all(path.is_file() for path in REAL_PAIR):
         print(f"hourly update of the real pair: skipped ({REAL_FEEDS} is absent)")
     for label, ((changed, stations), figures) in hourly.items():

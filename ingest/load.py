@@ -6,11 +6,12 @@ The feed is compared with what is stored, in the database's own encoding
 written (by bulk.py) and each distinct value is encoded once rather than once per row.
 A first load, into a database without any station, reads nothing back.
 
-An incremental Snapshot (see update.parse_update) holds only the stations whose
-<pdv> bytes changed since the last run: only their stored rows, and those of the
-stations gone from the feed, are read and compared. The others keep their rows;
-their last_seen_at moves in one statement (`mark_seen_again`).
-stations.fingerprint says which bytes each station's stored rows come from.
+A feed is loaded a Snapshot (a batch of stations) at a time: only the stored rows
+of its stations, and of the stations gone from the feed, are read and compared.
+When only the stations whose <pdv> bytes changed are read (see update.parse_update),
+the others keep their rows; their last_seen_at moves in one statement
+(`mark_seen_again`). stations.fingerprint says which bytes each station's stored
+rows come from.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Column, Connection, func, select, update
+from sqlalchemy import Column, Connection, select, update
 
 from ingest.bulk import (
     HISTORY_ROW,
@@ -35,7 +36,6 @@ from ingest.bulk import (
     upsert,
 )
 from ingest.records import StationEntry
-from ingest.update import FeedUpdate
 from models import Price, PriceHistory, Rupture, Station
 from utils import UTC
 
@@ -52,43 +52,30 @@ class Basis:
 
 @dataclass
 class Snapshot:
-    """A whole instant feed, held in memory between parse and load (about 10,000 stations).
+    """A batch of a feed's stations (a few thousand), held in memory between parse and load.
 
-    When `incremental`, the lists hold only the stations read again; `unchanged` names the others
-    of the feed, whose stored rows already say what their bytes say.
+    Loading it replaces the stored rows of the stations it lists and removes the prices and
+    out-of-stock records of those `gone` from the feed; only these stations' rows are read.
     """
 
     stations: list[dict]
     prices: list[tuple[int, int, int, dt.datetime]]
     ruptures: list[tuple[int, int, dt.datetime | None, dt.datetime | None, str | None]]
     fingerprints: dict[int, int | None] = field(default_factory=dict)  # of the stations above; None: unknown
-    unchanged: list[int] = field(default_factory=list)
-    basis: Basis | None = None
-    incremental: bool = False
+    gone: Sequence[int] = ()
+    already_seen: Collection[int] = ()  # stations whose last_seen_at moves in one statement (`mark_seen_again`)
+    stored: Collection[int] | None = None  # of its stations, those that may have stored rows; None: any of them
 
     @classmethod
-    def collect(cls, entries: Iterable[StationEntry]) -> Snapshot:
-        snapshot = cls([], [], [])
-        for entry in entries:
+    def collect(cls, batch: Iterable[tuple[StationEntry, int | None]], already_seen: Collection[int] = ()) -> Snapshot:
+        """The rows of each entry of `batch` and the fingerprint that comes with it."""
+        snapshot = cls([], [], [], already_seen=already_seen)
+        for entry, fingerprint in batch:
             snapshot.stations.append(entry.station)
             snapshot.prices.extend(entry.prices)
             snapshot.ruptures.extend(entry.ruptures)
+            snapshot.fingerprints[entry.station["id"]] = fingerprint
         return snapshot
-
-    @classmethod
-    def of_update(cls, update: FeedUpdate, basis: Basis | None) -> Snapshot:
-        """The rows of `update`, read against the fingerprints of `basis`."""
-        rows = update.stations, update.prices, update.ruptures
-        if not update.incremental:
-            return cls(*rows, update.fingerprints or {})
-        return cls(*rows, update.fingerprints or {}, update.unchanged, basis, incremental=True)
-
-    def gone(self) -> list[int]:
-        """The stations of the last run that this feed no longer lists (known only with a basis)."""
-        if self.basis is None:
-            return []
-        listed = {station["id"] for station in self.stations}.union(self.unchanged)
-        return sorted(set(self.basis.fingerprints) - listed)
 
 
 @dataclass
@@ -120,29 +107,19 @@ def stations_seen_at(conn: Connection, seen_at: dt.datetime) -> Basis:
 
 
 def load_snapshot(conn: Connection, snapshot: Snapshot, seen_at: dt.datetime) -> LoadCounts:
-    """Make the database hold exactly this feed's stations, prices and ruptures; add new history.
+    """Make the database hold exactly this batch's stations, prices and ruptures, none for those gone; add new history.
 
-    When incremental, only the stations read again and those gone from the feed are compared;
-    the unchanged ones keep all their rows but last_seen_at. A database without any station
-    (a first load) is not read at all.
+    Only these stations are compared; `prices` counts the batch's current prices, not the table's.
     """
     encoder = Encoder(conn.dialect)
-    scope, already_seen = None, ()
-    if snapshot.incremental:
-        gone = snapshot.gone()
-        scope = {station["id"] for station in snapshot.stations}.union(gone)
-        mark_seen_again(conn, encoder, snapshot.basis.seen_at, seen_at, gone)
-        already_seen = snapshot.basis.fingerprints
-    elif holds_no_station(conn):
-        scope = frozenset()  # no station, hence no price or out-of-stock row either (foreign keys)
-    kept = load_stations(conn, encoder, snapshot.stations, seen_at, scope, snapshot.fingerprints, already_seen)
+    listed = {station["id"] for station in snapshot.stations} if snapshot.stored is None else set(snapshot.stored)
+    scope = listed.union(snapshot.gone)
+    kept = load_stations(conn, encoder, snapshot.stations, seen_at, scope, snapshot.fingerprints, snapshot.already_seen)
     prices, changes, repriced = load_prices(conn, encoder, snapshot.prices, scope, watch=kept)
     restocked = load_ruptures(conn, encoder, snapshot.ruptures, scope, watch=kept)
     # A fingerprint kept for a station read with a rejection holds only while its rows did not move.
-    _forget_fingerprints(conn, sorted(repriced | restocked))
-    if snapshot.incremental:
-        prices = conn.scalar(select(func.count()).select_from(storage(conn, Price)))
-    return LoadCounts(stations=len(snapshot.stations) + len(snapshot.unchanged), prices=prices, changes=changes)
+    forget_fingerprints(conn, sorted(repriced | restocked))
+    return LoadCounts(stations=len(snapshot.stations), prices=prices, changes=changes)
 
 
 def mark_seen_again(
@@ -160,7 +137,7 @@ def mark_seen_again(
         conn.execute(update(table).where(table.c.id.in_(batch)).values(last_seen_at=before, fingerprint=None))
 
 
-def _forget_fingerprints(conn: Connection, station_ids: Sequence[int]) -> None:
+def forget_fingerprints(conn: Connection, station_ids: Sequence[int]) -> None:
     table = storage(conn, Station)
     for batch in batches(station_ids, 1_000):
         conn.execute(update(table).where(table.c.id.in_(batch)).values(fingerprint=None))
@@ -219,7 +196,7 @@ def load_stations(
         conn.execute(update(table).where(table.c.id.in_(batch)).values(last_seen_at=seen))
     if scope is None:
         listed = {station["id"] for station in stations}
-        _forget_fingerprints(conn, [i for i in stored_fingerprints if i not in listed])
+        forget_fingerprints(conn, [i for i in stored_fingerprints if i not in listed])
     return kept
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from lxml import etree
@@ -34,6 +35,12 @@ from ingest.records import (
 from utils import utcnow
 
 _UNSEEN = object()
+# About 150 bytes a time and 500 a block: a few megabytes at most, whatever the document's size.
+# The real instant feed has ~13,500 distinct times for 33,500 prices; a daily archive has at most
+# 86,400 (one a second), which a backfill keeps all of (ARCHIVE_CACHED_TIMES, about 15 MB).
+MAX_CACHED_TIMES = 20_000
+ARCHIVE_CACHED_TIMES = 100_000
+MAX_CACHED_BLOCKS = 5_000  # of each kind: distinct service lists never evict the few opening-hour blocks
 
 
 class _PdvParser:
@@ -43,14 +50,24 @@ class _PdvParser:
     opening-hour blocks for 10,000 stations, so each distinct one is decoded only once.
     """
 
-    def __init__(self, report: ParseReport, now: dt.datetime):
+    def __init__(self, report: ParseReport, now: dt.datetime, max_cached_times: int):
         self.report = report
+        self.max_cached_times = max_cached_times
         self.latest = now + FUTURE_TOLERANCE
         self.times: dict[str, dt.datetime | None] = {}
         self.prices: dict[str, int | None] = {}
         # Small integers read once in the context of the document so far, then kept: "2" stays 2.000 EUR.
         self.contextual_prices: dict[str, int | None] = {}
-        self.blocks: dict[bytes, OpeningHours | tuple[str, ...]] = {}
+        self.blocks: dict[Callable, dict[bytes, OpeningHours | tuple[str, ...]]] = defaultdict(dict)  # by parser
+
+    def bound_caches(self) -> None:
+        """Forget the values decoded so far when they are too many: a yearly archive has millions of distinct
+        times, and a large feed (or a generated one) tens of thousands of distinct opening-hour blocks."""
+        if len(self.times) > self.max_cached_times:
+            self.times.clear()
+        for blocks in self.blocks.values():
+            if len(blocks) > MAX_CACHED_BLOCKS:
+                blocks.clear()
 
     def price(self, raw: str | None) -> int | None:
         if raw in self.prices:
@@ -68,10 +85,10 @@ class _PdvParser:
         return milli
 
     def block(self, element, parse):
-        key = etree.tostring(element)
-        value = self.blocks.get(key)
+        blocks, key = self.blocks[parse], etree.tostring(element)
+        value = blocks.get(key)
         if value is None:
-            value = self.blocks[key] = parse(element)
+            value = blocks[key] = parse(element)
         return value
 
     def entry(self, pdv) -> StationEntry | None:
@@ -182,7 +199,9 @@ PARSER_OPTIONS = {
 }
 
 
-def parse_feed(stream: BinaryIO, report: ParseReport, now: dt.datetime | None = None) -> Iterator[StationEntry]:
+def parse_feed(
+    stream: BinaryIO, report: ParseReport, now: dt.datetime | None = None, max_cached_times: int = MAX_CACHED_TIMES
+) -> Iterator[StationEntry]:
     """Stream the <pdv> elements of a feed document, one entry each, in constant memory.
 
     Entities are never resolved, nothing is fetched from the network, and a
@@ -192,7 +211,7 @@ def parse_feed(stream: BinaryIO, report: ParseReport, now: dt.datetime | None = 
     """
     etree.clear_error_log()  # libxml2's log is per thread: its first fatal entry is then this document's
     context = etree.iterparse(stream, events=("end",), tag="pdv", **PARSER_OPTIONS)
-    parser = _PdvParser(report, now or utcnow())
+    parser = _PdvParser(report, now or utcnow(), max_cached_times)
     try:
         for _, pdv in context:
             if report.root is None:
@@ -207,8 +226,7 @@ def parse_feed(stream: BinaryIO, report: ParseReport, now: dt.datetime | None = 
             report.stations += 1
             report.prices += len(entry.prices)
             yield entry
-            if len(parser.times) > 100_000:  # a yearly archive has millions of distinct times
-                parser.times.clear()
+            parser.bound_caches()
     except etree.XMLSyntaxError as exc:
         first = next(iter(exc.error_log.filter_from_fatals()), None)
         detail = f"{first.message}, line {first.line}, column {first.column}" if first else str(exc)

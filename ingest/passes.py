@@ -1,8 +1,8 @@
 """One ETL pass, a backfill and a brand import, each recorded in etl_runs, all or nothing.
 
-A run loads the whole feed in one transaction: on any failure nothing is changed, a failed run is
-recorded and the caller gets an EtlError with one line saying why. A brand import (see brands.py)
-replaces the station brand table the same way.
+A run loads the whole feed in one transaction, a batch of stations at a time: on any failure
+nothing is changed, a failed run is recorded and the caller gets an EtlError with one line saying
+why. A brand import (see brands.py) replaces the station brand table the same way.
 """
 
 from __future__ import annotations
@@ -14,17 +14,28 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from sqlalchemy import ColumnElement, Connection, Engine, select, text, update
+from sqlalchemy import ColumnElement, Connection, Engine, exists, func, or_, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from ingest import brands
+from ingest.bulk import Encoder
 from ingest.errors import FeedError
-from ingest.load import Basis, Snapshot, holds_no_station, load_history_batch, load_snapshot, stations_seen_at
-from ingest.parse import parse_feed
+from ingest.load import (
+    Basis,
+    LoadCounts,
+    Snapshot,
+    forget_fingerprints,
+    holds_no_station,
+    load_history_batch,
+    load_snapshot,
+    mark_seen_again,
+    stations_seen_at,
+)
+from ingest.parse import ARCHIVE_CACHED_TIMES, parse_feed
 from ingest.records import ParseReport
 from ingest.source import FeedIdentity, feed_file, identify_feed, open_feed
-from ingest.update import parse_update
-from models import EtlRun, Station
+from ingest.update import FeedUpdate, parse_update
+from models import EtlRun, Price, Rupture, Station
 from session import bulk_writer, session_factory, writer
 from settings import Settings
 from utils import first_line, utcnow
@@ -34,6 +45,7 @@ log = logging.getLogger("etl")
 MIN_STATION_RATIO = 0.5
 PRICE_LOADS = ("run", "backfill")  # the kinds of etl_runs that load prices; "brands" imports do not
 BACKFILL_BATCH_PRICES = 50_000
+BATCH_STATIONS = 2_000  # what a run holds at once, whatever the size of the feed
 
 
 class EtlError(Exception):
@@ -168,8 +180,9 @@ def run_pass(engine: Engine, settings: Settings, source: str | None = None, forc
         with _load_transaction(engine) as conn:
             basis = None if force else _fingerprint_basis(conn, started)
             read = parse_update(path, settings.max_xml_bytes, report, started, basis and basis.fingerprints)
+            counts = _load_feed(conn, read, basis, started)
+            # Checked once every batch is written: a refused feed rolls back with the rest of the transaction.
             _check_station_count(report.stations, engine, force)
-            counts = load_snapshot(conn, Snapshot.of_update(read, basis), started)
             summary = RunSummary(
                 "run",
                 source,
@@ -189,6 +202,65 @@ def _load_transaction(engine: Engine) -> contextlib.AbstractContextManager[Conne
     with engine.connect() as conn:
         empty = holds_no_station(conn)
     return bulk_writer(engine) if empty else writer(engine).begin()
+
+
+def _load_feed(conn: Connection, read: FeedUpdate, basis: Basis | None, started: dt.datetime) -> LoadCounts:
+    """Load the stations of `read` batch by batch, then forget the stations gone from the feed.
+
+    A run holds one batch of stations at a time, whatever the size of the feed.
+    """
+    already_seen = basis.fingerprints if read.incremental else ()
+    first_load = holds_no_station(conn)  # then only what this run wrote is stored: nothing else needs reading
+    first_load_once = first_load  # and no station listed twice: the batches' prices add up to the table's
+    counts = LoadCounts()
+    listed: set[int] = set()
+    for batch in read.batches(BATCH_STATIONS):
+        snapshot = Snapshot.collect(batch, already_seen)
+        ids = {station["id"] for station in snapshot.stations}
+        if again := sorted(ids & listed):
+            _merge_earlier_listing(conn, snapshot, again)
+        if first_load:
+            snapshot.stored = again
+        loaded = load_snapshot(conn, snapshot, started)
+        counts.stations += loaded.stations
+        counts.prices += loaded.prices
+        counts.changes += loaded.changes
+        first_load_once = first_load_once and not again
+        listed |= ids
+    listed.update(read.unchanged)
+    counts.stations += len(read.unchanged)
+    if read.incremental:
+        gone = sorted(set(basis.fingerprints) - listed)
+    elif first_load:
+        gone = []
+    else:
+        # Every station listed is seen now; of the others, those holding a price, out-of-stock record or fingerprint.
+        held = or_(
+            Station.fingerprint.is_not(None),
+            exists().where(Price.station_id == Station.id),
+            exists().where(Rupture.station_id == Station.id),
+        )
+        gone = list(conn.scalars(select(Station.id).where(Station.last_seen_at != started, held).order_by(Station.id)))
+    for start in range(0, len(gone), BATCH_STATIONS):
+        load_snapshot(conn, Snapshot([], [], [], gone=gone[start : start + BATCH_STATIONS]), started)
+    if read.incremental:
+        mark_seen_again(conn, Encoder(conn.dialect), basis.seen_at, started, gone)
+    else:
+        forget_fingerprints(conn, gone)
+    forget_fingerprints(conn, sorted(read.revoked() & listed))
+    if not first_load_once:
+        counts.prices = conn.scalar(select(func.count()).select_from(Price))
+    return counts
+
+
+def _merge_earlier_listing(conn: Connection, snapshot: Snapshot, station_ids: list[int]) -> None:
+    """Put first in `snapshot` the prices and out-of-stock records that an earlier batch wrote for stations it lists
+    again: a station the feed lists twice, in two batches, then ends as if both listings were in one."""
+    prices = select(Price.station_id, Price.gastype_id, Price.price, Price.updated_at)
+    stored = conn.execute(prices.where(Price.station_id.in_(station_ids)))
+    snapshot.prices[:0] = [(station, fuel, int(price * 1000), maj) for station, fuel, price, maj in stored]
+    ruptures = select(Rupture.station_id, Rupture.gastype_id, Rupture.started_at, Rupture.ended_at, Rupture.kind)
+    snapshot.ruptures[:0] = [tuple(row) for row in conn.execute(ruptures.where(Rupture.station_id.in_(station_ids)))]
 
 
 def _same_feed(engine: Engine, previous: EtlRun | None, identity: FeedIdentity) -> bool:
@@ -268,7 +340,7 @@ def backfill(engine: Engine, settings: Settings, source: str) -> RunSummary:
             open_feed(path, settings.max_backfill_xml_bytes) as xml,
         ):
             batch, batch_prices = [], 0
-            for entry in parse_feed(xml, report, started):
+            for entry in parse_feed(xml, report, started, ARCHIVE_CACHED_TIMES):
                 batch.append(entry)
                 batch_prices += len(entry.prices)
                 if batch_prices >= BACKFILL_BATCH_PRICES:

@@ -6,10 +6,11 @@ import array
 import datetime as dt
 import functools
 import io
+import itertools
 import re
 import zlib
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -31,7 +32,8 @@ from ingest.source import READ_CHUNK, open_feed
 #    <pdv id="..."> elements separated by white space; no comment, CDATA section, processing
 #    instruction or DOCTYPE. In such a document every "<pdv " starts a station and the next
 #    "</pdv>" ends it, so a station's bytes are found with bytearray.find, without parsing.
-#    Any other document is read whole by parse_feed, as always, and gives no fingerprints.
+#    Any other document is read whole by parse_feed, as always: only the stations before the
+#    first sign of another layout get a fingerprint.
 # 2. Each station's fingerprint is a CRC-32 of its bytes, seeded with the document's declaration
 #    and with the code that reads them (see `rules_seed`), and its length. On the real feed (10,003
 #    stations, 12 MB) finding and fingerprinting them all costs ~20-25 ms; serialising each element
@@ -40,7 +42,8 @@ from ingest.source import READ_CHUNK, open_feed
 #    nothing and calls no Python code: ~45 ms. Any fault sends the document to parse_feed, which
 #    refuses it with its usual reason.
 # 4. The changed and new stations alone, in their order, make a small document that parse_feed
-#    reads as always: the same checks, rejections and counts.
+#    reads as always: the same checks, rejections and counts. It is read whole before any of it is
+#    loaded; a whole document is loaded a batch at a time as it is read.
 #
 # A fingerprint is kept only for a station accepted with nothing rejected and no price unit read
 # from the rest of the document (ParseReport.unclean): skipping it hides no rejection, and no
@@ -52,6 +55,8 @@ from ingest.source import READ_CHUNK, open_feed
 # is judged from the first stations already (the instant feed lists them in no particular order).
 INCREMENTAL_MAX_SHARE = 0.5
 INCREMENTAL_SAMPLE = 500
+# The changed stations' bytes are held, and their entries, until all are read: past this, read everything in batches.
+INCREMENTAL_MAX_BYTES = 4 << 20
 # The modules whose code turns a <pdv> into stored rows: any change to them invalidates every fingerprint.
 RULES_MODULES = (
     "ingest/records.py",
@@ -207,26 +212,40 @@ class _NoTree:
         return None
 
 
-@dataclass
 class FeedUpdate:
-    """A feed read against the fingerprints of the last load: the rows of the stations read now."""
+    """A feed read against the fingerprints of the last load, handed out a batch of stations at a time.
 
-    stations: list[dict] = field(default_factory=list)
-    prices: list[tuple[int, int, int, dt.datetime]] = field(default_factory=list)
-    ruptures: list[tuple[int, int, dt.datetime | None, dt.datetime | None, str | None]] = field(default_factory=list)
-    unchanged: list[int] = field(default_factory=list)  # stations left unread: the same bytes as last time
-    # The fingerprint to keep for each station read (None: read it again next time); None
-    # altogether when the document is not laid out as the genuine feed is.
-    fingerprints: dict[int, int | None] | None = None
-    incremental: bool = False  # the stations read are only the changed and new ones
+    `batches()` yields the stations read now (every one, or only the changed and new ones when
+    `incremental`), each with the fingerprint to keep for it (None: read it again next time), and
+    can be iterated once. Once it is exhausted, `unchanged` names the stations left unread (the same
+    bytes as last time) and `revoked()` the stations whose fingerprint must not be kept after all.
+    """
 
-    def collect(self, entries: Iterable[StationEntry]) -> FeedUpdate:
-        """Add the rows of `entries`, each freed as soon as it is taken."""
-        for entry in entries:
-            self.stations.append(entry.station)
-            self.prices.extend(entry.prices)
-            self.ruptures.extend(entry.ruptures)
-        return self
+    def __init__(
+        self,
+        entries: Iterable[tuple[StationEntry, int | None]],
+        unchanged: list[int] | None = None,
+        scanner: LayoutScanner | None = None,
+        twice: set[int] | None = None,
+    ):
+        self._entries = entries
+        self.unchanged = unchanged or []
+        self.incremental = unchanged is not None  # the stations read are only the changed and new ones
+        # Of a whole reading, complete once the entries are out: what the layout scanner found, the stations read twice.
+        self._scanner = scanner
+        self._twice = twice or set()
+
+    def batches(self, size: int) -> Iterator[list[tuple[StationEntry, int | None]]]:
+        iterator = iter(self._entries)
+        while batch := list(itertools.islice(iterator, size)):
+            yield batch
+
+    def revoked(self) -> set[int]:
+        """The stations given a fingerprint that must not be kept: those the document lists twice."""
+        if self._scanner is None:
+            return set()  # a station listed twice is never read this way
+        found_twice = (station_id for station_id, times in Counter(self._scanner.ids).items() if times > 1)
+        return self._twice.union(found_twice)
 
 
 def parse_update(
@@ -239,7 +258,7 @@ def parse_update(
     """Read the feed at `path`, skipping the stations whose fingerprint is in `known` (those of the last load).
 
     Without `known`, or when skipping would not pay or not be exact, every station is read by
-    parse_feed, as the fingerprints are taken for the next run.
+    parse_feed as the batches are taken, and the fingerprints are taken for the next run.
     """
     if known is not None:
         changed = _read_changed(path, max_xml_bytes, known, now)
@@ -247,13 +266,32 @@ def parse_update(
             update, changed_report = changed
             report.replace_with(changed_report)
             return update
-    scanner = LayoutScanner()
-    with open_feed(path, max_xml_bytes) as xml:
-        update = FeedUpdate().collect(parse_feed(_Tee(xml, scanner), report, now))
-    scanner.close()
-    if scanner.genuine:
-        update.fingerprints = _fingerprints(scanner, update.stations, report)
-    return update
+    # The scanner sees each chunk before libxml2 does: a station's fingerprint is known when parse_feed yields it.
+    # It stops at the first sign of another layout; the stations found before it keep their fingerprints.
+    fingerprints: dict[int, int] = {}
+
+    def found(station_id: int, fingerprint: int, data: bytearray) -> bool:
+        if not single_station(data):
+            return False
+        fingerprints[station_id] = fingerprint
+        return True
+
+    scanner = LayoutScanner(found)
+    read: set[int] = set()
+    twice: set[int] = set()
+
+    def entries() -> Iterator[tuple[StationEntry, int | None]]:
+        with open_feed(path, max_xml_bytes) as xml:
+            for entry in parse_feed(_Tee(xml, scanner), report, now):
+                station_id = entry.station["id"]
+                if station_id in read:
+                    twice.add(station_id)
+                read.add(station_id)
+                fingerprint = fingerprints.pop(station_id, None)
+                yield entry, None if station_id in report.unclean else fingerprint
+        scanner.close()
+
+    return FeedUpdate(entries(), scanner=scanner, twice=twice)
 
 
 def _read_changed(
@@ -261,19 +299,27 @@ def _read_changed(
 ) -> tuple[FeedUpdate, ParseReport] | None:
     """Read only the stations whose bytes changed; None when the whole document must be read instead."""
     changed: list[bytearray] = []
+    fingerprints: dict[int, int] = {}
     unchanged: list[int] = []
+    changed_bytes = 0
 
     def sort(station_id: int, fingerprint: int, data: bytearray) -> bool:
+        nonlocal changed_bytes
         if station_id and known.get(station_id) == fingerprint:
             # The same bytes as a station checked when its fingerprint was kept (the seed covers this code).
             unchanged.append(station_id)
             return True
         changed.append(data)
+        fingerprints[station_id] = fingerprint
+        changed_bytes += len(data)
         return single_station(data)
+
+    def too_big() -> bool:
+        return len(changed) > most or changed_bytes > INCREMENTAL_MAX_BYTES
 
     def too_many() -> bool:
         read = len(changed) + len(unchanged)
-        return len(changed) > most or (read >= INCREMENTAL_SAMPLE and len(changed) > INCREMENTAL_MAX_SHARE * read)
+        return too_big() or (read >= INCREMENTAL_SAMPLE and len(changed) > INCREMENTAL_MAX_SHARE * read)
 
     scanner = LayoutScanner(sort)
     parser = etree.XMLParser(target=_NoTree(), **PARSER_OPTIONS)
@@ -289,31 +335,19 @@ def _read_changed(
         except etree.XMLSyntaxError:
             return None
     scanner.close()
-    if not scanner.genuine or len(changed) > most or len(set(scanner.ids)) < len(scanner.ids):
+    if not scanner.genuine or too_big() or len(set(scanner.ids)) < len(scanner.ids):
         return None  # another layout, too many changes, or a station listed twice
     report = ParseReport()
     document = scanner.head + b"".join(changed) + _ROOT_END
+    del changed[:]
     try:
-        update = FeedUpdate(unchanged=unchanged, incremental=True).collect(
-            parse_feed(io.BytesIO(document), report, now)
-        )
+        # Read whole before any is loaded: a price unit read in context sends the document to a full reading.
+        entries = list(parse_feed(io.BytesIO(document), report, now))
     except FeedError:
         return None
     if report.contextual and unchanged:
         return None  # a price unit read without the skipped stations' prices
     report.stations += len(unchanged)
-    update.fingerprints = _fingerprints(scanner, update.stations, report)
-    return update, report
-
-
-def _fingerprints(scanner: LayoutScanner, stations: list[dict], report: ParseReport) -> dict[int, int | None]:
-    """The fingerprint to keep for each station read: None unless it is clean and listed once."""
-    by_id: dict[int, int | None] = {}
-    for station_id, fingerprint in zip(scanner.ids, scanner.fingerprints, strict=True):
-        by_id[station_id] = None if station_id in by_id else fingerprint
-    kept: dict[int, int | None] = {}
-    for station in stations:
-        station_id = station["id"]
-        clean_and_once = station_id not in kept and station_id not in report.unclean
-        kept[station_id] = by_id.get(station_id) if clean_and_once else None
-    return kept
+    unclean = report.unclean
+    read = [(e, None if e.station["id"] in unclean else fingerprints.get(e.station["id"])) for e in entries]
+    return FeedUpdate(read, unchanged), report
