@@ -3,6 +3,7 @@
     python etl.py run [--source URL_OR_PATH] [--force]
     python etl.py backfill --source FILE
     python etl.py brands [--source URL_OR_PATH]
+    python etl.py places [--source URL_OR_PATH]
     python etl.py serve
 
 Every command first brings the database up to date (`init_db`). A run loads the whole feed in
@@ -30,6 +31,10 @@ def command_line() -> argparse.ArgumentParser:
     backfill_cmd.add_argument("--source", required=True, help="daily or yearly archive, URL or local file")
     brands_cmd = commands.add_parser("brands", help="import station brands and names from OpenStreetMap")
     brands_cmd.add_argument("--source", help="OSM stations CSV, URL or local file (default: CARBUROAM_BRANDS_URL)")
+    places_cmd = commands.add_parser("places", help="import France's communes and postcodes from La Poste")
+    places_cmd.add_argument(
+        "--source", help="La Poste's postcode base, URL or local file (default: CARBUROAM_PLACES_URL)"
+    )
     commands.add_parser("serve", help="run passes on schedule (pid-file guarded)")
     return parser
 
@@ -70,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "brands":
             source = args.source or settings.brands_url
             summary = passes.import_brands(engine, settings, source).describe(source)
+        elif args.command == "places":
+            source = args.source or settings.places_url
+            summary = passes.import_places(engine, settings, source).describe(source)
         else:
             summary = passes.backfill(engine, settings, args.source)
     except passes.EtlError as exc:
