@@ -1,4 +1,5 @@
-"""France's communes and postcodes from La Poste: `etl.py places`, its file checks, and its copies in the wild.
+"""France's communes and postcodes from La Poste: `etl.py places`, its file checks, its copies in the wild, and
+the scheduler's monthly refresh.
 
 The files are a 146-row cut of the real postcode base (tests/data/places-laposte_cut.csv, see its README),
 the full real file from ../shared when present, and copies made here from the cut the way a spreadsheet
@@ -20,9 +21,13 @@ from sqlalchemy import select
 import etl
 from conftest import REAL_FEEDS
 from db_snapshot import etl_runs
-from ingest import passes, places
+from ingest import passes, places, scheduler
 from models import Place
+from session import init_db, make_engine
+from settings import Settings
+from test_brands import age_runs
 from test_fetch import FeedServer, send
+from test_scheduler import INTERVAL
 
 DATA = Path(__file__).resolve().parent / "data"
 CUT = DATA / "places-laposte_cut.csv"
@@ -212,3 +217,63 @@ def test_the_real_file_imports_every_row(engine, settings, monkeypatch):
     table = passes.import_places(engine, settings, str(REAL))
     assert (len(table.rows), table.communes, table.skipped) == (39_204, 35_091, 0)
     assert len(stored(engine)) == 39_204
+
+
+# --------------------------------------------------------------------------- the scheduler's monthly refresh
+
+MONTH = 30 * 24 * 3600
+
+
+@pytest.fixture
+def due(sqlite_settings: Settings):
+    """Prices every hour from feed_a, no brands, places monthly from the cut, on an initialised SQLite database."""
+    settings = dataclasses.replace(
+        sqlite_settings, interval_seconds=INTERVAL, places_url=str(CUT), places_interval_seconds=MONTH
+    )
+    engine = make_engine(settings.database_url)
+    init_db(engine)
+    yield settings, engine
+    engine.dispose()
+
+
+def kinds(engine) -> list[tuple[str, str]]:
+    return [(run.kind, run.status) for run in etl_runs(engine)]
+
+
+def test_places_are_due_when_the_table_is_empty_then_monthly(due):
+    settings, engine = due
+    assert scheduler.places_due(engine, settings), "an empty table is due at once"
+    assert not scheduler.places_due(engine, dataclasses.replace(settings, places_interval_seconds=0)), "0 disables"
+
+    passes.import_places(engine, settings)
+    assert not scheduler.places_due(engine, settings)
+    age_runs(engine, "places", MONTH - 3600)
+    assert not scheduler.places_due(engine, settings)
+    age_runs(engine, "places", MONTH)
+    assert scheduler.places_due(engine, settings)
+
+
+def test_scheduled_work_loads_prices_then_places(due):
+    settings, engine = due
+
+    assert INTERVAL - 60 < scheduler._scheduled_work(engine, settings) <= INTERVAL
+    assert kinds(engine) == [("run", "success"), ("places", "success")]
+    assert len(stored(engine)) == CUT_ROWS
+
+    age_runs(engine, "run", 2 * INTERVAL)
+    scheduler._scheduled_work(engine, settings)
+    assert kinds(engine)[-1] == ("run", "success"), "prices again; places wait for their month"
+    assert len(kinds(engine)) == 3
+
+
+def test_a_failed_places_import_is_logged_and_never_blocks_prices(due, tmp_path, caplog):
+    settings, engine = due
+    settings = dataclasses.replace(settings, places_url=str(tmp_path / "missing.csv"))
+
+    with caplog.at_level(logging.ERROR, logger="etl"):
+        wait = scheduler._scheduled_work(engine, settings)
+
+    assert INTERVAL - 60 < wait <= INTERVAL, "the next price pass is an interval away, not a retry away"
+    assert kinds(engine) == [("run", "success"), ("places", "failed")]
+    assert f"places import failed: no feed file at {tmp_path / 'missing.csv'}" in caplog.messages
+    assert stored(engine) == []
