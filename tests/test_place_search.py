@@ -435,11 +435,13 @@ def test_a_locality_of_a_commune_is_found(places, session):
 
 
 def test_a_station_with_a_cedex_postcode_is_placed_by_its_town_in_its_department(places, session, towns):
-    add_station(session, 20, "Chemin de Crépieux", "CALUIRE ET CUIRE", "69642", 45.80, 4.85)  # a business code
+    add_station(session, 20, "Chemin de Crépieux", "CALUIRE ET CUIRE CEDEX", "69642", 45.80, 4.85)  # a business code
+    add_station(session, 21, "Montée des Soldats", "Caluire-et-Cuire", "69300", 45.79, 4.85)
 
     assert "69642" not in {row[0] for row in session.execute(select(Place.postcode))}
-    match = resolve_place(session, "Caluire-et-Cuire")
-    assert (match.label, match.station_ids, match.alternatives) == ("Caluire et Cuire (69642)", (20,), ())
+    match = resolve_place(session, "caluire et cuire")
+    assert (match.label, match.station_ids, match.alternatives) == ("Caluire-et-Cuire (69300–69642)", (20, 21), ())
+    assert resolve_place(session, "69642").station_ids == (20,)
 
 
 def test_corsica_is_one_place_whether_named_by_its_postcode_or_its_insee_department(places, session):
