@@ -146,7 +146,8 @@ def resolve_place(session: Session, text: str) -> PlaceMatch | None:
 
 def suggest(session: Session, text: str) -> list[str]:
     """Labels of the communes and localities whose name starts with `text` (or whose postcode starts with its
-    digits), shortest name first: what resolve_place reads back as each of them. [] for under two characters."""
+    digits), the shortest of the first names in alphabetical order first: what resolve_place reads back as each
+    of them. [] for under two characters."""
     key = _name_key(text[:SEARCH_MAX_CHARS])
     if len(key) < 2:
         return []
