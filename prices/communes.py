@@ -39,17 +39,22 @@ def same_department(department: str, wanted: str | None) -> bool:
     return {department, wanted} in ({"20", "2A"}, {"20", "2B"})
 
 
-def named(session: Session, key: str, department: str | None = None, prefix: bool = False) -> list[Commune]:
-    """The communes whose name key is `key` (or starts with it), shortest name first, then by name."""
+def named(
+    session: Session, key: str, department: str | None = None, prefix: bool = False, rows: int = PREFIX_ROWS
+) -> list[Commune]:
+    """The communes whose name key is `key` (or starts with it, reading at most `rows` rows), shortest name
+    first, then by name."""
     condition = _starts(session, Place.key, key) if prefix else Place.key == key
-    return _communes(session, condition, department, limit=PREFIX_ROWS if prefix else None)
+    return _communes(session, condition, department, limit=rows if prefix else None)
 
 
-def with_locality(session: Session, key: str, department: str | None = None, prefix: bool = False) -> list[Commune]:
+def with_locality(
+    session: Session, key: str, department: str | None = None, prefix: bool = False, rows: int = PREFIX_ROWS
+) -> list[Commune]:
     """The communes holding a locality (La Poste's line 5) whose key is `key` (or starts with it)."""
     column = Place.locality_key
     condition = _starts(session, column, key) if prefix else column == key
-    return _communes(session, condition, department, limit=PREFIX_ROWS if prefix else None, by_locality=True)
+    return _communes(session, condition, department, limit=rows if prefix else None, by_locality=True)
 
 
 def with_postcode(session: Session, postcode: str) -> list[Commune]:
@@ -58,8 +63,8 @@ def with_postcode(session: Session, postcode: str) -> list[Commune]:
     return sorted(communes, key=lambda commune: commune.key)
 
 
-def with_postcode_prefix(session: Session, digits: str) -> list[Commune]:
-    return _communes(session, _starts(session, Place.postcode, digits), None, limit=PREFIX_ROWS)
+def with_postcode_prefix(session: Session, digits: str, rows: int = PREFIX_ROWS) -> list[Commune]:
+    return _communes(session, _starts(session, Place.postcode, digits), None, limit=rows)
 
 
 def _starts(session: Session, column: InstrumentedAttribute, prefix: str) -> ColumnElement[bool]:

@@ -34,6 +34,7 @@ SEARCH_MAX_CHARS = 100
 SEARCH_MAX_WORDS = 8
 SEARCH_ORDER = (Station.town, Station.zip_code, Station.address, Station.id)
 SUGGESTIONS = 12  # places suggest() offers
+SUGGESTION_ROWS = 4 * SUGGESTIONS  # places rows it reads for them, of names and of localities
 
 _SAINTS = {"saint": "s%t", "sainte": "s%te"}  # LIKE patterns for the words as written in full or abbreviated
 # A town named right after one of these words belongs to a street name: 'Route de Lyon'.
@@ -146,17 +147,26 @@ def resolve_place(session: Session, text: str) -> PlaceMatch | None:
 
 def suggest(session: Session, text: str) -> list[str]:
     """Labels of the communes and localities whose name starts with `text` (or whose postcode starts with its
-    digits), the shortest of the first names in alphabetical order first: what resolve_place reads back as each
-    of them. [] for under two characters."""
+    digits): the towns with stations first, most stations first and spelt as place_suggestions spells them, then
+    the shortest of the first names in alphabetical order. resolve_place reads each back as its place.
+    [] for under two characters."""
     key = _name_key(text[:SEARCH_MAX_CHARS])
     if len(key) < 2:
         return []
     if _DIGITS.fullmatch(key):
-        found = communes.with_postcode_prefix(session, key)
+        found = communes.with_postcode_prefix(session, key, SUGGESTION_ROWS)
     else:
-        found = communes.named(session, key, prefix=True) + communes.with_locality(session, key, prefix=True)
-    labels = dict.fromkeys(_commune_reading("town", commune, text).query for commune in found)
-    return list(labels)[:SUGGESTIONS]
+        found = communes.named(session, key, prefix=True, rows=SUGGESTION_ROWS)
+        found += communes.with_locality(session, key, prefix=True, rows=SUGGESTION_ROWS)
+    postcodes = {postcode for commune in found for postcode in commune.postcodes}
+    towns = _towns(_fetch(session, _stations(Station.zip_code.in_(postcodes)))) if postcodes else []
+    ranked = []
+    for commune in found:
+        town = None if commune.locality else next((t for t in towns if _has_stations(commune, [t])), None)
+        label = _town_label(town) if town else _commune_reading("town", commune, text).query
+        ranked.append((-town.stations if town else 0, label))
+    ranked.sort(key=lambda entry: entry[0])  # stable: the others keep their order
+    return list(dict.fromkeys(label for _stations, label in ranked))[:SUGGESTIONS]
 
 
 def place_suggestions(session: Session) -> list[PlaceSuggestion]:

@@ -459,10 +459,16 @@ def test_suggestions_offer_communes_and_localities_by_their_first_letters_or_pos
         "Saint Denis (30)",
         "Saint Denis (93)",
         "Saint Denis (974)",
-        "Saint Deniscourt (60)",  # shortest names first
+        "Saint Denis Catus (46)",  # then the shortest of the first names in alphabetical order
     ]
     assert "Chazay d'Azergues (69)" in suggest(session, "6938")
     assert suggest(session, "belle p") == ["Belle Pierre (974)"]
     assert suggest(session, "s") == []
     for label in offered:
         assert resolve_place(session, label).query == label
+
+
+def test_suggestions_offer_the_towns_with_stations_first_as_their_stations_spell_them(places, session, towns):
+    offered = suggest(session, "saint den")
+    assert offered[:4] == ["Saint-Denis (93)", "Saint Denis (974)", "Saint Denis (11)", "Saint Denis (30)"]
+    assert offered[0] in [suggestion.label for suggestion in place_suggestions(session)], "one label per place"
