@@ -5,6 +5,7 @@
     python etl.py brands [--source URL_OR_PATH]
     python etl.py backup [--to DIR_OR_S3_URL]
     python etl.py restore FILE_OR_S3_URL [--with-deleted]
+    python etl.py places [--source URL_OR_PATH]
     python etl.py serve
 
 `backup` and `restore` save and bring back what people create (accounts, credentials, fuels,
@@ -42,6 +43,10 @@ def command_line() -> argparse.ArgumentParser:
     backfill_cmd.add_argument("--source", required=True, help="daily or yearly archive, URL or local file")
     brands_cmd = commands.add_parser("brands", help="import station brands and names from OpenStreetMap")
     brands_cmd.add_argument("--source", help="OSM stations CSV, URL or local file (default: CARBUROAM_BRANDS_URL)")
+    places_cmd = commands.add_parser("places", help="import France's communes and postcodes from La Poste")
+    places_cmd.add_argument(
+        "--source", help="La Poste's postcode base, URL or local file (default: CARBUROAM_PLACES_URL)"
+    )
     backup_cmd = commands.add_parser("backup", help="back up the accounts and what they follow")
     backup_cmd.add_argument("--to", help="folder or s3://bucket/prefix (default: BACKUP_TARGET)")
     restore_cmd = commands.add_parser("restore", help="restore a backup of the accounts")
@@ -88,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "brands":
             source = args.source or settings.brands_url
             summary = passes.import_brands(engine, settings, source).describe(source)
+        elif args.command == "places":
+            source = args.source or settings.places_url
+            summary = passes.import_places(engine, settings, source).describe(source)
         elif args.command == "backfill":
             summary = passes.backfill(engine, settings, args.source)
         else:

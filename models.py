@@ -334,3 +334,30 @@ class AdminAction(Base):
     action: Mapped[str] = mapped_column(String(40))
     target_id: Mapped[int | None]
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class Place(Base):
+    """A line of La Poste's postcode base (Licence Ouverte, credit La Poste): a commune, one of its postcodes, and
+    the locality the line names inside it, if any; replaced whole by each places import (see ingest/places.py).
+
+    `key` and `locality_key` are folded (place_search's name keys): the place box searches them by prefix.
+    """
+
+    __tablename__ = "places"
+    __table_args__ = (
+        # text_pattern_ops: PostgreSQL answers LIKE 'prefix%' from the index whatever the database's collation.
+        Index("ix_places_key", "key", postgresql_ops={"key": "text_pattern_ops"}),
+        Index("ix_places_locality_key", "locality_key", postgresql_ops={"locality_key": "text_pattern_ops"}),
+        Index("ix_places_postcode", "postcode"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    insee: Mapped[str] = mapped_column(String(5))
+    name: Mapped[str] = mapped_column(String(80))  # as La Poste writes it: 'SAINT DENIS'
+    key: Mapped[str] = mapped_column(String(80))
+    department: Mapped[str] = mapped_column(String(3))  # from the INSEE code: '93', '2A', '974'
+    postcode: Mapped[str] = mapped_column(String(5))
+    locality: Mapped[str | None] = mapped_column(String(80))  # La Poste's 'Ligne_5'
+    locality_key: Mapped[str | None] = mapped_column(String(80))
+    latitude: Mapped[float] = mapped_column(Float)
+    longitude: Mapped[float] = mapped_column(Float)

@@ -18,6 +18,8 @@ SECRETS_FILE = PROJECT_DIR / ".streamlit" / "secrets.toml"
 OFFICIAL_FEED_URL = "https://donnees.roulez-eco.fr/opendata/instantane_ruptures"
 # data.gouv.fr's weekly export of OpenStreetMap fuel stations (bzip2 CSV, ODbL).
 OSM_STATIONS_URL = "https://www.data.gouv.fr/fr/datasets/r/fcab3bd4-6c6d-4b73-95d2-cfd5e04ee651"
+# La Poste's "base officielle des codes postaux" as data.gouv.fr serves it (Licence Ouverte).
+LAPOSTE_PLACES_URL = "https://www.data.gouv.fr/fr/datasets/r/008a2dda-2c60-4b63-b910-998f6f818089"
 MB = 1024 * 1024
 
 
@@ -46,6 +48,8 @@ class Settings:
     request_poll_seconds: int = _setting("ETL_REQUEST_POLL_SECONDS", "5", int)
     brands_url: str = _setting("CARBUROAM_BRANDS_URL", OSM_STATIONS_URL)
     brands_interval_seconds: int = _setting("BRANDS_INTERVAL_SECONDS", str(7 * 24 * 3600), int)
+    places_url: str = _setting("CARBUROAM_PLACES_URL", LAPOSTE_PLACES_URL)
+    places_interval_seconds: int = _setting("PLACES_INTERVAL_SECONDS", str(30 * 24 * 3600), int)
     http_connect_timeout: float = _setting("ETL_CONNECT_TIMEOUT", "10", float)
     http_read_timeout: float = _setting("ETL_READ_TIMEOUT", "60", float)
     http_retries: int = _setting("ETL_HTTP_RETRIES", "3", int)

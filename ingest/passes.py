@@ -1,8 +1,9 @@
-"""One ETL pass, a backfill and a brand import, each recorded in etl_runs, all or nothing.
+"""One ETL pass, a backfill, a brand import and a places import, each recorded in etl_runs, all or nothing.
 
 A run loads the whole feed in one transaction, a batch of stations at a time: on any failure
 nothing is changed, a failed run is recorded and the caller gets an EtlError with one line saying
-why. A brand import (see brands.py) replaces the station brand table the same way.
+why. A brand import (see brands.py) and a places import (see places.py) replace their table the
+same way.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import ColumnElement, Connection, Engine, exists, func, or_, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from ingest import brands
+from ingest import brands, places
 from ingest.bulk import Encoder
 from ingest.errors import FeedError
 from ingest.load import (
@@ -393,17 +394,38 @@ def import_brands(engine: Engine, settings: Settings, source: str | None = None)
             table = brands.read_brands(path, brands.load_aliases())
         with writer(engine).begin() as conn:
             brands.replace_brands(conn, table)
-            conn.execute(
-                EtlRun.__table__.insert(),
-                {
-                    "kind": "brands",
-                    "started_at": started,
-                    "finished_at": utcnow(),
-                    "status": "success",
-                    "source": source,
-                    "stations": len(table.stations),
-                    "rejected": table.skipped,
-                    "duration_seconds": time.perf_counter() - clock,
-                },
-            )
+            _record_import(conn, "brands", source, started, clock, len(table.stations), table.skipped)
     return table
+
+
+def import_places(engine: Engine, settings: Settings, source: str | None = None) -> places.PlaceTable:
+    """Replace the places table with La Poste's postcode base at `source`, all or nothing, and record it."""
+    source = source or settings.places_url
+    started = utcnow()
+    clock = time.perf_counter()
+    with _all_or_nothing(engine, "places", source, started):
+        with feed_file(source, settings.data_dir, settings) as path:
+            table = places.read_places(path)
+        with writer(engine).begin() as conn:
+            places.replace_places(conn, table)
+            _record_import(conn, "places", source, started, clock, len(table.rows), table.skipped)
+    return table
+
+
+def _record_import(
+    conn: Connection, kind: str, source: str, started: dt.datetime, clock: float, rows: int, rejected: int
+) -> None:
+    """The etl_runs row of a reference import (`rows` go in its stations column)."""
+    conn.execute(
+        EtlRun.__table__.insert(),
+        {
+            "kind": kind,
+            "started_at": started,
+            "finished_at": utcnow(),
+            "status": "success",
+            "source": source,
+            "stations": rows,
+            "rejected": rejected,
+            "duration_seconds": time.perf_counter() - clock,
+        },
+    )

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import psutil
 from sqlalchemy import Engine, exists, select, update
@@ -29,6 +30,7 @@ from ingest.lease import Lease
 from ingest.passes import (
     EtlError,
     import_brands,
+    import_places,
     last_success,
     newest_run,
     record_failure,
@@ -36,7 +38,7 @@ from ingest.passes import (
     run_pass,
     unexpected_failure,
 )
-from models import EtlRun, PassRequest, StationBrand
+from models import EtlRun, PassRequest, Place, StationBrand
 from session import init_db, make_engine, session_factory, writer
 from settings import PROJECT_DIR, Settings, load_settings
 from utils import first_line, utcnow
@@ -45,6 +47,12 @@ log = logging.getLogger("etl")
 
 LOG_RETENTION = dt.timedelta(days=1)
 STOP_TIMEOUT_SECONDS = 30.0
+
+
+class Described(Protocol):
+    """What a reference import returns: it says itself in one line."""
+
+    def describe(self, source: str) -> str: ...
 
 
 class Interrupted(BaseException):
@@ -239,15 +247,17 @@ def _sleep(stop: threading.Event, engine: Engine, settings: Settings, seconds: f
 
 
 def _scheduled_work(engine: Engine, settings: Settings) -> float:
-    """One wake-up of the scheduler: the price pass if due, then the brand import if due; seconds to sleep.
+    """One wake-up of the scheduler: the price pass if due, then the brand and places imports if due; seconds
+    to sleep.
 
-    Brands come second, right after a price pass, so a slow or failed brand
-    import never holds a due price pass back; the time it took is taken off
+    The imports come second, right after a price pass, so a slow or failed
+    import never holds a due price pass back; the time they took is taken off
     the sleep, so the next price pass keeps its schedule.
     """
     wait = _scheduled_pass(engine, settings)
     clock = time.monotonic()
     _scheduled_brands(engine, settings)
+    _scheduled_places(engine, settings)
     return max(0.0, wait - (time.monotonic() - clock))
 
 
@@ -314,29 +324,51 @@ def brands_due(engine: Engine, settings: Settings) -> bool:
     Never with BRANDS_INTERVAL_SECONDS=0; otherwise at once while the brand table
     is empty, and when the last successful import is older than the interval.
     """
-    if settings.brands_interval_seconds == 0:
+    return _import_due(engine, StationBrand, "brands", settings.brands_interval_seconds)
+
+
+def places_due(engine: Engine, settings: Settings) -> bool:
+    """Whether the scheduler should import places now: as brands_due, every PLACES_INTERVAL_SECONDS."""
+    return _import_due(engine, Place, "places", settings.places_interval_seconds)
+
+
+def _import_due(engine: Engine, table: type, kind: str, interval_seconds: int) -> bool:
+    if interval_seconds == 0:
         return False
     with session_factory(engine)() as session:
-        if not session.scalar(select(exists().select_from(StationBrand))):
+        if not session.scalar(select(exists().select_from(table))):
             return True
-    previous = last_success(engine, "brands")
-    interval = dt.timedelta(seconds=settings.brands_interval_seconds)
+    previous = last_success(engine, kind)
+    interval = dt.timedelta(seconds=interval_seconds)
     return previous is None or previous.finished_at + interval <= utcnow()
 
 
 def _scheduled_brands(engine: Engine, settings: Settings) -> None:
     """Import brands if due; a failure is logged (import_brands records it) and waits for the next wake-up."""
+    due, run = (lambda: brands_due(engine, settings)), (lambda: import_brands(engine, settings))
+    _scheduled_import(engine, "brands", "brand", settings.brands_url, due, run)
+
+
+def _scheduled_places(engine: Engine, settings: Settings) -> None:
+    """Import places if due, as brands are."""
+    due, run = (lambda: places_due(engine, settings)), (lambda: import_places(engine, settings))
+    _scheduled_import(engine, "places", "places", settings.places_url, due, run)
+
+
+def _scheduled_import(
+    engine: Engine, kind: str, what: str, source: str, due: Callable[[], bool], run: Callable[[], Described]
+) -> None:
     started = utcnow()
     try:
-        if brands_due(engine, settings):
-            log.info(import_brands(engine, settings).describe(settings.brands_url))
+        if due():
+            log.info(run().describe(source))
     except EtlError as exc:
-        log.error("brand import failed: %s", exc)
+        log.error("%s import failed: %s", what, exc)
     except SQLAlchemyError as exc:
-        log.error("database unavailable for the brand import, will retry: %s", first_line(exc))
+        log.error("database unavailable for the %s import, will retry: %s", what, first_line(exc))
     except Exception as exc:
         # As in _scheduled_pass: an unforeseen error costs this import, never the scheduler or the prices.
-        record_failure(engine, "brands", settings.brands_url, started, unexpected_failure(exc))
+        record_failure(engine, kind, source, started, unexpected_failure(exc))
 
 
 def ensure_scheduler(settings: Settings | None = None) -> int:

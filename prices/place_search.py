@@ -1,8 +1,11 @@
-"""Understanding the place a person typed: a town, a town's first letters, a postcode, a street in a town, a street.
+"""Understanding the place a person typed: a town, a town's first letters, a locality, a postcode, a street in a
+town, a street; and the places to suggest for what was typed.
 
 Read side only: every function takes a `Session`, returns plain named tuples and never writes.
 A town is a folded name (case, accents, hyphens and 'St'/'Ste' ignored) in one department, so Saint-Denis (93)
 and Saint-Denis (974) are two places, and a city's arrondissements ('LYON 5EME', 'Lyon 3e', 'LYON') are one.
+Towns are the stations' towns and La Poste's communes (see communes.py): a village without a station is found
+too, after the towns with stations of the same name.
 """
 
 from __future__ import annotations
@@ -17,7 +20,12 @@ from typing import NamedTuple
 from sqlalchemy import ColumnElement, Select, func, literal, or_, select
 from sqlalchemy.orm import Session
 
+from ingest.places import ABBREVIATIONS as _ABBREVIATIONS
+from ingest.places import DISTRICT_CITIES as _CITIES
+from ingest.places import name_key as _name_key
 from models import Station
+from prices import communes
+from prices.communes import Commune, same_department
 from utils import fold
 
 ALTERNATIVES = 5  # at most this many other readings come with a match
@@ -25,18 +33,19 @@ STREET_LIMIT = 200  # stations a street search keeps, in SEARCH_ORDER
 SEARCH_MAX_CHARS = 100
 SEARCH_MAX_WORDS = 8
 SEARCH_ORDER = (Station.town, Station.zip_code, Station.address, Station.id)
+SUGGESTIONS = 12  # places suggest() offers
+SUGGESTION_ROWS = 4 * SUGGESTIONS  # places rows it reads for them, of names and of localities
 
-_ABBREVIATIONS = {"st": "saint", "ste": "sainte"}
 _SAINTS = {"saint": "s%t", "sainte": "s%te"}  # LIKE patterns for the words as written in full or abbreviated
-# Cities the feed spells with their arrondissement or district: their name and the start of their postcodes.
-_CITIES = {"paris": ("Paris", "75"), "lyon": ("Lyon", "6900"), "marseille": ("Marseille", "130")}
-_ARRONDISSEMENT = re.compile(r"\d{1,2} ?(?:e|er|eme|ieme)?(?: arrondissement)?")
 # A town named right after one of these words belongs to a street name: 'Route de Lyon'.
 _LINKS = frozenset({"a", "au", "aux", "d", "de", "des", "du", "en", "l", "la", "le", "les", "sur"})
 _SMALL_WORDS = _LINKS | {"et", "sous"}  # not capitalised inside a town name
 _LETTERS = re.compile(r"[^\W\d_]+")
-_LABEL = re.compile(r"(?P<name>.*\S)\s*\((?P<code>\d[\d\s–-]*)\)")  # 'Saint-Denis (93)', 'Lyon (69002–69009)'
+# 'Saint-Denis (93)', 'Lyon (69002–69009)', 'Ajaccio (2A)'
+_LABEL = re.compile(r"(?P<name>.*\S)\s*\((?P<code>2[AB]|\d[\d\s–-]*)\)", re.IGNORECASE)
 _POSTCODE = re.compile(r"\d{5}")
+_ELISION = re.compile(r"\b([dlDL]) (?=[aeiouyhAEIOUYH])")  # La Poste's 'CHAZAY D AZERGUES' is Chazay d'Azergues
+_DIGITS = re.compile(r"\d{2,5}")
 
 
 class PlaceMatch(NamedTuple):
@@ -115,23 +124,49 @@ def resolve_place(session: Session, text: str) -> PlaceMatch | None:
     street words then a town (or a town then street words), street words alone. None when nothing matches.
 
     A department in parentheses ('Saint-Denis (93)', as place_suggestions labels towns) restricts the towns.
-    Raises SearchTooLong when `text` is over the search limits.
+    A town with stations comes before a commune without any of the same name; a locality (La Poste's line 5,
+    'Belle Pierre') is read after the towns. Raises SearchTooLong when `text` is over the search limits.
     """
     words_match(text)  # raises SearchTooLong
     name, department = text.strip(), None
     if label := _LABEL.fullmatch(name):
-        name, department = label["name"], _department(re.sub(r"\D", "", label["code"]))
+        name, department = label["name"], _label_department(label["code"])
     key = _name_key(name)
     if not key:  # blank, or only punctuation
         return None
     words = fold(name).split()
     towns = _towns(_fetch(session, _stations(_candidates(words))), department)
     return (
-        _town(towns, key)
+        _town(session, towns, key, department, name)
+        or _locality(session, key, department)
         or _postcode(session, name.strip())
         or _street_in_town(session, towns, _splits(words))
         or _street(session, name)
     )
+
+
+def suggest(session: Session, text: str) -> list[str]:
+    """Labels of the communes and localities whose name starts with `text` (or whose postcode starts with its
+    digits): the towns with stations first, most stations first and spelt as place_suggestions spells them, then
+    the shortest of the first names in alphabetical order. resolve_place reads each back as its place.
+    [] for under two characters."""
+    key = _name_key(text[:SEARCH_MAX_CHARS])
+    if len(key) < 2:
+        return []
+    if _DIGITS.fullmatch(key):
+        found = communes.with_postcode_prefix(session, key, SUGGESTION_ROWS)
+    else:
+        found = communes.named(session, key, prefix=True, rows=SUGGESTION_ROWS)
+        found += communes.with_locality(session, key, prefix=True, rows=SUGGESTION_ROWS)
+    postcodes = {postcode for commune in found for postcode in commune.postcodes}
+    towns = _towns(_fetch(session, _stations(Station.zip_code.in_(postcodes)))) if postcodes else []
+    ranked = []
+    for commune in found:
+        town = None if commune.locality else next((t for t in towns if _has_stations(commune, [t])), None)
+        label = _town_label(town) if town else _commune_reading("town", commune, text).query
+        ranked.append((-town.stations if town else 0, label))
+    ranked.sort(key=lambda entry: entry[0])  # stable: the others keep their order
+    return list(dict.fromkeys(label for _stations, label in ranked))[:SUGGESTIONS]
 
 
 def place_suggestions(session: Session) -> list[PlaceSuggestion]:
@@ -151,25 +186,39 @@ def place_suggestions(session: Session) -> list[PlaceSuggestion]:
 # --------------------------------------------------------------------------- the readings, in order
 
 
-def _town(towns: list[_Town], key: str) -> PlaceMatch | None:
-    exact = [town for town in towns if town.key == key]
-    if exact:
-        return _match("town", exact)
-    prefixed = [town for town in towns if town.key.startswith(key)]
-    return _match("town_prefix", prefixed) if prefixed else None
+def _town(session: Session, towns: list[_Town], key: str, department: str | None, typed: str) -> PlaceMatch | None:
+    """The towns with stations of that name, then the communes without any; else the same by first letters."""
+    for kind, prefix in (("town", False), ("town_prefix", True)):
+        found = [town for town in towns if town.key.startswith(key)] if prefix else [t for t in towns if t.key == key]
+        others = [c for c in communes.named(session, key, department, prefix) if not _has_stations(c, found)]
+        if found or others:
+            return _readings(kind, found, others, typed)
+    return None
+
+
+def _locality(session: Session, key: str, department: str | None) -> PlaceMatch | None:
+    found = communes.with_locality(session, key, department)
+    return _readings("town", [], found) if found else None
 
 
 def _postcode(session: Session, text: str) -> PlaceMatch | None:
+    """The stations of a postcode, centred on them; without any, its communes. Shared, its communes are offered."""
     if not _POSTCODE.fullmatch(text):
         return None
     rows = _fetch(session, _stations(Station.zip_code == text))
-    if not rows:
+    sharing = communes.with_postcode(session, text)
+    if not rows and not sharing:
         return None
     towns = _towns(rows)
-    label = f"{text} {', '.join(town.name for town in towns[:3])}"
-    return PlaceMatch(
-        "postcode", label, *_centre(rows), _ids(rows), (), text, towns[0].name, towns[0].department, (text,)
-    )
+    names = [town.name for town in towns] or [_commune_name(commune) for commune in sharing]
+    label = f"{text} {', '.join(names[:3])}"
+    if rows:
+        centre = _centre(rows)
+    else:
+        centre = statistics.median([c.latitude for c in sharing]), statistics.median([c.longitude for c in sharing])
+    department = towns[0].department if towns else sharing[0].department
+    offered = tuple(_commune_reading("town", commune) for commune in sharing) if len(sharing) > 1 else ()
+    return PlaceMatch("postcode", label, *centre, _ids(rows), offered, text, names[0], department, (text,))
 
 
 def _splits(words: list[str]) -> list[tuple[str, str]]:
@@ -242,18 +291,9 @@ def _towns(rows: Iterable[_Row], department: str | None = None) -> list[_Town]:
     towns = [
         _Town(key, dep, _display(key, members), sum(row.stations for row in members), members)
         for (key, dep), members in groups.items()
-        if department in (None, dep)
+        if same_department(dep, department)
     ]
     return sorted(towns, key=lambda town: (-town.stations, town.key, town.department))
-
-
-@functools.lru_cache(maxsize=32768)
-def _name_key(name: str) -> str:
-    """'ST-ÉTIENNE' -> 'saint etienne'; 'Lyon 3e', 'PARIS 15E ARRONDISSEMENT' -> 'lyon', 'paris'."""
-    words = [_ABBREVIATIONS.get(word, word) for word in fold(name).split()]
-    if len(words) > 1 and words[0] in _CITIES and _ARRONDISSEMENT.fullmatch(" ".join(words[1:])):
-        return words[0]
-    return " ".join(words)
 
 
 @functools.lru_cache(maxsize=32768)
@@ -268,6 +308,12 @@ def _place(town: str, zip_code: str) -> tuple[str, str]:
 def _department(zip_code: str) -> str:
     """'69003' -> '69'; overseas '97400' -> '974'. Corsica stays '20' (its postcodes do not tell 2A from 2B)."""
     return zip_code[:3] if zip_code.startswith("97") else zip_code[:2]
+
+
+def _label_department(code: str) -> str:
+    """The department of a label's parentheses: '93', '2A', or that of the postcodes '69002–69009'."""
+    code = code.upper()
+    return code if code in ("2A", "2B") else _department(re.sub(r"\D", "", code))
 
 
 def _display(key: str, rows: Sequence[_Row]) -> str:
@@ -306,7 +352,44 @@ def _title(name: str) -> str:
 
 def _match(kind: str, towns: list[_Town], street: str | None = None) -> PlaceMatch:
     """The first town, with the next ones as its alternatives."""
-    first, others = towns[0], towns[1 : 1 + ALTERNATIVES]
+    return _readings(kind, towns, [], street=street)
+
+
+def _readings(
+    kind: str, towns: list[_Town], others: list[Commune], typed: str | None = None, street: str | None = None
+) -> PlaceMatch:
+    """The first of the towns then the communes, with the next ones as its alternatives."""
+    readings = [_town_reading(kind, town, street) for town in towns[: 1 + ALTERNATIVES]]
+    readings += [_commune_reading(kind, commune, typed) for commune in others[: 1 + ALTERNATIVES - len(readings)]]
+    return readings[0]._replace(alternatives=tuple(readings[1:]))
+
+
+def _has_stations(commune: Commune, towns: list[_Town]) -> bool:
+    return any(town.key == commune.key and same_department(town.department, commune.department) for town in towns)
+
+
+def _commune_reading(kind: str, commune: Commune, typed: str | None = None) -> PlaceMatch:
+    """A commune (or a locality of it) as a place: centred on La Poste's coordinates, its stations found around."""
+    name = _commune_name(commune, typed)
+    codes = commune.postcodes
+    label = f"{name} ({codes[0]}–{codes[-1]})" if len(codes) > 1 else f"{name} ({codes[0]})"
+    query = f"{name} ({commune.department})"
+    if commune.locality:
+        place = _commune_name(commune._replace(key=_name_key(commune.locality), name=commune.locality), typed)
+        label, query = f"{place}, {label}", f"{place} ({commune.department})"
+    return PlaceMatch(kind, label, commune.latitude, commune.longitude, (), (), query, name, commune.department, codes)
+
+
+def _commune_name(commune: Commune, typed: str | None = None) -> str:
+    """La Poste's capitals in title case, or the person's own spelling of the name when it has accents or hyphens."""
+    if commune.key in _CITIES:
+        return _CITIES[commune.key][0]
+    if typed and _name_key(typed) == commune.key and (not typed.isascii() or "-" in typed):
+        return _pretty(typed.strip())
+    return _ELISION.sub(r"\1'", _title(commune.name))
+
+
+def _town_reading(kind: str, first: _Town, street: str | None) -> PlaceMatch:
     postcodes = tuple(sorted({row.zip_code for row in first.rows}))
     label = _town_label(first, f"{postcodes[0]}–{postcodes[-1]}" if len(postcodes) > 1 else postcodes[0])
     query = _town_label(first)
@@ -317,7 +400,7 @@ def _match(kind: str, towns: list[_Town], street: str | None = None) -> PlaceMat
         label,
         *_centre(first.rows),
         _ids(first.rows),
-        tuple(_match(kind, [town], street) for town in others),
+        (),
         query,
         first.name,
         first.department,

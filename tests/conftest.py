@@ -63,6 +63,7 @@ def _base_env(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> None:
     monkeypatch.delenv("CARBUROAM_DATABASE_URL", raising=False)
     monkeypatch.setenv("CARBUROAM_FEED_URL", str(FIXTURES / "feed_a.zip"))
     monkeypatch.setenv("BRANDS_INTERVAL_SECONDS", "0")  # tests that want brands import them themselves
+    monkeypatch.setenv("PLACES_INTERVAL_SECONDS", "0")  # and places
     monkeypatch.setenv("ETL_HTTP_BACKOFF", "0.01")
     monkeypatch.setenv("ETL_CONNECT_TIMEOUT", "2")
     monkeypatch.setenv("ETL_READ_TIMEOUT", "2")

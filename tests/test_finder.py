@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from markdown_it import MarkdownIt
@@ -47,6 +48,8 @@ from app_helpers import (
     titles,
     warnings,
 )
+from ingest import passes
+from ingest import places as ingest_places
 from models import CustomStation, Price, Rupture, Station, StationBrand
 from prices import finder, place_search, preferences
 from prices.detour import Trip
@@ -577,6 +580,21 @@ def test_a_town_lists_its_stations_cheapest_first_with_the_price_and_the_station
     assert FORMULA in captions(at)
     assert points(maps(at)[0]) == 4, "the map shows the stations listed"
     assert warnings(at) == []
+
+
+def test_a_village_without_a_station_is_found_and_suggested_with_the_stations_around_it(app, monkeypatch):
+    monkeypatch.setattr(ingest_places, "MIN_PLACES", 100)
+    cut = Path(__file__).resolve().parent / "data" / "places-laposte_cut.csv"
+    passes.import_places(app.engine, app.settings, str(cut))
+    lyon(app)
+
+    at = find({"q": "Caluire-et-Cuire", "fuel": "Gazole", "radius": "5"})
+
+    assert not at.exception
+    assert sentences(at) == ["**3** stations in and around Caluire-et-Cuire (69300), 5 km around."]
+    assert sorted(tables(at)[0]["km"]) == [3.0, 4.2, 4.5]  # from La Poste's centre of Caluire
+    place_box = next(box for box in at.selectbox if box.label == "Town, postcode or address")
+    assert "Caluire-et-Cuire (69)" in place_box.options, "the commune is offered in the place box"
 
 
 def test_the_fuel_and_radius_in_the_link_are_used(app):

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import select
 
 from app_helpers import add_station
 from conftest import REAL_FEEDS
 from ingest import passes
-from models import Station
-from prices.place_search import SEARCH_MAX_CHARS, SEARCH_MAX_WORDS, SearchTooLong, place_suggestions, resolve_place
+from ingest import places as ingest_places
+from models import Place, Station
+from prices import finder
+from prices.place_search import (
+    SEARCH_MAX_CHARS,
+    SEARCH_MAX_WORDS,
+    SearchTooLong,
+    place_suggestions,
+    resolve_place,
+    suggest,
+)
 from session import init_db, make_engine, session_factory
 from settings import load_settings
 from utils import fold
 
+PLACES_CUT = Path(__file__).resolve().parent / "data" / "places-laposte_cut.csv"
 REAL_FEED = REAL_FEEDS / "instantane_ruptures_jstoudji1-carburant-app_2026-06-05.zip"
 LYON_BOX = (45.70, 45.81), (4.77, 4.90)  # (south, north), (west, east)
 PARIS_BOX = (48.81, 48.91), (2.22, 2.47)
@@ -366,3 +378,97 @@ def test_a_text_without_words_matches_nothing(session, addresses, text):
 
     assert words_match(text) == []
     assert resolve_place(session, text) is None
+
+
+# --------------------------------------------------------------------------- La Poste's communes
+
+
+@pytest.fixture
+def places(engine, settings, monkeypatch) -> None:
+    """The 146-row cut of La Poste's base loaded (before any station is added in the test's session)."""
+    monkeypatch.setattr(ingest_places, "MIN_PLACES", 100)
+    passes.import_places(engine, settings, str(PLACES_CUT))
+
+
+def test_a_village_without_a_station_is_found_and_its_nearby_stations_listed(places, session, towns):
+    match = resolve_place(session, "Caluire-et-Cuire")
+
+    assert (match.kind, match.label, match.query) == ("town", "Caluire-et-Cuire (69300)", "Caluire-et-Cuire (69)")
+    assert (match.latitude, match.longitude, match.station_ids) == (45.7974053648, 4.85124857101, ())
+    nearby = finder.stations_for(session, match, 5, 1)
+    assert [station.id for station in nearby] == [7, 4]  # Villeurbanne 3.4 km away, then Lyon 3e
+    assert resolve_place(session, "caluire").label == "Caluire et Cuire (69300)"  # La Poste's capitals, title case
+
+
+def test_homonyms_with_stations_come_first_then_the_villages_of_that_name(places, session, towns):
+    match = resolve_place(session, "Saint-Denis")
+
+    assert (match.query, len(match.station_ids)) == ("Saint-Denis (93)", 2)
+    assert [other.query for other in match.alternatives] == [
+        "Saint Denis (974)",  # the feed's 'SAINT DENIS': a town with a station
+        "Saint-Denis (11)",  # the person's own spelling: La Poste writes 'SAINT DENIS'
+        "Saint-Denis (30)",
+    ]
+    village = resolve_place(session, "Saint-Denis (30)")
+    assert (village.kind, village.department, village.station_ids) == ("town", "30", ())
+    assert (village.latitude, village.longitude) == (44.2378320115, 4.24892271537)
+
+
+def test_a_postcode_shared_by_several_communes_offers_them(places, session):
+    match = resolve_place(session, "69380")
+
+    assert match.kind == "postcode" and match.station_ids == ()
+    assert len(match.alternatives) == 14
+    assert "Chazay d'Azergues (69)" in [other.query for other in match.alternatives]
+    chazay = resolve_place(session, "Chazay d'Azergues (69)")
+    assert (chazay.label, chazay.latitude) == ("Chazay d'Azergues (69380)", 45.8763096867)
+
+
+def test_a_locality_of_a_commune_is_found(places, session):
+    match = resolve_place(session, "belle pierre")
+    assert (match.label, match.query, match.department) == (
+        "Belle Pierre, Saint Denis (97400)",
+        "Belle Pierre (974)",
+        "974",
+    )
+    assert resolve_place(session, match.query).label == match.label
+
+
+def test_a_station_with_a_cedex_postcode_is_placed_by_its_town_in_its_department(places, session, towns):
+    add_station(session, 20, "Chemin de Crépieux", "CALUIRE ET CUIRE CEDEX", "69642", 45.80, 4.85)  # a business code
+    add_station(session, 21, "Montée des Soldats", "Caluire-et-Cuire", "69300", 45.79, 4.85)
+
+    assert "69642" not in {row[0] for row in session.execute(select(Place.postcode))}
+    match = resolve_place(session, "caluire et cuire")
+    assert (match.label, match.station_ids, match.alternatives) == ("Caluire-et-Cuire (69300–69642)", (20, 21), ())
+    assert resolve_place(session, "69642").station_ids == (20,)
+
+
+def test_corsica_is_one_place_whether_named_by_its_postcode_or_its_insee_department(places, session):
+    add_station(session, 30, "Route de Bastia", "PORTO VECCHIO", "20137", 41.59, 9.28)
+
+    for typed in ("Porto-Vecchio", "Porto-Vecchio (2A)", "Porto-Vecchio (20)"):
+        match = resolve_place(session, typed)
+        assert (match.station_ids, match.alternatives) == ((30,), ()), typed
+
+
+def test_suggestions_offer_communes_and_localities_by_their_first_letters_or_postcode(places, session):
+    offered = suggest(session, "saint den")
+    assert offered[:5] == [
+        "Saint Denis (11)",
+        "Saint Denis (30)",
+        "Saint Denis (93)",
+        "Saint Denis (974)",
+        "Saint Denis Catus (46)",  # then the shortest of the first names in alphabetical order
+    ]
+    assert "Chazay d'Azergues (69)" in suggest(session, "6938")
+    assert suggest(session, "belle p") == ["Belle Pierre (974)"]
+    assert suggest(session, "s") == []
+    for label in offered:
+        assert resolve_place(session, label).query == label
+
+
+def test_suggestions_offer_the_towns_with_stations_first_as_their_stations_spell_them(places, session, towns):
+    offered = suggest(session, "saint den")
+    assert offered[:4] == ["Saint-Denis (93)", "Saint Denis (974)", "Saint Denis (11)", "Saint Denis (30)"]
+    assert offered[0] in [suggestion.label for suggestion in place_suggestions(session)], "one label per place"

@@ -56,8 +56,16 @@ def _place_labels(_sessions, database_url: str) -> list[str]:
 
 
 def suggestions(app) -> list[str]:
-    """The towns the place box suggests (they change only when stations do: cached ten minutes)."""
-    return _place_labels(app.Session, app.settings.database_url)
+    """The places the place box suggests: the communes and localities starting as the place last typed does
+    (the box filters its options in the browser, so they follow each search), then the towns with stations
+    (they change only when stations do: cached ten minutes)."""
+    towns = _place_labels(app.Session, app.settings.database_url)
+    typed = st.session_state.get(PLACE) or st.query_params.get(PLACE)
+    if not typed:
+        return towns
+    with app.Session() as session:
+        communes = place_search.suggest(session, typed)
+    return list(dict.fromkeys([*communes, *towns]))
 
 
 def located() -> tuple[float, float] | None:
