@@ -1413,6 +1413,8 @@ def test_after_following_a_station_one_click_selects_another(app, new_profile):
     follow(page, pick.titles[0], "First one")
     settle(page)
 
+    cells = grid.locator('td[role="gridcell"][aria-colindex="2"]')  # the page drew the list again: wait for it
+    expect(cells.filter(has_text=re.compile(f"^{re.escape(pick.titles[1])}$"))).to_have_count(1)
     titles = [row[1] for row in grid_rows(grid)]
     click_row_once(page, grid, titles.index(pick.titles[1]))
 
