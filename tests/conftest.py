@@ -176,3 +176,28 @@ def main_engines(monkeypatch: pytest.MonkeyPatch) -> Iterator[list]:
     yield made
     for engine in made:
         engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests to 127.0.0.1 must reach the test's own servers, whatever proxy the machine is configured with."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+
+
+@pytest.fixture
+def serve() -> Iterator:
+    """Starts local HTTP(S) feed servers (test_fetch.FeedServer) answering with `respond`; stops them after."""
+    from test_fetch import FeedServer
+
+    servers: list = []
+
+    def start(respond, tls=None):
+        servers.append(FeedServer(respond, tls))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -31,7 +31,7 @@ from ingest import brands, passes, scheduler
 from models import EtlRun, StationBrand
 from session import init_db, make_engine, writer
 from settings import Settings
-from test_fetch import FeedHandler, FeedServer, send
+from test_fetch import FeedHandler, send
 from test_scheduler import INTERVAL, Schedulers, run_statuses, stop, wait_for
 from utils import fold
 
@@ -55,28 +55,6 @@ WEEK = 7 * 24 * 3600
 @pytest.fixture(autouse=True)
 def _cut_is_enough(monkeypatch):
     monkeypatch.setattr(brands, "MIN_STATIONS", CUT_MIN_STATIONS)
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch):
-    """Requests to 127.0.0.1 must reach the test server, whatever proxy the machine is configured with."""
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-
-
-@pytest.fixture
-def serve() -> Iterator:
-    servers: list[FeedServer] = []
-
-    def start(respond) -> FeedServer:
-        servers.append(FeedServer(respond))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def stored(engine) -> dict[int, tuple[str | None, str | None]]:

@@ -66,15 +66,6 @@ def settings_with(monkeypatch, **env: str):
     return load_settings()
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch):
-    """Requests to 127.0.0.1 must reach the test server, whatever proxy the machine is configured with."""
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-
-
 # --------------------------------------------------------------------------- local feed server
 
 
@@ -121,19 +112,6 @@ class FeedServer(ThreadingHTTPServer):
         self.shutdown()
         self.server_close()
         self.thread.join(timeout=10)
-
-
-@pytest.fixture
-def serve():
-    servers: list[FeedServer] = []
-
-    def start(respond: Respond, tls: ssl.SSLContext | None = None) -> FeedServer:
-        servers.append(FeedServer(respond, tls))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def send(handler: FeedHandler, body: bytes, status: int = 200, length: int | None = -1, **headers: str) -> None:

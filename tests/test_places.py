@@ -12,7 +12,6 @@ import csv
 import dataclasses
 import io
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,7 @@ from models import Place
 from session import init_db, make_engine
 from settings import Settings
 from test_brands import age_runs
-from test_fetch import FeedServer, send
+from test_fetch import send
 from test_scheduler import INTERVAL
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -40,27 +39,6 @@ CUT_SUMMARY = "imported 146 places (128 communes) from {}; 0 unusable rows skipp
 @pytest.fixture(autouse=True)
 def _cut_is_enough(monkeypatch):
     monkeypatch.setattr(places, "MIN_PLACES", 100)  # the real minimum (30,000) is for France
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch):
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-
-
-@pytest.fixture
-def serve() -> Iterator:
-    servers: list[FeedServer] = []
-
-    def start(respond) -> FeedServer:
-        servers.append(FeedServer(respond))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def stored(engine) -> list[tuple]:
