@@ -24,7 +24,7 @@ from ingest import passes, places, scheduler
 from models import Place
 from session import init_db, make_engine
 from settings import Settings
-from test_brands import age_runs
+from test_brands import age_runs, kinds
 from test_fetch import send
 from test_scheduler import INTERVAL
 
@@ -212,10 +212,6 @@ def due(sqlite_settings: Settings):
     init_db(engine)
     yield settings, engine
     engine.dispose()
-
-
-def kinds(engine) -> list[tuple[str, str]]:
-    return [(run.kind, run.status) for run in etl_runs(engine)]
 
 
 def test_places_are_due_when_the_table_is_empty_then_monthly(due):
