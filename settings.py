@@ -50,6 +50,7 @@ class Settings:
     brands_interval_seconds: int = _setting("BRANDS_INTERVAL_SECONDS", str(7 * 24 * 3600), int)
     places_url: str = _setting("CARBUROAM_PLACES_URL", LAPOSTE_PLACES_URL)
     places_interval_seconds: int = _setting("PLACES_INTERVAL_SECONDS", str(30 * 24 * 3600), int)
+    import_retry_seconds: int = _setting("IMPORT_RETRY_SECONDS", str(6 * 3600), int)
     http_connect_timeout: float = _setting("ETL_CONNECT_TIMEOUT", "10", float)
     http_read_timeout: float = _setting("ETL_READ_TIMEOUT", "60", float)
     http_retries: int = _setting("ETL_HTTP_RETRIES", "3", int)

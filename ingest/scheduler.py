@@ -322,25 +322,31 @@ def brands_due(engine: Engine, settings: Settings) -> bool:
     """Whether the scheduler should import brands now.
 
     Never with BRANDS_INTERVAL_SECONDS=0; otherwise at once while the brand table
-    is empty, and when the last successful import is older than the interval.
+    is empty, and when the last successful import is older than the interval; but
+    after a failed import, not before IMPORT_RETRY_SECONDS have passed (a source
+    that answers with an unusable file is not fetched again at every wake-up).
     """
-    return _import_due(engine, StationBrand, "brands", settings.brands_interval_seconds)
+    return _import_due(engine, settings, StationBrand, "brands", settings.brands_interval_seconds)
 
 
 def places_due(engine: Engine, settings: Settings) -> bool:
     """Whether the scheduler should import places now: as brands_due, every PLACES_INTERVAL_SECONDS."""
-    return _import_due(engine, Place, "places", settings.places_interval_seconds)
+    return _import_due(engine, settings, Place, "places", settings.places_interval_seconds)
 
 
-def _import_due(engine: Engine, table: type, kind: str, interval_seconds: int) -> bool:
+def _import_due(engine: Engine, settings: Settings, table: type, kind: str, interval_seconds: int) -> bool:
     if interval_seconds == 0:
         return False
+    now = utcnow()
+    latest = newest_run(engine, EtlRun.kind == kind)
+    if latest is not None and latest.status == "failed":
+        retry = dt.timedelta(seconds=min(settings.import_retry_seconds, interval_seconds))
+        return latest.finished_at + retry <= now
     with session_factory(engine)() as session:
         if not session.scalar(select(exists().select_from(table))):
             return True
-    previous = last_success(engine, kind)
     interval = dt.timedelta(seconds=interval_seconds)
-    return previous is None or previous.finished_at + interval <= utcnow()
+    return latest is None or latest.finished_at + interval <= now
 
 
 def _scheduled_brands(engine: Engine, settings: Settings) -> None:

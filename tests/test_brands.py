@@ -612,8 +612,12 @@ def test_a_failed_brand_import_is_logged_and_prices_keep_their_schedule(due, tmp
         ("run", "success"),
         ("brands", "failed"),
         ("run", "success"),
-        ("brands", "failed"),
-    ], "prices run on time and the empty table is tried again with them"
+    ], "prices run on time; the failed import waits its retry delay"
+
+    age_runs(engine, "run", 2 * INTERVAL)
+    age_runs(engine, "brands", settings.import_retry_seconds)
+    scheduler._scheduled_work(engine, settings)
+    assert kinds(engine)[-2:] == [("run", "success"), ("brands", "failed")], "then the empty table is tried again"
 
 
 @pytest.fixture

@@ -251,3 +251,41 @@ def test_a_failed_places_import_is_logged_and_never_blocks_prices(due, tmp_path,
     assert kinds(engine) == [("run", "success"), ("places", "failed")]
     assert f"places import failed: no feed file at {tmp_path / 'missing.csv'}" in caplog.messages
     assert stored(engine) == []
+
+
+def test_a_refused_places_file_is_not_fetched_again_at_every_wake_up(due, tmp_path, caplog):
+    settings, engine = due
+    # An edition of the base published without coordinates: every wake-up would fetch and refuse it again.
+    no_coordinates = tmp_path / "base-officielle-codes-postaux.csv"
+    no_coordinates.write_text(
+        "#Code_commune_INSEE;Nom_de_la_commune;Code_postal;Libellé_d_acheminement;Ligne_5\n"
+        "01001;L ABERGEMENT CLEMENCIAT;01400;L ABERGEMENT CLEMENCIAT;\n",
+        encoding="utf-8",
+    )
+    settings = dataclasses.replace(settings, places_url=str(no_coordinates), import_retry_seconds=6 * 3600)
+
+    with caplog.at_level(logging.ERROR, logger="etl"):
+        scheduler._scheduled_work(engine, settings)
+    assert kinds(engine) == [("run", "success"), ("places", "failed")]
+    assert any("no coordinates (latitude and longitude) column" in message for message in caplog.messages)
+
+    age_runs(engine, "places", 6 * 3600 - 60)
+    assert not scheduler.places_due(engine, settings), "a refused file waits its retry delay, though no place is loaded"
+    age_runs(engine, "places", 6 * 3600)
+    assert scheduler.places_due(engine, settings)
+
+    fixed = dataclasses.replace(settings, places_url=str(CUT))
+    scheduler._scheduled_work(engine, fixed)
+    assert kinds(engine)[-1] == ("places", "success")
+    assert len(stored(engine)) == CUT_ROWS
+    assert not scheduler.places_due(engine, fixed), "after a success, the month's wait again"
+
+
+def test_the_retry_delay_never_exceeds_the_interval(due, tmp_path):
+    settings, engine = due
+    settings = dataclasses.replace(
+        settings, places_url=str(tmp_path / "missing.csv"), places_interval_seconds=3600, import_retry_seconds=6 * 3600
+    )
+    scheduler._scheduled_work(engine, settings)
+    age_runs(engine, "places", 3600)
+    assert scheduler.places_due(engine, settings)
