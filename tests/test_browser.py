@@ -746,6 +746,50 @@ def test_a_page_opened_by_its_url_right_after_signing_in_shows_that_page(app, ne
         assert page.url == f"{app.url}/{path}"
 
 
+def test_the_admin_page_opened_by_its_url_in_a_new_tab_shows_the_admin_page(app, new_profile):
+    username, password = "hopper.browser", "Compiler-Pioneer-1952"
+    app.register(username, password, admin=True)
+    profile = new_profile()
+    first = open_app(profile, app)
+    send_sign_in(first, username, password)()
+    expect(sidebar(first).get_by_text(f"Signed in as {username}")).to_be_visible()
+    wait_for_auth_cookie(first)
+    page = profile.context.new_page()  # a new tab: a new Streamlit session, signed in by the cookie
+    RUNS[page] = Runs(page)
+    page.goto(f"{app.url}/admin")
+    loaded(page)
+    expect(main(page).get_by_role("heading", name="Administration", exact=True)).to_be_visible()
+    expect(page.get_by_text("Page not found")).to_have_count(0)
+    assert page.url == f"{app.url}/admin"
+
+
+def test_the_admin_page_opened_first_after_a_start_by_a_signed_in_admin_shows_the_admin_page(
+    app, new_profile, browser, tmp_path
+):
+    """An administrator's bookmark, opened after the server restarted: the first run knows nobody yet."""
+    username, password = "lovelace.browser", "Analytical-Engine-1843"
+    app.register(username, password, admin=True)
+    first = open_app(new_profile(), app)
+    send_sign_in(first, username, password)()
+    expect(sidebar(first).get_by_text(f"Signed in as {username}")).to_be_visible()
+    cookie = wait_for_auth_cookie(first)
+    with serve(app.environ, tmp_path / "streamlit.log") as url:  # the same data, a fresh process
+        context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
+        context.set_default_timeout(TIMEOUT_MS)
+        context.route(lambda address: not address.startswith(url), lambda route: route.abort())
+        context.add_cookies([cookie])  # cookies ignore ports: the same sign-in
+        try:
+            page = context.new_page()
+            RUNS[page] = Runs(page)
+            page.goto(f"{url}/admin")
+            loaded(page)
+            expect(main(page).get_by_role("heading", name="Administration", exact=True)).to_be_visible()
+            expect(page.get_by_text("Page not found")).to_have_count(0)
+            assert page.url == f"{url}/admin"
+        finally:
+            context.close()
+
+
 # --------------------------------------------------------------------------- the map in pixels
 
 
