@@ -1,4 +1,5 @@
-"""What the benchmarks share: where the feed generator and Chromium are, and a database loaded with a generated feed."""
+"""What the benchmarks share: where the feed generator is, a database loaded with a generated feed, and (from the
+tests' app_server) how the app is served and Chromium launched."""
 
 from __future__ import annotations
 
@@ -8,16 +9,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
+sys.path.insert(0, str(ROOT / "tests"))
+from app_server import CHROMIUM, CHROMIUM_ARGS, app_environ, serve  # noqa: E402,F401  (shared with the browser tests)
+
 GEN_FEED = SHARED / "tools" / "gen_feed.py"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def load_generated_feed(work: Path, stations: int):

@@ -40,21 +40,16 @@ import json
 import logging
 import os
 import random
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from common import CHROMIUM, CHROMIUM_ARGS, GEN_FEED, SHARED, load_generated_feed  # noqa: E402
+from common import CHROMIUM, CHROMIUM_ARGS, GEN_FEED, SHARED, app_environ, load_generated_feed, serve  # noqa: E402
 
 REAL_BRANDS = SHARED / "feeds" / "real"
 # What a person types in the place box, read against the 39,204 places: first letters, digits, villages.
@@ -73,7 +68,6 @@ PAYLOAD_TARGET_BYTES = 1_000_000
 DRAWN_TARGET_MS = 2_000
 DRAWN_TIMEOUT_MS = 60_000
 PAINTED_PIXELS = 1_000  # a canvas with this many painted pixels has drawn its points (10,000 points: ~70,000)
-APP_START_SECONDS = 60
 # The ten commonest brands of the 2026-06-01 OpenStreetMap file, with their approximate number of stations;
 # `None` stands for the stations the file gives no brand.
 BRAND_SHARES = {
@@ -367,53 +361,6 @@ def bench_page(runs: int, town: str) -> None:
 # --------------------------------------------------------------------------- the page, in Chromium
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(data_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CARBUROAM_", "SMTP_", "AWS_"))}
-    env.update(
-        CARBUROAM_DATA_DIR=str(data_dir),
-        CARBUROAM_FEED_URL=str(data_dir / "feed.zip"),  # never the official feed, should a pass start
-        ETL_AUTOSTART="off",
-        MAP_PROVIDER="none",
-        STREAMLIT_BROWSER_GATHER_USAGE_STATS="false",
-    )
-    port = free_port()
-    command = [sys.executable, "-m", "streamlit", "run", "home.py", "--server.headless", "true"]
-    command += ["--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"]
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + APP_START_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"streamlit exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
-                if answer.read().strip() == b"ok":
-                    return process, url
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.2)
-    stop_server(process)
-    sys.exit(f"no answer from {url}/_stcore/health within {APP_START_SECONDS} s")
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=15)
-
-
 def new_profile(browser, url: str):
     context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
     context.route(lambda address: not address.startswith(url), lambda route: route.abort())
@@ -458,50 +405,49 @@ def bench_browser(data_dir: Path, loads: int, town: str) -> None:
     from playwright.sync_api import sync_playwright
 
     print(f"\nFrance map in Chromium ({CHROMIUM}, software WebGL), from navigation start, new profile each load:")
-    process, url = start_server(data_dir, data_dir / "streamlit.log")
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-            try:
-                search = f"/find?q={town}&radius={RADIUS_KM}"
-                times, sidebar = load(browser, url, search)  # the fresh server's first page
-                info(f"{search}, fresh server", steps(times))
-                info(
-                    "  check: the page ran inside home.py (sign-in, navigation by role)",
-                    "yes" if framed(sidebar) else "NO: pages/find.py ran alone (file-named pages, no sign-in)",
-                )
-                times, sidebar = load(browser, url, "/find")
-                first = times["drawn"] or DRAWN_TIMEOUT_MS
-                report("France map drawn, first load (server cache cold)", first, DRAWN_TARGET_MS)
+    with (
+        serve(app_environ(data_dir, data_dir / "feed.zip"), data_dir / "streamlit.log") as url,
+        sync_playwright() as playwright,
+    ):
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            search = f"/find?q={town}&radius={RADIUS_KM}"
+            times, sidebar = load(browser, url, search)  # the fresh server's first page
+            info(f"{search}, fresh server", steps(times))
+            info(
+                "  check: the page ran inside home.py (sign-in, navigation by role)",
+                "yes" if framed(sidebar) else "NO: pages/find.py ran alone (file-named pages, no sign-in)",
+            )
+            times, sidebar = load(browser, url, "/find")
+            first = times["drawn"] or DRAWN_TIMEOUT_MS
+            report("France map drawn, first load (server cache cold)", first, DRAWN_TARGET_MS)
+            info("", steps(times))
+            warm = []
+            for number in range(2, loads + 2):
+                times, _ = load(browser, url, "/find")
+                warm.append(times["drawn"] or DRAWN_TIMEOUT_MS)
+                label = "France map drawn, second load (server cache warm)" if number == 2 else f"  load {number}"
+                report(label, warm[-1], DRAWN_TARGET_MS)
                 info("", steps(times))
-                warm = []
-                for number in range(2, loads + 2):
-                    times, _ = load(browser, url, "/find")
-                    warm.append(times["drawn"] or DRAWN_TIMEOUT_MS)
-                    label = "France map drawn, second load (server cache warm)" if number == 2 else f"  load {number}"
-                    report(label, warm[-1], DRAWN_TARGET_MS)
-                    info("", steps(times))
-                report(f"France map drawn, warm: median of {len(warm)} loads", statistics.median(warm), DRAWN_TARGET_MS)
-                info("  painted pixels when drawn", f"{times['pixels']:,}")
-                # A person coming back: the browser has the app's scripts (Streamlit's, deck.gl's) in its cache.
-                # (Playwright turns the HTTP cache off in a profile that routes requests: this one does not.)
-                profile = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
-                load(browser, url, "/find", profile)
-                again = []
-                for number in range(1, loads + 1):
-                    times, _ = load(browser, url, "/find", profile)
-                    again.append(times["drawn"] or DRAWN_TIMEOUT_MS)
-                    info(f"  returning visitor, load {number}", steps(times))
-                report(
-                    f"France map drawn, returning visitor: median of {len(again)}",
-                    statistics.median(again),
-                    DRAWN_TARGET_MS,
-                )
-                profile.close()
-            finally:
-                browser.close()
-    finally:
-        stop_server(process)
+            report(f"France map drawn, warm: median of {len(warm)} loads", statistics.median(warm), DRAWN_TARGET_MS)
+            info("  painted pixels when drawn", f"{times['pixels']:,}")
+            # A person coming back: the browser has the app's scripts (Streamlit's, deck.gl's) in its cache.
+            # (Playwright turns the HTTP cache off in a profile that routes requests: this one does not.)
+            profile = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
+            load(browser, url, "/find", profile)
+            again = []
+            for number in range(1, loads + 1):
+                times, _ = load(browser, url, "/find", profile)
+                again.append(times["drawn"] or DRAWN_TIMEOUT_MS)
+                info(f"  returning visitor, load {number}", steps(times))
+            report(
+                f"France map drawn, returning visitor: median of {len(again)}",
+                statistics.median(again),
+                DRAWN_TARGET_MS,
+            )
+            profile.close()
+        finally:
+            browser.close()
 
 
 def drawn(times: dict) -> str:

@@ -1,5 +1,5 @@
-"""`streamlit run home.py` as a real server on a free local port, and Debian's nginx in front of it, for the tests
-that drive a browser at them."""
+"""`streamlit run home.py` as a real server on a free local port, Debian's nginx in front of it, and how Debian's
+Chromium is launched, for the tests and benchmarks that drive a browser at them."""
 
 from __future__ import annotations
 
@@ -22,6 +22,22 @@ from net import free_port
 ROOT = Path(__file__).resolve().parents[1]
 APP_START_SECONDS = 60
 NGINX = Path("/usr/sbin/nginx")
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    # deck.gl draws with WebGL. With --disable-gpu, headless Chromium offers WebGL only through
+    # SwiftShader, which recent versions enable for WebGL only with this flag.
+    "--enable-unsafe-swiftshader",
+]
+
+
+class NoAnswer(RuntimeError):
+    """A server started for a test or a benchmark exited or never answered its health check."""
 
 
 def app_environ(data_dir: Path, feed: Path) -> dict[str, str]:
@@ -44,7 +60,7 @@ def wait_healthy(process: subprocess.Popen, url: str, log: Path) -> None:
     deadline = time.monotonic() + APP_START_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"streamlit exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+            raise NoAnswer(f"{url}: the server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
                 if answer.read().strip() == b"ok":
@@ -52,7 +68,7 @@ def wait_healthy(process: subprocess.Popen, url: str, log: Path) -> None:
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         time.sleep(0.2)  # the poll interval, under the deadline above
-    pytest.fail(f"no answer from {url}/_stcore/health within {APP_START_SECONDS} s:\n{log.read_text()[-3000:]}")
+    raise NoAnswer(f"no answer from {url}/_stcore/health within {APP_START_SECONDS} s:\n{log.read_text()[-3000:]}")
 
 
 @contextlib.contextmanager

@@ -68,7 +68,7 @@ from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 from accounts.service import Accounts
 from accounts.store import credential_store
-from app_server import app_environ, nginx, serve
+from app_server import CHROMIUM, CHROMIUM_ARGS, app_environ, nginx, serve
 from ingest import brands, passes
 from models import CustomStation, EtlRun, GasType, Price, User
 from net import free_port
@@ -85,7 +85,6 @@ from utils import haversine_km
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists() and not os.environ.get("CARBUROAM_REQUIRE_BROWSER"):
     pytest.skip(
         f"Debian's Chromium is not installed at {CHROMIUM} (apt-get install chromium); "
@@ -104,17 +103,6 @@ LYON = {"latitude": 45.7578, "longitude": 4.8320}  # place Bellecour, where the 
 LYON_CLEARED_KM = 15  # the generated stations this close to Lyon's centre make way for the real ones
 GEN_FEED = ROOT.parent / "shared" / "tools" / "gen_feed.py"
 SCREENSHOTS = ROOT / "outputs" / "screenshots"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    # deck.gl draws with WebGL. With --disable-gpu, headless Chromium offers WebGL only through
-    # SwiftShader, which recent versions enable for WebGL only with this flag.
-    "--enable-unsafe-swiftshader",
-]
 VIEWPORT = {"width": 1600, "height": 1400}
 DESKTOP = {"width": 1366, "height": 900}
 PHONE = {"width": 390, "height": 844}

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from app_server import app_environ, serve
+from app_server import CHROMIUM, app_environ, serve
 from net import free_port
 from session import init_db, make_engine
 from settings import load_settings
@@ -33,7 +33,6 @@ ROOT = Path(__file__).resolve().parents[1]
 ACTION = ROOT / "probe-action"
 PROBE = ACTION / "probe.js"
 PUPPETEER = ACTION / "node_modules" / "puppeteer-core"
-CHROMIUM = Path("/usr/bin/chromium")
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 WELCOME = "Stop overpaying at the pump"  # pages/welcome.py, what the probe waits for by default
 WAKE_UP = "Yes, get this app back up!"
