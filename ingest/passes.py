@@ -14,11 +14,11 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy import ColumnElement, Connection, Engine, exists, func, or_, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from ingest import brands, places
 from ingest.bulk import Encoder
 from ingest.errors import FeedError
 from ingest.load import (
@@ -40,6 +40,9 @@ from models import EtlRun, Price, Rupture, Station
 from session import bulk_writer, session_factory, writer
 from settings import Settings
 from utils import first_line, utcnow
+
+if TYPE_CHECKING:
+    from ingest import brands, places
 
 log = logging.getLogger("etl")
 
@@ -386,6 +389,8 @@ def _load_backfill_batch(engine: Engine, batch: list, started: dt.datetime) -> i
 
 def import_brands(engine: Engine, settings: Settings, source: str | None = None) -> brands.BrandTable:
     """Replace the station brand table with the OSM stations CSV at `source`, all or nothing, and record it."""
+    from ingest import brands  # a price run never needs it
+
     source = source or settings.brands_url
     started = utcnow()
     clock = time.perf_counter()
@@ -400,6 +405,8 @@ def import_brands(engine: Engine, settings: Settings, source: str | None = None)
 
 def import_places(engine: Engine, settings: Settings, source: str | None = None) -> places.PlaceTable:
     """Replace the places table with La Poste's postcode base at `source`, all or nothing, and record it."""
+    from ingest import places  # a price run never needs it
+
     source = source or settings.places_url
     started = utcnow()
     clock = time.perf_counter()
