@@ -24,9 +24,9 @@
    serve`) runs it, against the bare iterparse in this process. For the real
    pair of snapshots two hours apart (../shared/feeds/real, skipped when
    absent) and a generated pair where about 2% of the stations change (same
-   day, --price-drift 0.005). Also timed: `python -c "import etl"`, the part
-   of a whole process that is Python, SQLAlchemy and the project's modules
-   starting, before any work.
+   day, --price-drift 0.005). Also timed: `python -c "import etl"`, and a
+   process importing what `etl.py run` imports (Python, SQLAlchemy, the
+   models and the ingest package) before any work: the floor of a run.
 6. With --database-url (or CARBUROAM_BENCH_DATABASE_URL), a PostgreSQL server:
    the first load and the update of step 3 again, each attempt in a database
    of its own created on that server and dropped afterwards; wall time, and
@@ -65,6 +65,8 @@ ARCHIVE_RSS_TARGET = 200  # MB, for the backfill of a yearly archive
 ARCHIVE_STATIONS = 10_000  # as many as the real archives list
 HOURLY_TARGET = 1.2  # an hourly update, whole process, against a bare-parse process of the same zip
 HOURLY_DRIFT = "0.005"  # share of prices changed: with ~4 prices a station, ~2% of the stations change
+# What `etl.py run` imports before it reads anything, as it imports them (collector held off, then frozen).
+RUN_IMPORTS = "import gc; gc.disable(); import sqlalchemy.exc, backups.archive, ingest.passes, session; gc.freeze()"
 BARE_PARSE_SCRIPT = """
 import sys, zipfile
 from lxml import etree
@@ -315,6 +317,7 @@ def main() -> int:
             figures["update in process"] = timed_update(work, key, older, newer, args.repeat)
             hourly[label] = (changed_share(older, newer), figures)
         imports = min(process_seconds([sys.executable, "-c", "import etl"]) for _ in range(args.repeat))
+        run_imports = min(process_seconds([sys.executable, "-c", RUN_IMPORTS]) for _ in range(args.repeat))
 
     databases = "SQLite and PostgreSQL" if server else "SQLite"
     print(f"feed: {args.stations:,} stations, {size_mb:.1f} MB of XML; {databases}; best of {args.repeat}")
@@ -363,10 +366,12 @@ def main() -> int:
             f"  in this process: bare iterparse of the XML {bare_here:6.3f} s, update {here:6.3f} s"
             f"  {here / bare_here:4.2f}x"
         )
-    bare_wall = next(iter(hourly.values()))[1]["bare"][0]
+    bare_wall, bare_cpu = next(iter(hourly.values()))[1]["bare"]
     print(
         f'starting up: `python -c "import etl"` {imports[0]:.3f} s wall {imports[1]:.3f} s CPU, '
-        f"{imports[0] / bare_wall:4.2f}x the first bare-parse process above, before any work"
+        f"{imports[0] / bare_wall:4.2f}x the first bare-parse process above, before any work\n"
+        f"             what `etl.py run` imports before any work (SQLAlchemy, the models, ingest)"
+        f" {run_imports[0]:.3f} s wall {run_imports[1]:.3f} s CPU, {run_imports[1] / bare_cpu:4.2f}x its CPU"
     )
     print(f"(this process: peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)")
     return 0
