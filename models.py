@@ -66,7 +66,9 @@ class UTCDateTime(TypeDecorator):
 
 def sqlite_time_text(moment: dt.datetime) -> str:
     """'2024-05-08 10:51:04' (UTC; '.ffffff' only when there are microseconds): sorts as time does."""
-    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.replace(tzinfo=None).isoformat(" ")
 
 
 class JSONText(TypeDecorator):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, Table, column, create_engine, event, inspect, select, table, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from models import GasType
@@ -101,8 +101,11 @@ def init_db(engine: Engine) -> None:
     """Create or upgrade the schema to the newest migration and seed reference data.
 
     Safe to call from several processes at once and on a database that already
-    holds data: migrations only ever add to what is there.
+    holds data: migrations only ever add to what is there. A database already at the newest
+    revision with its fuels seeded, as most starts find it, costs one query.
     """
+    if _is_current(engine):
+        return
     if engine.dialect.name == "sqlite":
         _create_sqlite_file(engine)
     else:
@@ -113,6 +116,28 @@ def init_db(engine: Engine) -> None:
         if schema_revision(conn) != SCHEMA_REVISION:
             _migrate(conn)
         seed_gas_types(conn)
+
+
+def _is_current(engine: Engine) -> bool:
+    """Whether the database exists, is at SCHEMA_REVISION and holds every fuel: then init_db has nothing to do.
+
+    One plain query, without the write lock, the schema inspector or the creation of a missing
+    database; any error (no such database, table or file) means that init_db must do its work.
+    """
+    query = "SELECT version_num, (SELECT count(*) FROM gas_types) FROM alembic_version"
+    if engine.dialect.name == "sqlite" and not _sqlite_file_exists(engine):
+        return False  # connecting would create the file without its owner-only mode
+    try:
+        with engine.connect() as conn:
+            row = conn.exec_driver_sql(query).first()
+    except DBAPIError:
+        return False
+    return row is not None and tuple(row) == (SCHEMA_REVISION, len(FUEL_TYPES))
+
+
+def _sqlite_file_exists(engine: Engine) -> bool:
+    database = engine.url.database
+    return not database or database == ":memory:" or Path(database).is_file()
 
 
 def schema_revision(conn: Connection) -> str | None:

@@ -33,11 +33,26 @@ def first_line(exc: BaseException, limit: int = 500) -> str:
 _NOT_WORD = re.compile(r"[^a-z0-9]+")
 
 
+class _UnaccentedChars(dict):
+    """str.translate's table: each character decomposed (NFKD) without its combining marks, made on first use.
+
+    Decomposing character by character then dropping every combining mark gives what decomposing the
+    whole text does (canonical reordering only moves combining marks), at a dictionary lookup a character.
+    """
+
+    def __missing__(self, code: int) -> str:
+        decomposed = unicodedata.normalize("NFKD", chr(code))
+        plain = self[code] = "".join(c for c in decomposed if not unicodedata.combining(c))
+        return plain
+
+
+_UNACCENTED = _UnaccentedChars({ord("œ"): "oe", ord("Œ"): "OE"})
+
+
 def fold(text: str) -> str:
     """Lower case, no accents, words separated by single spaces: 'Saint-Étienne' -> 'saint etienne'."""
-    decomposed = unicodedata.normalize("NFKD", text.replace("œ", "oe").replace("Œ", "OE"))
-    plain = "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
-    return _NOT_WORD.sub(" ", plain).strip()
+    plain = text if text.isascii() else text.translate(_UNACCENTED)
+    return _NOT_WORD.sub(" ", plain.lower()).strip()
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

@@ -85,11 +85,8 @@ class LoadCounts:
     changes: int = 0
 
 
-def _stored(conn: Connection, query, key: Column, scope: Collection[int] | None) -> Iterator:
-    """The rows of `query`; only those whose `key` (a station id) is in `scope` when there is one."""
-    if scope is None:
-        yield from conn.execute(query)
-        return
+def _stored(conn: Connection, query, key: Column, scope: Collection[int]) -> Iterator:
+    """The rows of `query` whose `key` (a station id) is in `scope`."""
     for batch in batches(sorted(scope), 1_000):
         yield from conn.execute(query.where(key.in_(batch)))
 
@@ -148,18 +145,17 @@ def load_stations(
     encoder: Encoder,
     stations: list[dict],
     seen_at: dt.datetime,
-    scope: Collection[int] | None = None,
-    fingerprints: dict[int, int | None] | None = None,
-    already_seen: Collection[int] = (),
+    scope: Collection[int],
+    fingerprints: dict[int, int | None],
+    already_seen: Collection[int],
 ) -> set[int]:
     """Write the stations that changed, mark the others seen (but those `already_seen`), keep fingerprints.
 
-    A station without a new fingerprint (see update.parse_update) keeps the one it has while its
-    row is unchanged; returns those stations, whose fingerprint holds only if nothing else of
-    theirs changes. Without a `scope`, the stations no longer listed lose their fingerprint.
+    Only the stored rows of the stations in `scope` are read. A station without a new fingerprint
+    (see update.parse_update) keeps the one it has while its row is unchanged; returns those
+    stations, whose fingerprint holds only if nothing else of theirs changes.
     """
     table = storage(conn, Station)
-    fingerprints = fingerprints or {}
     # Stored rows are kept as a hash of their values: 10,000 stations' JSON would cost megabytes.
     query = select(table.c.id, table.c.fingerprint, *map(table.c.get, STATION_COLUMNS))
     stored, stored_fingerprints = {}, {}
@@ -194,9 +190,6 @@ def load_stations(
     update_rows(conn, table, ("fingerprint", "last_seen_at"), refingerprinted)
     for batch in batches(unchanged):
         conn.execute(update(table).where(table.c.id.in_(batch)).values(last_seen_at=seen))
-    if scope is None:
-        listed = {station["id"] for station in stations}
-        forget_fingerprints(conn, [i for i in stored_fingerprints if i not in listed])
     return kept
 
 
@@ -209,12 +202,12 @@ def load_prices(
     conn: Connection,
     encoder: Encoder,
     observations: list[tuple],
-    scope: Collection[int] | None = None,
+    scope: Collection[int],
     watch: Collection[int] = (),
 ) -> tuple[int, int, set[int]]:
     """Current prices become the feed's (newest `maj` per pair); new observations go to history.
 
-    With a `scope`, only the prices of those stations are compared (and removed when not observed).
+    Only the prices of the stations in `scope` are compared (and removed when not observed).
     Returns (current prices, pairs that are new or whose price or time changed, stations of
     `watch` whose prices or history were written).
     """
@@ -225,18 +218,18 @@ def load_prices(
         _pair(station, fuel): (milli, hash(updated_at))
         for station, fuel, milli, updated_at in _stored(conn, query, table.c.station_id, scope)
     }
+    time = encoder.time
+    encoded = [(station, fuel, milli, time(maj)) for station, fuel, milli, maj in observations]
     current: dict[int, tuple[int, int, int, Any]] = {}
-    for station, fuel, milli, maj in observations:
-        when = encoder.time(maj)
-        key = _pair(station, fuel)
+    for row in encoded:
+        key = _pair(row[0], row[1])
         newest = current.get(key)
-        if newest is None or when > newest[3]:  # encoded times sort as the times do
-            current[key] = (station, fuel, milli, when)
+        if newest is None or row[3] > newest[3]:  # encoded times sort as the times do
+            current[key] = row
     written: set[int] = set()
 
     def history() -> Iterator[tuple]:
-        for station, fuel, milli, maj in observations:
-            when = encoder.time(maj)
+        for station, fuel, milli, when in encoded:
             # A stored current price is already in the history; duplicates are skipped by the database.
             if stored and stored.get(_pair(station, fuel), NOTHING)[1] == hash(when):
                 continue
@@ -258,12 +251,12 @@ def load_ruptures(
     conn: Connection,
     encoder: Encoder,
     ruptures: list[tuple],
-    scope: Collection[int] | None = None,
+    scope: Collection[int],
     watch: Collection[int] = (),
 ) -> set[int]:
     """The out-of-stock table becomes the feed's; of two records for one fuel, the latest start wins.
 
-    With a `scope`, only the records of those stations are compared (and removed when not listed).
+    Only the records of the stations in `scope` are compared (and removed when not listed).
     Returns the stations of `watch` whose records were written.
     """
     table = storage(conn, Rupture)

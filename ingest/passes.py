@@ -14,11 +14,11 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from sqlalchemy import ColumnElement, Connection, Engine, exists, func, or_, select, text, update
+from sqlalchemy import ColumnElement, Connection, Engine, Row, exists, func, or_, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from ingest import brands, places
 from ingest.bulk import Encoder
 from ingest.errors import FeedError
 from ingest.load import (
@@ -37,9 +37,12 @@ from ingest.records import ParseReport
 from ingest.source import FeedIdentity, feed_file, identify_feed, open_feed
 from ingest.update import FeedUpdate, parse_update
 from models import EtlRun, Price, Rupture, Station
-from session import bulk_writer, session_factory, writer
+from session import bulk_writer, writer
 from settings import Settings
 from utils import first_line, utcnow
+
+if TYPE_CHECKING:
+    from ingest import brands, places
 
 log = logging.getLogger("etl")
 
@@ -83,15 +86,18 @@ class RunSummary:
         return f"{self.rejected:,} rejected: {reasons}"
 
 
-def last_success(engine: Engine, kind: str | None = None) -> EtlRun | None:
+def last_success(engine: Engine, kind: str | None = None) -> Row | None:
     """The newest successful run of `kind`, or of any price load (run or backfill) when not given."""
     kinds = (kind,) if kind is not None else PRICE_LOADS
     return newest_run(engine, EtlRun.status == "success", EtlRun.kind.in_(kinds))
 
 
-def newest_run(engine: Engine, *conditions: ColumnElement[bool]) -> EtlRun | None:
-    with session_factory(engine)() as session:
-        return session.scalars(EtlRun.newest(*conditions).limit(1)).first()
+def newest_run(engine: Engine, *conditions: ColumnElement[bool]) -> Row | None:
+    """The etl_runs row of the newest run meeting `conditions`, read as a plain row: a command that needs no
+    ORM object (an hourly run) never pays for setting the ORM up."""
+    columns = EtlRun.__table__.columns
+    with engine.connect() as conn:
+        return conn.execute(EtlRun.newest(*conditions).with_only_columns(*columns).limit(1)).first()
 
 
 def record_failure(engine: Engine, kind: str, source: str, started: dt.datetime, reason: str) -> None:
@@ -264,7 +270,7 @@ def _merge_earlier_listing(conn: Connection, snapshot: Snapshot, station_ids: li
     snapshot.ruptures[:0] = [tuple(row) for row in conn.execute(ruptures.where(Rupture.station_id.in_(station_ids)))]
 
 
-def _same_feed(engine: Engine, previous: EtlRun | None, identity: FeedIdentity) -> bool:
+def _same_feed(engine: Engine, previous: Row | None, identity: FeedIdentity) -> bool:
     """Whether the database still holds exactly this feed, as loaded by the last successful run."""
     if previous is None or previous.kind != "run":
         return False
@@ -295,7 +301,7 @@ def _fingerprint_basis(conn: Connection, started: dt.datetime) -> Basis | None:
     return stations_seen_at(conn, previous.started_at)
 
 
-def _confirm_unchanged(engine: Engine, previous: EtlRun, source: str, started: dt.datetime, clock: float) -> RunSummary:
+def _confirm_unchanged(engine: Engine, previous: Row, source: str, started: dt.datetime, clock: float) -> RunSummary:
     """The feed is the one loaded last time: only mark its stations as seen again and record the run."""
     identity = FeedIdentity(previous.feed_size, previous.feed_crc32)
     with writer(engine).begin() as conn:
@@ -386,6 +392,8 @@ def _load_backfill_batch(engine: Engine, batch: list, started: dt.datetime) -> i
 
 def import_brands(engine: Engine, settings: Settings, source: str | None = None) -> brands.BrandTable:
     """Replace the station brand table with the OSM stations CSV at `source`, all or nothing, and record it."""
+    from ingest import brands  # a price run never needs it
+
     source = source or settings.brands_url
     started = utcnow()
     clock = time.perf_counter()
@@ -400,6 +408,8 @@ def import_brands(engine: Engine, settings: Settings, source: str | None = None)
 
 def import_places(engine: Engine, settings: Settings, source: str | None = None) -> places.PlaceTable:
     """Replace the places table with La Poste's postcode base at `source`, all or nothing, and record it."""
+    from ingest import places  # a price run never needs it
+
     source = source or settings.places_url
     started = utcnow()
     clock = time.perf_counter()

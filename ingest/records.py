@@ -260,8 +260,13 @@ def parse_ouverture(element) -> OpeningHours:
     )
 
 
-def parse_services(element) -> tuple[str, ...]:
-    texts = (service.text for service in element if service.tag == "service")
+def service_texts(element) -> tuple[str | None, ...]:
+    """The texts of a <services> element's <service> children, as written."""
+    return tuple(service.text for service in element.iterchildren("service"))
+
+
+def parse_services(texts: tuple[str | None, ...]) -> tuple[str, ...]:
+    """The labels of a station's services (see service_texts), repaired, without the blank ones."""
     return tuple(_service_label(text) for text in texts if text and not text.isspace())
 
 

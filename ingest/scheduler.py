@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 import psutil
-from sqlalchemy import Engine, exists, select, update
+from sqlalchemy import Engine, Row, exists, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from ingest import pidfile
@@ -99,8 +99,8 @@ class SchedulerStatus:
     host: str  # the machine whose scheduler this is: the pid file guards one machine
     started_at: dt.datetime | None  # when the scheduler process started (UTC)
     next_pass_at: dt.datetime | None  # None while no scheduler runs: nothing will start a pass
-    last_run: EtlRun | None  # the newest run of any kind and outcome
-    last_failure: EtlRun | None  # the newest failed run of any kind
+    last_run: Row | None  # the etl_runs row of the newest run of any kind and outcome
+    last_failure: Row | None  # that of the newest failed run of any kind
 
 
 def scheduler_status(settings: Settings, engine: Engine) -> SchedulerStatus:

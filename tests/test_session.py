@@ -16,7 +16,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import func, insert, inspect, select, text
+from sqlalchemy import delete, func, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 
 import models
@@ -109,6 +109,16 @@ def test_init_db_creates_every_table_seeds_six_fuels_and_is_safe_to_rerun(fresh_
         assert conn.execute(select(User.username, User.email)).all() == [("alice", "alice@example.org")]
         assert conn.execute(select(Station.id, Station.town)).all() == [(75001001, "Paris")]
         assert conn.scalar(select(func.count()).select_from(GasType)) == 6
+
+
+def test_init_db_puts_back_a_missing_fuel_on_a_current_database(fresh_engine):
+    init_db(fresh_engine)
+    with fresh_engine.begin() as conn:
+        conn.execute(delete(GasType).where(GasType.id == 6))
+
+    init_db(fresh_engine)
+
+    assert _fuels(fresh_engine) == SIX_FUELS
 
 
 def test_models_and_migrations_agree(engine):
