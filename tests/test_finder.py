@@ -554,6 +554,19 @@ def test_find_on_an_empty_database_says_it_once(app):
     assert infos(find({})) == [LOADING]
 
 
+def test_a_new_pass_shows_at_once_on_the_map_of_france_and_in_the_freshness_line(app):
+    """The map, the freshness line and the place suggestions are cached until the next pass, not for a while."""
+    at = find({})
+    assert LOADING in infos(at) and points(maps(at)[0]) == 0
+
+    lyon(app)  # a pass: the stations, their prices and its run, in one go
+    at.run()
+
+    assert INVITE in infos(at) and LOADING not in infos(at)
+    assert points(maps(at)[0]) == 5
+    assert "Lyon" in " ".join(at.selectbox(key="q").options)
+
+
 # --------------------------------------------------------------------------- a place
 
 
