@@ -105,7 +105,7 @@ def _france_layout(_sessions, database_url: str, version: int, fuel_id: int) -> 
         return _layout(finder.france(session, fuel_id))
 
 
-@st.cache_resource(ttl=60, show_spinner=False)  # shared, never copied: nothing changes the points
+@st.cache_resource(ttl=60, max_entries=reads.VERSIONS_KEPT * 6, show_spinner=False)  # shared, never copied: read only
 def _france(_sessions, database_url: str, version: int, fuel_id: int, map_provider: str) -> MapPoints:
     now = utcnow()
     layout = _france_layout(_sessions, database_url, version, fuel_id)
