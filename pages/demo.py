@@ -7,7 +7,7 @@ from prices.detour import Trip
 from prices.place_search import SEARCH_MAX_CHARS
 from prices.preferences import DEFAULT_YEARLY_LITRES, default_name
 from prices.savings import savings_per_fuel
-from ui import finder_ui, map_ui, shell, widgets
+from ui import finder_ui, map_ui, reads, shell, widgets
 from utils import utcnow
 
 DEMO_FUELS = (1, 2)  # Gazole and SP95
@@ -26,12 +26,11 @@ st.info(
     icon=":material/play_circle:",
 )
 if DEMO_STATIONS not in st.session_state:
-    with app.Session() as session:
-        st.session_state[DEMO_STATIONS] = dict(queries.demo_stations(session, DEMO_FUELS, count=3))
+    st.session_state[DEMO_STATIONS] = dict(reads.demo_stations(app, DEMO_FUELS))
 demo: dict[int, str] = st.session_state[DEMO_STATIONS]
 
+fresh = reads.freshness(app)
 with app.Session() as session:
-    fresh = queries.freshness(session)
     rows = queries.board_for(session, demo, DEMO_FUELS)
     shown = finder.stations_by_id(session, demo, DEMO_FUELS[0])
 

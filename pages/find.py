@@ -2,7 +2,7 @@ import streamlit as st
 
 from models import User
 from prices import finder, place_search, preferences, queries
-from ui import finder_ui, map_ui, shell, widgets
+from ui import finder_ui, map_ui, reads, shell, widgets
 from utils import utcnow
 
 SELECTED = "finder-selected"
@@ -13,8 +13,8 @@ now = utcnow()
 
 st.title("Find a station")
 st.caption("The cheapest station near you, open now, and whether the detour pays. No account needed.")
+fresh = reads.freshness(app)
 with app.Session() as session:
-    fresh = queries.freshness(session)
     fuel_names = {fuel.id: fuel.name for fuel in queries.fuel_types(session)}
     mine = queries.user_fuel_ids(session, account.user_id) if account else []
     trip = preferences.trip(session.get(User, account.user_id) if account else None)

@@ -42,6 +42,8 @@ for station_id, name in favourites.items():
             rename, remove = st.columns(2)
             renamed = rename.form_submit_button("Rename")
             removed = remove.form_submit_button("Stop following", type="secondary")
+        if not (renamed or removed):
+            continue  # no write transaction, which takes SQLite's write lock, for a form not sent
         try:
             with app.Writer.begin() as session:
                 if renamed:
@@ -51,5 +53,4 @@ for station_id, name in favourites.items():
         except preferences.PreferenceError as exc:
             widgets.error("{}", exc)
         else:
-            if renamed or removed:
-                st.rerun()
+            st.rerun()

@@ -8,6 +8,7 @@ OpenStreetMap (the `station_brands` table); a station without one is shown by it
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
@@ -24,6 +25,7 @@ from utils import bounding_box, haversine_km
 
 SORTS = ("price", "distance", "saving")
 MAX_RADIUS_KM = 50
+OPENINGS_KEPT = 8192  # (week, automat, minute) statuses: a few minutes of every distinct week of a feed
 
 
 class FinderStation(NamedTuple):
@@ -178,15 +180,18 @@ def results(
 
 def openings(stations: Iterable[FinderStation], at: dt.datetime) -> dict[int, hours.OpeningStatus]:
     """Whether each station is open at `at`, by station id."""
-    statuses: dict[tuple[str | None, bool], hours.OpeningStatus] = {}
-    found = {}
-    for station in stations:
-        # A feed holds a couple of thousand distinct weeks for 10,000 stations: each is worked out once.
-        key = (station.opening_hours, station.automat)
-        if key not in statuses:
-            statuses[key] = hours.opening_status(week_of(station), station.automat, at)
-        found[station.id] = statuses[key]
-    return found
+    minute = at.replace(second=0, microsecond=0)
+    return {station.id: _status(station.opening_hours, station.automat, minute) for station in stations}
+
+
+@functools.lru_cache(maxsize=OPENINGS_KEPT)
+def _status(opening_hours: str | None, automat: bool, minute: dt.datetime) -> hours.OpeningStatus:
+    """A week of hours at a minute: the same all minute long, as stored hours are whole minutes.
+
+    A feed holds a couple of thousand distinct weeks for 10,000 stations: each is worked out once a
+    minute for every page and person of the process, not once per station and page drawn.
+    """
+    return hours.opening_status(json.loads(opening_hours) if opening_hours else None, automat, minute)
 
 
 def week_of(station: FinderStation) -> list[dict] | None:

@@ -155,6 +155,15 @@ def demo_stations(session: Session, fuel_ids: Sequence[int], count: int = 3) -> 
     return [Favourite(c.id, default_name(c.town, c.address)) for c in fresh[:count]]
 
 
+def data_version(session: Session) -> int:
+    """A number that changes whenever the loaded data may have: the newest pass recorded (0 before any).
+
+    Every pass that writes stations, prices, brands or places records its `etl_runs` row in the same
+    transaction, and a failed pass records one too: caches of what passes write are keyed on this.
+    """
+    return session.scalar(select(func.max(EtlRun.id))) or 0
+
+
 def freshness(session: Session) -> Freshness:
     """How current the prices are: the last successful and the last price-feed run, what is loaded,
     and the time of the newest price (a run can succeed on a feed that stopped moving)."""

@@ -308,6 +308,21 @@ def test_open_now_keeps_stations_whose_hours_say_open(session, around_bellecour)
     assert found[0].saving == Decimal("0.00")
 
 
+def test_a_station_closes_on_the_second_its_hours_say_whoever_asked_within_that_minute():
+    """Statuses are worked out once a minute for everyone: the second before closing time it is still open."""
+    week = json.dumps([{"day": day, "closed": False, "hours": [["07:00", "19:00"]]} for day in range(1, 8)])
+    station = finder.FinderStation(
+        1, 45.76, 4.83, "1 rue X", "Lyon", "69002", False, False, week, None, None, None, None, False
+    )
+    closing = dt.datetime(2026, 3, 10, 19, 0, tzinfo=PARIS).astimezone(UTC)
+
+    before = [finder.openings([station], closing - dt.timedelta(seconds=s))[1] for s in (59, 30, 1)]
+    after = [finder.openings([station], closing + dt.timedelta(seconds=s))[1] for s in (0, 1, 59)]
+
+    assert [o.phrase() for o in before] == ["Open now, closes at 19:00"] * 3
+    assert [o.phrase() for o in after] == ["Closed, opens tomorrow at 07:00"] * 3
+
+
 def test_openings_say_when_each_station_opens_or_closes(session, around_bellecour):
     phrases = {r.station.id: r.opening.phrase() for r in results(session)}
 
@@ -552,6 +567,19 @@ def test_find_on_an_empty_database_says_prices_are_still_loading(app):
 
 def test_find_on_an_empty_database_says_it_once(app):
     assert infos(find({})) == [LOADING]
+
+
+def test_a_new_pass_shows_at_once_on_the_map_of_france_and_in_the_freshness_line(app):
+    """The map, the freshness line and the place suggestions are cached until the next pass, not for a while."""
+    at = find({})
+    assert LOADING in infos(at) and points(maps(at)[0]) == 0
+
+    lyon(app)  # a pass: the stations, their prices and its run, in one go
+    at.run()
+
+    assert INVITE in infos(at) and LOADING not in infos(at)
+    assert points(maps(at)[0]) == 5
+    assert "Lyon" in " ".join(at.selectbox(key="q").options)
 
 
 # --------------------------------------------------------------------------- a place

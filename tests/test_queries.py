@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from decimal import Decimal
 
 import pytest
@@ -303,6 +303,22 @@ def test_freshness_before_any_run_after_a_success_a_failure_and_a_recovery(engin
     assert recovered.last_success_at == recovered.last_run_at > failed.last_run_at
     assert (recovered.last_run_status, recovered.last_run_error) == ("success", None)  # backfills do not count
     assert recovered.newest_price_at == newest_price(Session)
+
+
+def test_the_data_version_moves_with_every_pass_whatever_its_outcome(engine, settings, tmp_path):
+    """Caches of what passes write are keyed on it: a load, a failure and an unchanged feed each move it."""
+    Session = session_factory(engine)
+    versions = []
+    for source in ("feed_a.zip", "missing.zip", "feed_a.zip"):
+        with Session() as session:
+            versions.append(queries.data_version(session))
+        with suppress(passes.EtlError):
+            passes.run_pass(engine, settings, str(FIXTURES / source))
+    with Session() as session:
+        versions.append(queries.data_version(session))
+
+    assert versions[0] == 0
+    assert versions == sorted(set(versions)), "each pass gives a new version"
 
 
 def newest_price(Session) -> dt.datetime:

@@ -21,7 +21,7 @@ from prices.finder import FinderStation, Result, StationDetail, week_of
 from prices.hours import opening_status, week
 from prices.place_search import SEARCH_MAX_CHARS, PlaceMatch
 from prices.preferences import NAME_MAX_CHARS, default_name
-from ui import map_ui, widgets
+from ui import map_ui, reads, widgets
 from utils import PARIS
 
 PLACE, FUEL, RADIUS, OPEN_NOW, AUTOMAT, BRAND, SORT = "q", "fuel", "radius", "open", "automat", "brand", "sort"
@@ -49,20 +49,14 @@ class Criteria(NamedTuple):
         return {"sort": self.sort, "open_now": self.open_now, "automat": self.automat, "brand": self.brand}
 
 
-@st.cache_data(ttl=600, show_spinner=False)
-def _place_labels(_sessions, database_url: str) -> list[str]:
-    with _sessions() as session:
-        return [place.label for place in place_search.place_suggestions(session)]
-
-
 def suggestions(app) -> list[str]:
     """The places the place box suggests: the communes and localities starting as the place last typed does
     (the box filters its options in the browser, so they follow each search), then the towns with stations
-    (they change only when stations do: cached ten minutes)."""
-    towns = _place_labels(app.Session, app.settings.database_url)
+    (they change only when stations do: cached until the next pass)."""
+    towns = reads.place_labels(app)
     typed = st.session_state.get(PLACE) or st.query_params.get(PLACE)
     if not typed:
-        return towns
+        return list(towns)
     with app.Session() as session:
         communes = place_search.suggest(session, typed)
     return list(dict.fromkeys([*communes, *towns]))

@@ -21,7 +21,7 @@ from pydeck.bindings.json_tools import default_serialize
 from prices import finder
 from prices.finder import FinderStation
 from prices.hours import OpeningStatus
-from ui import widgets
+from ui import reads, widgets
 from utils import utcnow
 
 # A continuous scale from the cheapest to the dearest price shown: green, amber, red.
@@ -61,51 +61,77 @@ class MapPoints(NamedTuple):
     ids: list[int]  # the station of each record: the map reports a click by the record's index
     low: Decimal
     high: Decimal
+    spec: str | None = None  # the map's JSON with nothing marked on it, when it was made once for many draws
+
+
+class _Layout(NamedTuple):
+    """Where and in which colour each station with coordinates is drawn: all of a map but its tooltips."""
+
+    stations: list[FinderStation]
+    positions: list[list[float]]
+    colours: list[list[int]]
+    low: Decimal
+    high: Decimal
+
+
+def _layout(stations: Sequence[FinderStation]) -> _Layout:
+    located = [s for s in stations if s.latitude is not None and s.longitude is not None]
+    low, high = _scale(located)
+    return _Layout(
+        located,
+        [[round(s.longitude, 4), round(s.latitude, 4)] for s in located],
+        [_colour(s.price if s.available else None, low, high) for s in located],
+        low,
+        high,
+    )
+
+
+def _points(layout: _Layout, openings: dict[int, OpeningStatus], now: dt.datetime) -> MapPoints:
+    data = [
+        {"p": position, "c": colour, "t": _tooltip(station, openings.get(station.id), now)}
+        for station, position, colour in zip(layout.stations, layout.positions, layout.colours, strict=True)
+    ]
+    return MapPoints(data, [s.id for s in layout.stations], layout.low, layout.high)
 
 
 def map_points(stations: Sequence[FinderStation], openings: dict[int, OpeningStatus], now: dt.datetime) -> MapPoints:
     """One small record per station with coordinates: 10,000 of them stay under 1 MB of JSON."""
-    located = [s for s in stations if s.latitude is not None and s.longitude is not None]
-    low, high = _scale(located)
-    data = [
-        {
-            "p": [round(s.longitude, 4), round(s.latitude, 4)],
-            "c": _colour(s.price if s.available else None, low, high),
-            "t": _tooltip(s, openings.get(s.id), now),
-        }
-        for s in located
-    ]
-    return MapPoints(data, [s.id for s in located], low, high)
+    return _points(_layout(stations), openings, now)
 
 
-@st.cache_resource(ttl=60, show_spinner=False)  # shared, never copied: nothing changes the points
-def _france(_sessions, database_url: str, fuel_id: int) -> MapPoints:
-    now = utcnow()
+@st.cache_resource(max_entries=reads.VERSIONS_KEPT * 6, show_spinner=False)  # shared, never copied: read only
+def _france_layout(_sessions, database_url: str, version: int, fuel_id: int) -> _Layout:
     with _sessions() as session:
-        stations = finder.france(session, fuel_id)
-    return map_points(stations, finder.openings(stations, now), now)
+        return _layout(finder.france(session, fuel_id))
+
+
+@st.cache_resource(ttl=60, max_entries=reads.VERSIONS_KEPT * 6, show_spinner=False)  # shared, never copied: read only
+def _france(_sessions, database_url: str, version: int, fuel_id: int, map_provider: str) -> MapPoints:
+    now = utcnow()
+    layout = _france_layout(_sessions, database_url, version, fuel_id)
+    points = _points(layout, finder.openings(layout.stations, now), now)
+    return points._replace(spec=_deck(points, None, None, map_provider).to_json())
 
 
 def france(app, fuel_id: int) -> MapPoints:
-    """Every station of France on the map (cached a minute: the prices change hourly at most)."""
-    return _france(app.Session, app.settings.database_url, fuel_id)
+    """Every station of France on the map: read and coloured once per pass; its tooltips, which say how old
+    each price is and whether the station is open, and its JSON are made again each minute."""
+    version = reads.version(app)
+    return _france(app.Session, app.settings.database_url, version, fuel_id, app.settings.map_provider)
 
 
 class _CompactDeck(pdk.Deck):
     """pydeck indents its JSON, tripling what a 10,000-point map sends to the browser."""
 
+    spec: str | None = None  # the JSON, when it was made already
+
     def to_json(self) -> str:
+        if self.spec is not None:
+            return self.spec
         return json.dumps(self, sort_keys=True, default=default_serialize, separators=(",", ":"), ensure_ascii=False)
 
 
-def price_map(
-    points: MapPoints,
-    selected: int | None,
-    here: tuple[float, float] | None,
-    map_provider: str,
-    key: str,
-) -> int | None:
-    """The stations coloured by price on one scale, with its legend; returns the station clicked."""
+def _deck(points: MapPoints, selected: int | None, here: tuple[float, float] | None, map_provider: str) -> _CompactDeck:
     data = points.data
     layers = [
         pdk.Layer(
@@ -132,6 +158,20 @@ def price_map(
         map_provider=None if map_provider == "none" else map_provider,
         **({} if map_provider == "none" else {"map_style": None}),
     )
+    if points.spec is not None and not marks and here is None:
+        deck.spec = points.spec
+    return deck
+
+
+def price_map(
+    points: MapPoints,
+    selected: int | None,
+    here: tuple[float, float] | None,
+    map_provider: str,
+    key: str,
+) -> int | None:
+    """The stations coloured by price on one scale, with its legend; returns the station clicked."""
+    deck = _deck(points, selected, here, map_provider)
     event = st.pydeck_chart(deck, on_select="rerun", selection_mode="single-object", key=key, height=460)
     if points.low < points.high:
         widgets.caption(
