@@ -16,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     ColumnElement,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -184,6 +185,27 @@ class PriceHistory(Base):
     gastype_id: Mapped[int] = mapped_column(ForeignKey("gas_types.id"), primary_key=True)
     updated_at: Mapped[dt.datetime] = mapped_column(primary_key=True)
     price: Mapped[Decimal]
+
+
+class DailyAggregate(Base):
+    """One day's prices of one fuel in France (scope 'FR') or one department ('69', '2A', '974').
+
+    Kept by ingest/aggregates.py, which says what a day's price at a station is; the charts read these
+    rows rather than the history.
+    """
+
+    __tablename__ = "daily_aggregates"
+    __table_args__ = (Index("ix_daily_aggregates_day", "day"),)
+
+    scope: Mapped[str] = mapped_column(String(3), primary_key=True)
+    gastype_id: Mapped[int] = mapped_column(ForeignKey("gas_types.id"), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)  # a calendar day in Paris
+    median: Mapped[float] = mapped_column(Float)  # euros per litre
+    mean: Mapped[float] = mapped_column(Float)
+    lowest: Mapped[Decimal]
+    highest: Mapped[Decimal]
+    stations: Mapped[int]  # how many stations' prices the figures describe
+    through: Mapped[dt.datetime]  # the newest observation counted
 
 
 class Rupture(Base):

@@ -12,13 +12,14 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, exists, func, or_, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from ingest import brands, places
+from ingest import aggregates, brands, places
 from ingest.bulk import Encoder
 from ingest.errors import FeedError
 from ingest.load import (
@@ -195,7 +196,23 @@ def run_pass(engine: Engine, settings: Settings, source: str | None = None, forc
                 dict(report.reasons),
             )
             conn.execute(EtlRun.__table__.insert(), _run_row("run", started, summary, identity))
+    _refresh_aggregates(engine, aggregates.refresh_after_run, utcnow())
     return summary
+
+
+def _refresh_aggregates(engine: Engine, refresh: Callable[..., list], *args: Any) -> None:
+    """Bring the daily aggregates up to date after a pass that committed; a failure is logged, never the pass's:
+    what it left undone is done by the next pass (the aggregates know which observations they counted)."""
+    clock = time.perf_counter()
+    try:
+        with writer(engine).begin() as conn:
+            days = refresh(conn, *args)
+    except SQLAlchemyError as exc:
+        log.warning("the daily aggregates were not updated (the next pass will): %s", first_line(exc))
+        return
+    if days:
+        seconds = time.perf_counter() - clock
+        log.info("daily aggregates: %d day(s) from %s updated in %.2f s", len(days), days[0], seconds)
 
 
 def _load_transaction(engine: Engine) -> contextlib.AbstractContextManager[Connection]:
