@@ -1,9 +1,9 @@
 """How each price of a board moved and where it stands: its change over 7 days, its last 30 days, and its
-rank among the stations around.
+rank among the stations around; and the day-by-day prices of a few stations over up to a year, for charts.
 
 Two statements whatever the size of the history: one reads the observations of the board's
-(station, fuel) pairs within the last 30 days, with each pair's last observation before them (the
-price in force when the window opened); one reads the current prices around the board's stations.
+(station, fuel) pairs within the window, with each pair's last observation before it (the price in
+force when the window opened); one reads the current prices around the board's stations.
 """
 
 from __future__ import annotations
@@ -44,15 +44,33 @@ def board_trends(
         return {}
     observed = _observations(session, pairs, now - dt.timedelta(days=CHART_DAYS))
     nearby = _prices_around(session, {row.station_id for row in rows}, {row.fuel_id for row in rows}, now - stale_after)
-    day_ends = _day_ends(now)
+    day_ends = _day_ends(now, CHART_DAYS)
     trends = {}
     for row in rows:
         seen = observed.get((row.station_id, row.fuel_id), [])
-        then = _in_force(seen, now - dt.timedelta(days=CHANGE_DAYS))
+        [then] = _in_force(seen, [now - dt.timedelta(days=CHANGE_DAYS)])
         change = row.price - then if row.price is not None and then is not None else None
-        days = [_as_float(_in_force(seen, end)) for end in day_ends]
+        days = [_as_float(price) for price in _in_force(seen, day_ends)]
         trends[(row.station_id, row.fuel_id)] = Trend(change, days, *_rank(row, nearby))
     return trends
+
+
+def daily_prices(
+    session: Session, pairs: Sequence[Pair], days: int, now: dt.datetime
+) -> dict[Pair, list[tuple[dt.date, float | None]]]:
+    """For each pair, (day, the price in force at its end) over the last `days` days (Paris time), oldest first;
+    today's is the price now. None before the first price observed."""
+    if not pairs:
+        return {}
+    observed = _observations(session, sorted(set(pairs)), now - dt.timedelta(days=days))
+    ends = _day_ends(now, days)
+    labels = [(end - dt.timedelta(microseconds=1)).astimezone(PARIS).date() for end in ends]
+    return {
+        pair: [
+            (day, _as_float(price)) for day, price in zip(labels, _in_force(observed.get(pair, []), ends), strict=True)
+        ]
+        for pair in pairs
+    }
 
 
 def _observations(session: Session, pairs: list[Pair], start: dt.datetime) -> dict[Pair, list[tuple]]:
@@ -128,24 +146,24 @@ def _rank(row: BoardRow, nearby: list[tuple]) -> tuple[int | None, int]:
     return 1 + sum(price < own for price in prices), len(prices)
 
 
-def _day_ends(now: dt.datetime) -> list[dt.datetime]:
-    """The end of each of the last CHART_DAYS days in Paris, today's being now."""
+def _day_ends(now: dt.datetime, days: int) -> list[dt.datetime]:
+    """The end of each of the last `days` days in Paris, today's being now."""
     today = now.astimezone(PARIS).date()
     ends = [
-        dt.datetime.combine(today - dt.timedelta(days=back - 1), dt.time(), PARIS)
-        for back in range(CHART_DAYS - 1, 0, -1)
+        dt.datetime.combine(today - dt.timedelta(days=back - 1), dt.time(), PARIS) for back in range(days - 1, 0, -1)
     ]
     return [*ends, now]
 
 
-def _in_force(seen: list[tuple], moment: dt.datetime) -> Decimal | None:
-    """The price last observed at or before `moment`."""
-    price = None
-    for at, observed in seen:
-        if at > moment:
-            break
-        price = observed
-    return price
+def _in_force(seen: list[tuple], moments: list[dt.datetime]) -> list[Decimal | None]:
+    """The price last observed at or before each of `moments` (in time order), in one sweep of `seen`."""
+    prices, price, index = [], None, 0
+    for moment in moments:
+        while index < len(seen) and seen[index][0] <= moment:
+            price = seen[index][1]
+            index += 1
+        prices.append(price)
+    return prices
 
 
 def _as_float(price: Decimal | None) -> float | None:

@@ -124,7 +124,7 @@ COOKIE = "carburoam_auth"
 WRONG_CREDENTIALS = "Wrong username or password."
 PASSWORD_CHANGED = "Your password is changed."
 SIGNED_OUT_PAGES = ["Find a station", "Welcome", "Demo", "Create an account", "Forgot password", "About"]
-SIGNED_IN_PAGES = ["My prices", "Find a station", "My stations", "Profile", "About"]
+SIGNED_IN_PAGES = ["My prices", "Find a station", "My stations", "Price trends", "Profile", "About"]
 # The page_icon ":material/local_gas_station:" makes Streamlit point the tab's icon at Google Fonts;
 # offline the tab just has no icon. Nothing else may leave 127.0.0.1.
 TAB_ICON = "https://fonts.gstatic.com/s/i/short-term/release/materialsymbolsrounded/"
