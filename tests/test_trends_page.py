@@ -13,7 +13,7 @@ from sqlalchemy import select
 from app_helpers import PASSWORD, add_price, add_station, new_app, open_app, open_page, sign_in
 from ingest import aggregates
 from models import DailyAggregate, PriceHistory
-from prices import market, preferences
+from prices import finder, market, preferences
 from prices.trends import daily_prices
 from utils import PARIS, utcnow
 
@@ -135,3 +135,22 @@ def test_the_page_charts_my_stations_and_the_market_of_my_departments(stations):
     assert [header.value for header in at.header] == ["Gazole"]
     assert charts(at) == 2  # my stations; France and my department (69, not 2A: I follow no station there)
     assert any("no day of the week was reliably cheaper" in caption.value for caption in at.caption)
+
+
+def test_the_station_detail_holds_each_fuels_last_30_days(stations):
+    now = dt.datetime(2026, 3, 31, 10, 0, tzinfo=PARIS)
+    with stations.session() as session, session.begin():
+        for when, price in [
+            (dt.datetime(2026, 3, 20, 9, tzinfo=PARIS), "1.800"),
+            (now - dt.timedelta(days=2), "1.750"),
+        ]:
+            session.add(PriceHistory(station_id=HOME, gastype_id=GAZOLE, updated_at=when, price=Decimal(price)))
+        add_price(session, HOME, GAZOLE, "1.750", now - dt.timedelta(days=2))
+    with stations.session() as session:
+        detail = finder.station_detail(session, HOME, now)
+
+    (days,) = detail.days.values()
+    assert list(detail.days) == ["Gazole"] and len(days) == 30
+    assert days[-1] == (dt.date(2026, 3, 31), 1.75) and days[-3] == (dt.date(2026, 3, 29), 1.75)
+    assert days[-4] == (dt.date(2026, 3, 28), 1.8) and days[-12] == (dt.date(2026, 3, 20), 1.8)
+    assert days[-13] == (dt.date(2026, 3, 19), None)

@@ -28,6 +28,8 @@ TEXT = {
         "No price history yet. Each price update adds to it: charts fill in over the coming days. "
         "An administrator can also load past years with “python etl.py backfill --year 2025”."
     ),
+    "no_station_history": "No price of this fuel over the last 30 days.",
+    "last_30_days": "Prices over the last 30 days:",
     "no_market": "No daily figures for France or your departments over this period yet.",
     "mine": "My stations",
     "market": "France and my departments",
@@ -64,14 +66,16 @@ def period_picker(key: str, default: int = 30) -> int:
     return picked or default
 
 
-def price_chart(series: Mapping[str, Sequence[tuple[dt.date, float | None]]], height: int = 260) -> None:
-    """One line per name: its price each day. Days without a price are left out."""
+def price_chart(
+    series: Mapping[str, Sequence[tuple[dt.date, float | None]]], height: int = 260, empty: str = TEXT["no_history"]
+) -> None:
+    """One line per name: its price each day. Days without a price are left out; without any, `empty` is said."""
     frame = pd.DataFrame(
         [(name, day, price) for name, days in series.items() for day, price in days if price is not None],
         columns=["line", "day", "price"],
     )
     if frame.empty:
-        widgets.info(TEXT["no_history"])
+        widgets.info(empty)
         return
     _line_chart(frame, height)
 
