@@ -329,6 +329,23 @@ class EtlRun(Base):
         return select(cls).where(*conditions).order_by(cls.started_at.desc(), cls.id.desc())
 
 
+class BackfillProgress(Base):
+    """How far a backfill of one file went: what the admin page shows, and where running it again resumes."""
+
+    __tablename__ = "backfill_progress"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(Text)
+    feed_size: Mapped[int] = mapped_column(BigInteger)  # the file's identity (see EtlRun): resume only the same file
+    feed_crc32: Mapped[int] = mapped_column(BigInteger)
+    started_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+    phase: Mapped[str] = mapped_column(String(16))  # 'loading', 'aggregates' or 'done'
+    done: Mapped[int] = mapped_column(BigInteger)  # bytes of XML read, or days aggregated
+    total: Mapped[int] = mapped_column(BigInteger)
+    stations_done: Mapped[int]  # stations whose observations are committed: running the file again skips them
+
+
 class PassRequest(Base):
     """A price update an administrator asked for; the running scheduler answers it (see ingest/scheduler.py)."""
 

@@ -10,8 +10,8 @@ France only.
 
 A day costs one look-up per station and fuel in the history's key (the newest observation before the
 day's end), never a scan of the history. After a run, `refresh_after_run` recomputes only the days its
-new observations fall in; after a backfill, `refresh_after_backfill` recomputes the days of its file and
-the month after them that its prices are carried into.
+new observations fall in; after a backfill, `backfill_days` names the days of its file and the month after
+them that its prices are carried into.
 """
 
 from __future__ import annotations
@@ -20,18 +20,22 @@ import datetime as dt
 import math
 import statistics
 from collections import defaultdict
-from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import Connection, Integer, delete, func, select, true, type_coerce
+from sqlalchemy import Connection, Engine, Integer, delete, func, select, true, type_coerce
 
+from ingest import progress
+from ingest.records import StationEntry
 from models import DailyAggregate, GasType, Price, PriceHistory, Station
-from utils import PARIS, department_of_postcode
+from session import writer
+from utils import PARIS, department_of_postcode, utcnow
 
 CARRY_DAYS = 30
 NATIONAL = "FR"
 # A declaration reaching the feed up to this late still counts in its day: the day it fell in is recomputed.
 LATE_MARGIN = dt.timedelta(hours=6)
+DAYS_AT_ONCE = 7  # a backfill's aggregates commit a week at a time: no run waits long for the write lock
 
 
 def paris_day(moment: dt.datetime) -> dt.date:
@@ -59,40 +63,35 @@ def refresh_after_run(conn: Connection, now: dt.datetime) -> list[dt.date]:
         if fresh is None:
             return []
         first = min(paris_day(fresh), paris_day(counted - LATE_MARGIN))
-    last = min(paris_day(newest), paris_day(now))
-    return refresh_days(conn, first, last, min(newest, now))
+    days = day_range(first, min(paris_day(newest), paris_day(now)))
+    refresh_days(conn, days, min(newest, now))
+    return days
 
 
-def refresh_after_backfill(
-    conn: Connection,
-    first_seen: dt.datetime,
-    last_seen: dt.datetime,
-    now: dt.datetime,
-    progress: Callable | None = None,
-) -> list[dt.date]:
-    """Recompute the days of a backfilled file's observations and the month they are carried into, up to the newest
-    day already computed (or the file's last day); return them."""
+def backfill_days(
+    conn: Connection, first_seen: dt.datetime, last_seen: dt.datetime, now: dt.datetime
+) -> tuple[list[dt.date], dt.datetime]:
+    """The days a backfilled file's observations change: their own, and the month they are carried into up to
+    the newest day already computed; and the moment up to which every observation is now known."""
     known = conn.scalar(select(func.max(DailyAggregate.day)).where(DailyAggregate.scope == NATIONAL))
     last = paris_day(last_seen)
     if known is not None:
         last = max(last, min(known, last + dt.timedelta(days=CARRY_DAYS)))
     newest = conn.scalar(select(func.max(Price.updated_at))) or last_seen
-    return refresh_days(conn, paris_day(first_seen), min(last, paris_day(now)), min(newest, now), progress)
+    return day_range(paris_day(first_seen), min(last, paris_day(now))), min(newest, now)
 
 
-def refresh_days(
-    conn: Connection, first: dt.date, last: dt.date, through: dt.datetime, progress: Callable | None = None
-) -> list[dt.date]:
-    """Replace the aggregates of the days from `first` to `last`, computed from every observation up to `through`."""
-    days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+def day_range(first: dt.date, last: dt.date) -> list[dt.date]:
+    return [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def refresh_days(conn: Connection, days: list[dt.date], through: dt.datetime) -> None:
+    """Replace the aggregates of `days`, computed from every observation up to `through`."""
     for day in days:
         rows = day_aggregates(conn, day, min(through, day_end(day)))
         conn.execute(delete(DailyAggregate).where(DailyAggregate.day == day))
         if rows:
             conn.execute(DailyAggregate.__table__.insert(), rows)
-        if progress is not None:
-            progress(1)
-    return days
 
 
 def day_aggregates(conn: Connection, day: dt.date, through: dt.datetime) -> list[dict]:
@@ -135,3 +134,28 @@ def _figures(day: dt.date, scope: str, fuel_id: int, prices: list[int], through:
         "stations": len(prices),
         "through": through,
     }
+
+
+@dataclass
+class Span:
+    """The first and last observation times of a backfilled file."""
+
+    first: dt.datetime | None = None
+    last: dt.datetime | None = None
+
+    def add(self, entry: StationEntry) -> None:
+        for *_, maj in entry.prices:
+            self.first = maj if self.first is None else min(self.first, maj)
+            self.last = maj if self.last is None else max(self.last, maj)
+
+
+def refresh_backfilled(engine: Engine, span: Span, tracker: progress.Tracker) -> None:
+    """Recompute the aggregates of the days a backfilled file changes, a week per transaction."""
+    if span.first is None or span.last is None:
+        return
+    with engine.connect() as conn:
+        days, through = backfill_days(conn, span.first, span.last, utcnow())
+    for start in range(0, len(days), DAYS_AT_ONCE):
+        with writer(engine).begin() as conn:
+            refresh_days(conn, days[start : start + DAYS_AT_ONCE], through)
+            tracker.step(conn, progress.AGGREGATES, min(start + DAYS_AT_ONCE, len(days)), len(days))

@@ -47,7 +47,7 @@ def figures(engine, scope: str, fuel_id: int = GAZOLE) -> dict[dt.date, tuple]:
 
 def refresh(engine, first: dt.date, last: dt.date, through: dt.datetime = NOW) -> None:
     with engine.begin() as conn:
-        aggregates.refresh_days(conn, first, last, through)
+        aggregates.refresh_days(conn, aggregates.day_range(first, last), through)
 
 
 @pytest.mark.parametrize(

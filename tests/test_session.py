@@ -124,6 +124,7 @@ LATER_TABLES = {
     "admin_actions",
     "places",
     "daily_aggregates",
+    "backfill_progress",
 }
 # Added by later migrations to tables of the first schema.
 LATER_COLUMNS = {"users": ("tank_litres",), "stations": ("fingerprint",)}

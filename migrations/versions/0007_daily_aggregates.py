@@ -1,4 +1,5 @@
-"""daily aggregates: each day's median, mean, lowest and highest price per fuel, in France and per department
+"""daily aggregates: each day's median, mean, lowest and highest price per fuel, in France and per department;
+backfill progress: how far a backfill went, for the admin page and for resuming it
 
 Revision ID: 0007
 Revises: 0006
@@ -34,8 +35,22 @@ def upgrade() -> None:
     )
     # The key serves the charts (one scope and fuel over a range of days); this index, the refresh of whole days.
     op.create_index('ix_daily_aggregates_day', 'daily_aggregates', ['day'])
+    op.create_table('backfill_progress',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('source', sa.Text(), nullable=False),
+    sa.Column('feed_size', sa.BigInteger(), nullable=False),
+    sa.Column('feed_crc32', sa.BigInteger(), nullable=False),
+    sa.Column('started_at', UTC_TIME, nullable=False),
+    sa.Column('updated_at', UTC_TIME, nullable=False),
+    sa.Column('phase', sa.String(length=16), nullable=False),
+    sa.Column('done', sa.BigInteger(), nullable=False),
+    sa.Column('total', sa.BigInteger(), nullable=False),
+    sa.Column('stations_done', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('backfill_progress')
     op.drop_index('ix_daily_aggregates_day', 'daily_aggregates')
     op.drop_table('daily_aggregates')
