@@ -20,8 +20,9 @@ CHROMIUM_ARGS = [
 ]
 
 
-def load_generated_feed(work: Path, stations: int):
-    """Generate a feed of `stations` stations (seed 3) in `work` and load it into the configured database.
+def load_generated_feed(work: Path, stations: int, *options: str):
+    """Generate a feed of `stations` stations (seed 3, and gen_feed's `options`) in `work` and load it into the
+    configured database.
 
     Returns (engine, settings, the run's summary); the settings are read from the environment.
     """
@@ -30,7 +31,7 @@ def load_generated_feed(work: Path, stations: int):
     from settings import load_settings
 
     feed = work / "feed.zip"
-    command = [sys.executable, str(GEN_FEED), "--stations", str(stations), "--seed", "3", "--out", str(feed)]
+    command = [sys.executable, str(GEN_FEED), "--stations", str(stations), "--seed", "3", "--out", str(feed), *options]
     subprocess.run(command, check=True, capture_output=True)
     settings = load_settings()
     engine = make_engine(settings.database_url)

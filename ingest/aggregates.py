@@ -8,10 +8,13 @@ drops out a month later instead of weighing on the figures for ever. A station c
 ('FR') and in the department of its postcode ('69', '2A', '974'); one without a readable postcode, in
 France only.
 
-A day costs one look-up per station and fuel in the history's key (the newest observation before the
-day's end), never a scan of the history. After a run, `refresh_after_run` recomputes only the days its
-new observations fall in; after a backfill, `backfill_days` names the days of its file and the month after
-them that its prices are carried into.
+A past day costs one look-up per station and fuel in the history's key (the newest observation before
+the day's end), never a scan of the history; the day under way reads the current prices instead (so a
+fuel a station no longer lists drops out of it at once). After a run, `refresh_after_run` recomputes
+only the days its new observations fall in, usually today alone (a declaration reaching the feed after
+a newer one was counted, and dated on an earlier day, is carried into the days after it but its own day
+is not recomputed); after a backfill, `backfill_days` names the days its file covers (see Span.covered)
+and the month after them that its prices are carried into.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from __future__ import annotations
 import datetime as dt
 import math
 import statistics
-from collections import defaultdict
-from dataclasses import dataclass
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from sqlalchemy import Connection, Engine, Integer, delete, func, select, true, type_coerce
@@ -33,8 +36,7 @@ from utils import PARIS, department_of_postcode, utcnow
 
 CARRY_DAYS = 30
 NATIONAL = "FR"
-# A declaration reaching the feed up to this late still counts in its day: the day it fell in is recomputed.
-LATE_MARGIN = dt.timedelta(hours=6)
+COVERED_SHARE = 0.05
 DAYS_AT_ONCE = 7  # a backfill's aggregates commit a week at a time: no run waits long for the write lock
 
 
@@ -50,35 +52,32 @@ def day_end(day: dt.date) -> dt.datetime:
 def refresh_after_run(conn: Connection, now: dt.datetime) -> list[dt.date]:
     """Recompute the days holding observations newer than those counted so far; return them.
 
-    The first time, the month before the newest observation is computed.
+    The first time, only the day of the newest observation: earlier days come with a backfill.
     """
     newest = conn.scalar(select(func.max(Price.updated_at)))
     if newest is None:
         return []
     counted = conn.scalar(select(func.max(DailyAggregate.through)).where(DailyAggregate.scope == NATIONAL))
     if counted is None:
-        first = paris_day(newest) - dt.timedelta(days=CARRY_DAYS)
+        first = paris_day(newest)
     else:
         fresh = conn.scalar(select(func.min(Price.updated_at)).where(Price.updated_at > counted))
         if fresh is None:
             return []
-        first = min(paris_day(fresh), paris_day(counted - LATE_MARGIN))
+        first = paris_day(fresh)
     days = day_range(first, min(paris_day(newest), paris_day(now)))
     refresh_days(conn, days, min(newest, now))
     return days
 
 
-def backfill_days(
-    conn: Connection, first_seen: dt.datetime, last_seen: dt.datetime, now: dt.datetime
-) -> tuple[list[dt.date], dt.datetime]:
-    """The days a backfilled file's observations change: their own, and the month they are carried into up to
-    the newest day already computed; and the moment up to which every observation is now known."""
+def backfill_days(conn: Connection, covered: set[dt.date], now: dt.datetime) -> tuple[list[dt.date], dt.datetime]:
+    """The days a backfilled file changes: the days it covers and the month they are carried into, up to the
+    newest day already computed (or the file's last); and the moment up to which every observation is known."""
     known = conn.scalar(select(func.max(DailyAggregate.day)).where(DailyAggregate.scope == NATIONAL))
-    last = paris_day(last_seen)
-    if known is not None:
-        last = max(last, min(known, last + dt.timedelta(days=CARRY_DAYS)))
-    newest = conn.scalar(select(func.max(Price.updated_at))) or last_seen
-    return day_range(paris_day(first_seen), min(last, paris_day(now))), min(newest, now)
+    horizon = min(max(max(covered), known or max(covered)), paris_day(now))
+    days = {day for first in covered for day in day_range(first, min(first + dt.timedelta(days=CARRY_DAYS), horizon))}
+    newest = conn.scalar(select(func.max(Price.updated_at))) or now
+    return sorted(days), min(newest, now)
 
 
 def day_range(first: dt.date, last: dt.date) -> list[dt.date]:
@@ -95,23 +94,35 @@ def refresh_days(conn: Connection, days: list[dt.date], through: dt.datetime) ->
 
 
 def day_aggregates(conn: Connection, day: dt.date, through: dt.datetime) -> list[dict]:
-    """The rows of `day`: per scope and fuel, the figures over each station's price in force at the day's end."""
+    """The rows of `day`: per scope and fuel, the figures over each station's price in force at the day's end.
+
+    For the day `through` falls in, not over yet, that price is the current one (the newest observation of
+    each station and fuel), read from the prices table rather than looked up in the history.
+    """
     end = day_end(day)
-    history = PriceHistory
-    in_force = (
-        select(type_coerce(history.price, Integer))
-        .where(
-            history.station_id == Station.id,
-            history.gastype_id == GasType.id,
-            history.updated_at < end,
-            history.updated_at >= end - dt.timedelta(days=CARRY_DAYS),
+    carried_from = end - dt.timedelta(days=CARRY_DAYS)
+    if paris_day(through) == day:
+        statement = (
+            select(Station.zip_code, Price.gastype_id, type_coerce(Price.price, Integer))
+            .join(Price, Price.station_id == Station.id)
+            .where(Price.updated_at >= carried_from)
         )
-        .order_by(history.updated_at.desc())
-        .limit(1)
-        .correlate(Station, GasType)
-        .scalar_subquery()
-    )
-    statement = select(Station.zip_code, GasType.id, in_force).select_from(Station).join(GasType, true())
+    else:
+        history = PriceHistory
+        in_force = (
+            select(type_coerce(history.price, Integer))
+            .where(
+                history.station_id == Station.id,
+                history.gastype_id == GasType.id,
+                history.updated_at < end,
+                history.updated_at >= carried_from,
+            )
+            .order_by(history.updated_at.desc())
+            .limit(1)
+            .correlate(Station, GasType)
+            .scalar_subquery()
+        )
+        statement = select(Station.zip_code, GasType.id, in_force).select_from(Station).join(GasType, true())
     groups: dict[tuple[str, int], list[int]] = defaultdict(list)
     for zip_code, fuel_id, milli in conn.execute(statement):
         if milli is None:
@@ -138,23 +149,29 @@ def _figures(day: dt.date, scope: str, fuel_id: int, prices: list[int], through:
 
 @dataclass
 class Span:
-    """The first and last observation times of a backfilled file."""
+    """How many observations of a backfilled file fall in each day (Paris time)."""
 
-    first: dt.datetime | None = None
-    last: dt.datetime | None = None
+    per_day: Counter = field(default_factory=Counter)
 
     def add(self, entry: StationEntry) -> None:
-        for *_, maj in entry.prices:
-            self.first = maj if self.first is None else min(self.first, maj)
-            self.last = maj if self.last is None else max(self.last, maj)
+        self.per_day.update(paris_day(maj) for *_, maj in entry.prices)
+
+    def covered(self, stations: int) -> set[dt.date]:
+        """The days the file is about: those holding a price declared by at least COVERED_SHARE of its stations.
+
+        A daily file also carries the prices a station has not changed for months or years: those go into
+        the history and count in the days they are carried into, but no day is computed for them alone.
+        """
+        return {day for day, count in self.per_day.items() if count >= COVERED_SHARE * stations}
 
 
-def refresh_backfilled(engine: Engine, span: Span, tracker: progress.Tracker) -> None:
+def refresh_backfilled(engine: Engine, span: Span, stations: int, tracker: progress.Tracker) -> None:
     """Recompute the aggregates of the days a backfilled file changes, a week per transaction."""
-    if span.first is None or span.last is None:
+    covered = span.covered(stations)
+    if not covered:
         return
     with engine.connect() as conn:
-        days, through = backfill_days(conn, span.first, span.last, utcnow())
+        days, through = backfill_days(conn, covered, utcnow())
     for start in range(0, len(days), DAYS_AT_ONCE):
         with writer(engine).begin() as conn:
             refresh_days(conn, days[start : start + DAYS_AT_ONCE], through)

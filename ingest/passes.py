@@ -373,7 +373,7 @@ def backfill(engine: Engine, settings: Settings, source: str, on_step: progress.
                 observations += _load_backfill_batch(engine, batch, started, tracker, identity.size, identity.size)
         if report.stations == 0:
             raise EtlError("the file lists no station; nothing was loaded")
-        aggregates.refresh_backfilled(engine, span, tracker)
+        aggregates.refresh_backfilled(engine, span, report.stations, tracker)
         summary = RunSummary(
             "backfill",
             source,

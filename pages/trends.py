@@ -47,5 +47,5 @@ for fuel_id in fuel_ids:
     weekday = market.cheapest_weekday(
         [history[pair][-WEEKDAY_DAYS:] for pair in pairs if pair[1] == fuel_id],
     )
-    trends_ui.weekday_caption(weekday)
-widgets.caption(trends_ui.TEXT["market_method"])
+    trends_ui.weekday_sentence(weekday)
+trends_ui.methods()

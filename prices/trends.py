@@ -1,8 +1,8 @@
 """How each price of a board moved and where it stands: its change over 7 days, its last 30 days, and its
 rank among the stations around; and the day-by-day prices of a few stations over up to a year, for charts.
 
-Two statements whatever the size of the history: one reads the observations of the board's
-(station, fuel) pairs within the window, with each pair's last observation before it (the price in
+Three statements whatever the size of the history: one reads the observations of the board's
+(station, fuel) pairs within the window, one each pair's last observation before it (the price in
 force when the window opened); one reads the current prices around the board's stations.
 """
 
@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import NamedTuple
 
-from sqlalchemy import and_, false, func, or_, select, tuple_, union_all
+from sqlalchemy import and_, false, or_, select, true
 from sqlalchemy.orm import Session
 
-from models import Price, PriceHistory, Rupture, Station
+from models import GasType, Price, PriceHistory, Rupture, Station
 from prices.queries import BoardRow
 from utils import PARIS, bounding_box, haversine_km
 
@@ -74,32 +74,39 @@ def daily_prices(
 
 
 def _observations(session: Session, pairs: list[Pair], start: dt.datetime) -> dict[Pair, list[tuple]]:
-    """(time, price) of each pair within the window and the last one before it, oldest first."""
+    """(time, price) of each pair within the window, after the price in force when it opened (given the window's
+    start as its time), oldest first.
+
+    Both statements reach the history by its key, pair by pair: one range from `start`, and one look-up of
+    the newest observation before it.
+    """
     history = PriceHistory
-    of_pairs = tuple_(history.station_id, history.gastype_id).in_(pairs)
-    before = (
-        select(history.station_id, history.gastype_id, func.max(history.updated_at).label("at"))
-        .where(of_pairs, history.updated_at < start)
-        .group_by(history.station_id, history.gastype_id)
-        .subquery()
-    )
-    columns = (history.station_id, history.gastype_id, history.updated_at, history.price)
-    statement = union_all(
-        select(*columns).where(of_pairs, history.updated_at >= start),
-        select(*columns).join(
-            before,
-            and_(
-                history.station_id == before.c.station_id,
-                history.gastype_id == before.c.gastype_id,
-                history.updated_at == before.c.at,
-            ),
-        ),
-    )
+    stations, fuels = {station for station, _ in pairs}, {fuel for _, fuel in pairs}
+    wanted = set(pairs)
     observed: dict[Pair, list[tuple]] = defaultdict(list)
-    for station_id, fuel_id, at, price in session.execute(statement):
-        observed[(station_id, fuel_id)].append((at, price))
-    for seen in observed.values():
-        seen.sort()
+    before = (
+        select(history.price)
+        .where(history.station_id == Station.id, history.gastype_id == GasType.id, history.updated_at < start)
+        .order_by(history.updated_at.desc())
+        .limit(1)
+        .correlate(Station, GasType)
+        .scalar_subquery()
+    )
+    opening = (
+        select(Station.id, GasType.id, before)
+        .select_from(Station)
+        .join(GasType, true())
+        .where(Station.id.in_(stations), GasType.id.in_(fuels))
+    )
+    for station_id, fuel_id, price in session.execute(opening):
+        if price is not None and (station_id, fuel_id) in wanted:
+            observed[(station_id, fuel_id)].append((start, price))
+    window = select(history.station_id, history.gastype_id, history.updated_at, history.price).where(
+        history.station_id.in_(stations), history.gastype_id.in_(fuels), history.updated_at >= start
+    )
+    for station_id, fuel_id, at, price in session.execute(window.order_by(history.updated_at)):
+        if (station_id, fuel_id) in wanted:
+            observed[(station_id, fuel_id)].append((at, price))
     return observed
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 import feed_reader
 from app_helpers import add_price, add_station
 from ingest import aggregates, passes
-from models import DailyAggregate, PriceHistory
+from models import DailyAggregate, Price, PriceHistory
 from session import session_factory
 from test_real_feeds import SNAPSHOT_A, SNAPSHOT_B, real_file
 from utils import PARIS, department_of_postcode
@@ -86,6 +86,15 @@ def history(engine):
         observe(session, 5, GAZOLE, "1.950", at(DAY, 9))
         observe(session, 5, SP98, "2.050", at(DAY, 9))
         observe(session, 1, GAZOLE, "1.750", at(DAY + days(1)))  # after DAY: not counted in it
+        for station_id, fuel_id, price, when in [
+            (1, GAZOLE, "1.750", at(DAY + days(1))),
+            (2, GAZOLE, "1.700", at(DAY - days(1))),
+            (3, GAZOLE, "1.600", at(DAY, 20)),
+            (4, GAZOLE, "2.000", at(DAY - days(40))),
+            (5, GAZOLE, "1.950", at(DAY, 9)),
+            (5, SP98, "2.050", at(DAY, 9)),
+        ]:
+            add_price(session, station_id, fuel_id, price, when)
     return engine
 
 
@@ -115,21 +124,21 @@ def test_a_price_drops_out_once_it_is_older_than_the_carry(history):
 
 
 def test_a_pass_recomputes_only_the_days_of_its_new_observations(history):
-    with session_factory(history)() as session, session.begin():
-        add_price(session, 1, GAZOLE, "1.750", at(DAY + days(1)))
     with history.begin() as conn:
         first = aggregates.refresh_after_run(conn, NOW)
-    assert first[0] == DAY + days(1) - days(aggregates.CARRY_DAYS) and first[-1] == DAY + days(1)
+    assert first == [DAY + days(1)]  # the first time, the newest observation's day
+    refresh(history, DAY, DAY)
     with history.begin() as conn:  # a mark on an old day shows whether the next pass computes it again
         conn.execute(update(DailyAggregate).where(DailyAggregate.day == DAY).values(stations=99))
 
     with session_factory(history)() as session, session.begin():
         observe(session, 2, GAZOLE, "1.690", at(DAY + days(2), 10))
-        add_price(session, 2, GAZOLE, "1.690", at(DAY + days(2), 10))
+        current = session.get(Price, (2, GAZOLE))
+        current.price, current.updated_at = Decimal("1.690"), at(DAY + days(2), 10)
     with history.begin() as conn:
         touched = aggregates.refresh_after_run(conn, NOW)
 
-    assert touched == [DAY + days(1), DAY + days(2)]  # the day of the last counted observation, and the new day
+    assert touched == [DAY + days(2)]  # the day of the new observation alone
     assert figures(history, "FR")[DAY][4] == 99
     assert figures(history, "FR")[DAY + days(2)][0] == 1.72
     with history.begin() as conn:
@@ -137,7 +146,8 @@ def test_a_pass_recomputes_only_the_days_of_its_new_observations(history):
 
 
 def _median_in_force(observations: dict, zip_of: dict[int, str], day: dt.date, fuel_id: int, scope: str) -> tuple:
-    """The oracle: each station's newest observation before the day's end (and within the carry)."""
+    """The oracle: each station's newest observation before the day's end (and within the carry), among the
+    `observations` given."""
     end = dt.datetime.combine(day + days(1), dt.time(), PARIS)
     newest: dict[int, tuple[dt.datetime, Decimal]] = {}
     for (station_id, fuel, when), price in observations.items():
@@ -156,18 +166,21 @@ def test_the_real_snapshots_of_2023_11_25_give_the_medians_worked_out_from_the_f
     path_a, path_b = real_file(SNAPSHOT_A), real_file(SNAPSHOT_B)
     a, b = feed_reader.read_feed(path_a), feed_reader.read_feed(path_b)
     zip_of = {station_id: raw.cp for station_id, raw in {**a.details, **b.details}.items()}
-    observations = {**b.observations, **a.observations}
+    everything = {**b.observations, **a.observations}
+    # The day under way counts the fuels the stations list now (those of the second snapshot); past days, the history.
+    listed = {key: price for key, price in everything.items() if key[:2] in set(b.current)}
 
     passes.run_pass(engine, settings, str(path_a))
     passes.run_pass(engine, settings, str(path_b))
+    refresh(engine, dt.date(2023, 11, 24), dt.date(2023, 11, 24))  # a past day, as a backfill would
 
-    day = dt.date(2023, 11, 25)
-    for scope in ("FR", "75", "2A", "2B", "974"):
-        for fuel_id in (1, 3, 5, 6):
-            stored = figures(engine, scope, fuel_id).get(day)
-            expected = _median_in_force(observations, zip_of, day, fuel_id, scope)
-            assert (stored and (stored[0], stored[4])) == expected, (scope, fuel_id)
-    assert figures(engine, "FR")[day][4] > 5_000
+    for day, observations in [(dt.date(2023, 11, 25), listed), (dt.date(2023, 11, 24), everything)]:
+        for scope in ("FR", "75", "2A", "2B", "974"):
+            for fuel_id in (1, 3, 5, 6):
+                stored = figures(engine, scope, fuel_id).get(day)
+                expected = _median_in_force(observations, zip_of, day, fuel_id, scope)
+                assert (stored and (stored[0], stored[4])) == expected, (day, scope, fuel_id)
+        assert figures(engine, "FR")[day][4] > 5_000
 
 
 def test_a_failed_aggregate_update_leaves_the_pass_loaded_and_the_next_pass_catches_up(engine, settings, monkeypatch):

@@ -93,12 +93,17 @@ def market_chart(rows: Sequence[MarketDay], height: int = 260) -> None:
     _line_chart(frame, height)
 
 
-def weekday_caption(finding: CheapestWeekday | None) -> None:
+def weekday_sentence(finding: CheapestWeekday | None) -> None:
     if finding is None:
         widgets.caption(TEXT["no_weekday"])
     else:
         sentence = TEXT["weekday"].format(weekday=WEEKDAYS[finding.weekday], cents=finding.cents, weeks=finding.weeks)
         widgets.markdown(sentence)
+
+
+def methods() -> None:
+    """How the market's figures and the cheapest weekday are worked out, said once under the charts."""
+    widgets.caption(TEXT["market_method"])
     widgets.caption(TEXT["weekday_method"])
 
 
@@ -111,13 +116,20 @@ def _scope_line(scope: str, figure: str) -> str:
 def _line_chart(frame: pd.DataFrame, height: int) -> None:
     low, high = frame["price"].min(), frame["price"].max()
     margin = max((high - low) * 0.1, 0.005)
+    lines = frame["line"].nunique()
+    legend = alt.Legend(orient="bottom", columns=1, labelLimit=0) if lines > 1 else None
     chart = (
         alt.Chart(frame)
         .mark_line(point=len(frame["day"].unique()) <= 31, interpolate="step-after")
         .encode(
             x=alt.X("day:T", title=TEXT["day"], axis=alt.Axis(format="%d %b")),
-            y=alt.Y("price:Q", title=TEXT["price"], scale=alt.Scale(domain=[low - margin, high + margin])),
-            color=alt.Color("line:N", title=TEXT["line"], legend=alt.Legend(orient="bottom", columns=2)),
+            y=alt.Y(
+                "price:Q",
+                title=TEXT["price"],
+                scale=alt.Scale(domain=[low - margin, high + margin]),
+                axis=alt.Axis(format=".2f", tickCount=4),
+            ),
+            color=alt.Color("line:N", title=None, legend=legend),
             tooltip=[
                 alt.Tooltip("line:N", title=TEXT["line"]),
                 alt.Tooltip("day:T", title=TEXT["day"], format="%d/%m/%Y"),
