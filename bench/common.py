@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,3 +40,34 @@ def load_generated_feed(work: Path, stations: int, *options: str):
     engine = make_engine(settings.database_url)
     init_db(engine)
     return engine, settings, passes.run_pass(engine, settings, str(feed))
+
+
+def median_ms(action: Callable[[], object], runs: int) -> float:
+    timings = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        action()
+        timings.append((time.perf_counter() - started) * 1000)
+    return statistics.median(timings)
+
+
+def signed_in_app(username: str, password: str):
+    """An AppTest of the whole app, signed in through the sidebar's form, on the dashboard; and a rerun of the
+    whole frame (AppTest otherwise reruns only the page script it finished on)."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "home.py"), default_timeout=120)
+
+    def whole_app() -> None:
+        at._finished_page_script_hash = at._page_hash = ""
+        at.run()
+
+    at.run()
+    whole_app()  # the sign-in form as the entry script draws it, so that what is typed reaches it
+    inputs = {field.label: field for field in at.sidebar.text_input}
+    inputs["Username"].input(username)
+    inputs["Password"].input(password)
+    next(button for button in at.sidebar.button if button.label == "Sign in").click()
+    whole_app()
+    assert at.title[0].value == "My prices today", [t.value for t in at.title]
+    return at, whole_app

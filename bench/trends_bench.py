@@ -26,26 +26,16 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from common import GEN_FEED, load_generated_feed  # noqa: E402
+from common import GEN_FEED, load_generated_feed, median_ms, signed_in_app  # noqa: E402
 
 CHART_TARGET_MS, DASHBOARD_TARGET_MS, AGGREGATES_TARGET_MS = 20, 300, 1000
 PASSWORD = "bench password 1"
 FUELS = [1, 2, 5]
 PASS_CHANGES = 2_000  # new prices in one pass: a busy 10 minutes
-
-
-def median_ms(action: Callable[[], object], runs: int) -> float:
-    timings = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        action()
-        timings.append((time.perf_counter() - started) * 1000)
-    return statistics.median(timings)
 
 
 def write_history(database: Path, rows: int, seed: int = 5) -> int:
@@ -162,22 +152,7 @@ def main() -> int:
             refreshes.append((time.perf_counter() - clock) * 1000)
         engine.dispose()
 
-        from streamlit.testing.v1 import AppTest
-
-        at = AppTest.from_file(str(ROOT / "home.py"), default_timeout=120)
-
-        def whole_app() -> None:
-            at._finished_page_script_hash = at._page_hash = ""
-            at.run()
-
-        at.run()
-        whole_app()
-        inputs = {field.label: field for field in at.sidebar.text_input}
-        inputs["Username"].input("bench")
-        inputs["Password"].input(PASSWORD)
-        next(button for button in at.sidebar.button if button.label == "Sign in").click()
-        whole_app()
-        assert at.title[0].value == "My prices today", [t.value for t in at.title]
+        at, _ = signed_in_app("bench", PASSWORD)
         at.switch_page("pages/dashboard.py").run()
         dashboard = median_ms(at.run, args.runs)
         at.switch_page("pages/trends.py").run()

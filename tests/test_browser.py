@@ -72,7 +72,7 @@ from app_server import app_environ, nginx, serve
 from ingest import brands, passes
 from models import CustomStation, EtlRun, GasType, Price, User
 from net import free_port
-from prices import finder, hours, place_search, queries
+from prices import finder, hours, place_search, preferences, queries
 from prices.detour import Trip
 from prices.preferences import DEFAULT_FUELS, DEFAULT_YEARLY_LITRES
 from session import init_db, make_engine, session_factory
@@ -744,6 +744,37 @@ def test_a_page_opened_by_its_url_right_after_signing_in_shows_that_page(app, ne
         expect(main(page).get_by_role("heading", name=heading, exact=True)).to_be_visible()
         expect_signed_in(page, username)
         assert page.url == f"{app.url}/{path}"
+
+
+def test_the_trends_page_draws_my_stations_and_the_market_at_desktop_and_phone_widths(app, new_profile):
+    username, password = "fermat.browser", "Little-Theorem-1640"
+    app.register(username, password)
+    engine = make_engine(app.database_url)
+    try:
+        with session_factory(engine).begin() as session:
+            user_id = session.scalar(select(User.id).where(User.username == username))
+            station_id = session.scalar(select(Price.station_id).where(Price.gastype_id == 1).limit(1))
+            preferences.follow_station(session, user_id, station_id, "Near home")
+            preferences.set_fuels(session, user_id, [1])
+    finally:
+        engine.dispose()
+    page = open_signed_in(new_profile(), app, username, password)
+    for width, height in ((1366, 900), (PHONE["width"], PHONE["height"])):
+        page.set_viewport_size({"width": width, "height": height})
+        RUNS[page].forget()
+        page.goto(f"{app.url}/trends")
+        loaded(page)
+        body = main(page)
+        expect(body.get_by_role("heading", name="Price trends", exact=True)).to_be_visible()
+        charts = body.locator('[data-testid="stVegaLiteChart"]')
+        expect(charts).to_have_count(2, timeout=TIMEOUT_MS)  # my station; France and its department
+        for chart in charts.all():
+            chart.scroll_into_view_if_needed()
+            expect(chart.locator("canvas, svg").first).to_be_visible(timeout=TIMEOUT_MS)
+            box = chart.bounding_box()
+            assert box is not None and box["width"] <= width and box["height"] > 100, (width, box)
+        page.get_by_text("365 days", exact=True).click()
+        expect(body.locator('[data-testid="stVegaLiteChart"]')).to_have_count(2, timeout=TIMEOUT_MS)
 
 
 # --------------------------------------------------------------------------- the map in pixels

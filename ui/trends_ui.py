@@ -13,11 +13,11 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from prices.hours import DAY_NAMES
 from prices.market import NATIONAL, CheapestWeekday, MarketDay
 from ui import widgets
 
 PERIODS = (7, 30, 90, 365)
-WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 TEXT = {
     "period": "Period",
     "days": "{days} days",
@@ -97,7 +97,7 @@ def weekday_sentence(finding: CheapestWeekday | None) -> None:
     if finding is None:
         widgets.caption(TEXT["no_weekday"])
     else:
-        sentence = TEXT["weekday"].format(weekday=WEEKDAYS[finding.weekday], cents=finding.cents, weeks=finding.weeks)
+        sentence = TEXT["weekday"].format(weekday=DAY_NAMES[finding.weekday], cents=finding.cents, weeks=finding.weeks)
         widgets.markdown(sentence)
 
 
