@@ -67,7 +67,7 @@ def period_picker(key: str, default: int = 30) -> int:
 
 
 def price_chart(
-    series: Mapping[str, Sequence[tuple[dt.date, float | None]]], height: int = 260, empty: str = TEXT["no_history"]
+    series: Mapping[str, Sequence[tuple[dt.date, float | None]]], height: int = 320, empty: str = TEXT["no_history"]
 ) -> None:
     """One line per name: its price each day. Days without a price are left out; without any, `empty` is said."""
     frame = pd.DataFrame(
@@ -80,7 +80,7 @@ def price_chart(
     _line_chart(frame, height)
 
 
-def market_chart(rows: Sequence[MarketDay], height: int = 260) -> None:
+def market_chart(rows: Sequence[MarketDay], height: int = 320) -> None:
     """The median and average of each scope, one line each."""
     frame = pd.DataFrame(
         [(_scope_line(row.scope, "median"), row.day, row.median) for row in rows]
@@ -117,7 +117,7 @@ def _line_chart(frame: pd.DataFrame, height: int) -> None:
     low, high = frame["price"].min(), frame["price"].max()
     margin = max((high - low) * 0.1, 0.005)
     lines = frame["line"].nunique()
-    legend = alt.Legend(orient="bottom", columns=1, labelLimit=0) if lines > 1 else None
+    legend = alt.Legend(orient="bottom", columns=2, labelLimit=170) if lines > 1 else None
     chart = (
         alt.Chart(frame)
         .mark_line(point=len(frame["day"].unique()) <= 31, interpolate="step-after")
