@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 import etl
+from app_helpers import PASSWORD, new_app, open_app, open_page, sign_in
 from conftest import FIXTURES
 from db_snapshot import contents, history
 from ingest import load, passes, progress
@@ -17,6 +18,7 @@ from ingest.errors import FeedError
 from ingest.source import yearly_archive_url
 from models import BackfillProgress, DailyAggregate
 from session import session_factory
+from utils import utcnow
 
 QUOTIDIEN = FIXTURES / "quotidien.zip"
 
@@ -96,3 +98,30 @@ def test_a_failed_backfill_resumes_after_what_it_committed_and_loads_nothing_twi
     assert history(engine), "the history holds the whole file"
     again = passes.backfill(engine, settings, str(QUOTIDIEN))
     assert again.changes == 0 and contents(engine) == loaded_in_two
+
+
+def test_the_admin_page_shows_a_backfill_under_way_and_one_that_stopped(monkeypatch, data_dir):
+    app = open_app(monkeypatch, data_dir)
+    app.accounts.create_admin("root", "root@example.org", PASSWORD)
+    started = utcnow() - dt.timedelta(hours=1)
+    row = {"source": "https://donnees.roulez-eco.fr/opendata/annee/2025", "feed_size": 400, "feed_crc32": 1}
+    with app.session() as session, session.begin():
+        session.add(
+            BackfillProgress(
+                **row, started_at=started, updated_at=utcnow(), phase="loading", done=100, total=400, stations_done=10
+            )
+        )
+    app.engine.dispose()
+
+    at = new_app().run()
+    sign_in(at, "root", PASSWORD)
+    at = open_page(at, "pages/admin.py")
+
+    (bar,) = at.get("progress")
+    assert r"Reading the archive (25\%)" in bar.proto.text and bar.proto.value == 25  # Markdown, escaped
+    assert not [caption for caption in at.caption if "No progress since" in caption.value]
+
+    with app.session() as session, session.begin():
+        session.get(BackfillProgress, 1).updated_at = started
+    at.run()
+    assert [caption for caption in at.caption if "run the same backfill again; it resumes" in caption.value]
