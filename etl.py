@@ -1,7 +1,7 @@
 """The ETL's command line; the work lives in the ingest package.
 
     python etl.py run [--source URL_OR_PATH] [--force]
-    python etl.py backfill --source FILE
+    python etl.py backfill --source FILE_OR_URL | --year YYYY
     python etl.py brands [--source URL_OR_PATH]
     python etl.py backup [--to DIR_OR_S3_URL]
     python etl.py restore FILE_OR_S3_URL [--with-deleted]
@@ -41,7 +41,9 @@ def command_line() -> argparse.ArgumentParser:
     run_cmd.add_argument("--source", help="feed URL or local file (default: CARBUROAM_FEED_URL)")
     run_cmd.add_argument("--force", action="store_true", help="load even a feed with far fewer stations")
     backfill_cmd = commands.add_parser("backfill", help="load a file of past prices into the history")
-    backfill_cmd.add_argument("--source", required=True, help="daily or yearly archive, URL or local file")
+    backfill_from = backfill_cmd.add_mutually_exclusive_group(required=True)
+    backfill_from.add_argument("--source", help="daily or yearly archive, URL or local file")
+    backfill_from.add_argument("--year", type=int, help="the official yearly archive of this year (2007 on)")
     brands_cmd = commands.add_parser("brands", help="import station brands and names from OpenStreetMap")
     brands_cmd.add_argument("--source", help="OSM stations CSV, URL or local file (default: CARBUROAM_BRANDS_URL)")
     places_cmd = commands.add_parser("places", help="import France's communes and postcodes from La Poste")
@@ -110,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             source = args.source or settings.places_url
             summary = passes.import_places(engine, settings, source).describe(source)
         elif args.command == "backfill":
-            summary = passes.backfill(engine, settings, args.source)
+            summary = _backfill_command(engine, settings, args)
         else:
             summary = _backup_command(engine, settings, args)
     except (passes.EtlError, BackupError) as exc:
@@ -123,6 +125,40 @@ def main(argv: list[str] | None = None) -> int:
         engine.dispose()
     print(summary)
     return 0
+
+
+def _backfill_command(engine: Engine, settings: Settings, args: argparse.Namespace) -> str:
+    """A backfill with a progress bar on the terminal (the admin page shows the same progress)."""
+    from tqdm import tqdm
+
+    from ingest import passes
+    from ingest.errors import FeedError
+    from ingest.source import yearly_archive_url
+    from utils import PARIS, utcnow
+
+    try:
+        source = args.source or yearly_archive_url(args.year, utcnow().astimezone(PARIS).year)
+    except FeedError as exc:
+        raise passes.EtlError(str(exc)) from exc
+    bars: dict[str, tqdm] = {}
+
+    def show(phase: str, done: int, total: int) -> None:
+        if phase not in BAR_LABELS:
+            return
+        bar = bars.get(phase)
+        if bar is None:
+            unit = "B" if phase == "loading" else " days"
+            bar = bars[phase] = tqdm(total=total, desc=BAR_LABELS[phase], unit=unit, unit_scale=phase == "loading")
+        bar.update(done - bar.n)
+
+    try:
+        return str(passes.backfill(engine, settings, source, show))
+    finally:
+        for bar in bars.values():
+            bar.close()
+
+
+BAR_LABELS = {"loading": "reading the archive", "aggregates": "daily figures"}
 
 
 def _backup_command(engine: Engine, settings: Settings, args: argparse.Namespace) -> str:

@@ -16,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     ColumnElement,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -188,6 +189,27 @@ class PriceHistory(Base):
     price: Mapped[Decimal]
 
 
+class DailyAggregate(Base):
+    """One day's prices of one fuel in France (scope 'FR') or one department ('69', '2A', '974').
+
+    Kept by ingest/aggregates.py, which says what a day's price at a station is; the charts read these
+    rows rather than the history.
+    """
+
+    __tablename__ = "daily_aggregates"
+    __table_args__ = (Index("ix_daily_aggregates_day", "day"),)
+
+    scope: Mapped[str] = mapped_column(String(3), primary_key=True)
+    gastype_id: Mapped[int] = mapped_column(ForeignKey("gas_types.id"), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)  # a calendar day in Paris
+    median: Mapped[float] = mapped_column(Float)  # euros per litre
+    mean: Mapped[float] = mapped_column(Float)
+    lowest: Mapped[Decimal]
+    highest: Mapped[Decimal]
+    stations: Mapped[int]  # how many stations' prices the figures describe
+    through: Mapped[dt.datetime]  # the newest observation counted
+
+
 class Rupture(Base):
     """Current out-of-stock state of one fuel at one station."""
 
@@ -307,6 +329,23 @@ class EtlRun(Base):
     def newest(cls, *conditions: ColumnElement[bool]) -> Select[tuple[EtlRun]]:
         """The runs meeting `conditions`, newest first (of runs started at the same instant, the last recorded)."""
         return select(cls).where(*conditions).order_by(cls.started_at.desc(), cls.id.desc())
+
+
+class BackfillProgress(Base):
+    """How far a backfill of one file went: what the admin page shows, and where running it again resumes."""
+
+    __tablename__ = "backfill_progress"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(Text)
+    feed_size: Mapped[int] = mapped_column(BigInteger)  # the file's identity (see EtlRun): resume only the same file
+    feed_crc32: Mapped[int] = mapped_column(BigInteger)
+    started_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+    phase: Mapped[str] = mapped_column(String(16))  # 'loading', 'aggregates' or 'done'
+    done: Mapped[int] = mapped_column(BigInteger)  # bytes of XML read, or days aggregated
+    total: Mapped[int] = mapped_column(BigInteger)
+    stations_done: Mapped[int]  # stations whose observations are committed: running the file again skips them
 
 
 class PassRequest(Base):

@@ -16,6 +16,9 @@ from pathlib import Path
 PROJECT_DIR = Path(__file__).resolve().parent
 SECRETS_FILE = PROJECT_DIR / ".streamlit" / "secrets.toml"
 OFFICIAL_FEED_URL = "https://donnees.roulez-eco.fr/opendata/instantane_ruptures"
+# Every price change of one year, from 2007 (see ../shared/feeds/FORMAT.md); the current year's lags a few days.
+YEARLY_ARCHIVE_URL = "https://donnees.roulez-eco.fr/opendata/annee/{year}"
+FIRST_ARCHIVE_YEAR = 2007
 # data.gouv.fr's weekly export of OpenStreetMap fuel stations (bzip2 CSV, ODbL).
 OSM_STATIONS_URL = "https://www.data.gouv.fr/fr/datasets/r/fcab3bd4-6c6d-4b73-95d2-cfd5e04ee651"
 # La Poste's "base officielle des codes postaux" as data.gouv.fr serves it (Licence Ouverte).

@@ -1,5 +1,6 @@
 """Small helpers: time zones, the clock, one-line error messages, text folding for search, distances and
-boxes around a point, and the advisory lock file that guards a file shared between processes."""
+boxes around a point, a postcode's department, and the advisory lock file that guards a file shared between
+processes."""
 
 from __future__ import annotations
 
@@ -70,6 +71,22 @@ def bounding_box(latitude: float, longitude: float, radius_km: float) -> tuple[f
     half_width = 180.0 if spread >= 1 else math.degrees(math.asin(spread))
     half_height = math.degrees(angle)
     return latitude - half_height, longitude - half_width, latitude + half_height, longitude + half_width
+
+
+def department_of_postcode(postcode: str | None) -> str | None:
+    """'69001' -> '69'; Corsica '20090' -> '2A', '20200' -> '2B'; overseas '97411' -> '974'; None when unreadable.
+
+    Corsica's postcodes run 20000-20199 in Corse-du-Sud and 20200-20699 in Haute-Corse; overseas
+    departments (971-976) take three digits.
+    """
+    code = (postcode or "").strip()
+    if len(code) != 5 or not code.isdigit() or code.startswith("00"):
+        return None
+    if code.startswith("20"):
+        return "2A" if int(code) < 20200 else "2B"
+    if code.startswith("97"):
+        return code[:3]
+    return code[:2]
 
 
 @contextlib.contextmanager

@@ -18,30 +18,18 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from common import GEN_FEED, load_generated_feed  # noqa: E402
+from common import GEN_FEED, load_generated_feed, median_ms, signed_in_app  # noqa: E402
 
 PAGE_TARGET_MS, QUERY_TARGET_MS = 250, 20
 PASSWORD = "bench password 1"
 AROUND_KM = 25
 PARIS_CENTRE = (48.8566, 2.3522)
-
-
-def median_ms(action: Callable[[], object], runs: int) -> float:
-    timings = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        action()
-        timings.append((time.perf_counter() - started) * 1000)
-    return statistics.median(timings)
 
 
 def prepare(work: Path, stations: int) -> int:
@@ -84,28 +72,11 @@ def main() -> int:
         os.environ.update(CARBUROAM_DATA_DIR=tmp, ETL_AUTOSTART="off", REGISTRATION_CAPTCHA="off", MAP_PROVIDER="none")
         user_id = prepare(Path(tmp), args.stations)
 
-        from streamlit.testing.v1 import AppTest
-
         from prices import finder, queries
         from session import make_engine, session_factory
         from settings import load_settings
 
-        at = AppTest.from_file(str(ROOT / "home.py"), default_timeout=60)
-
-        def whole_app() -> None:
-            # AppTest reruns only the page script (the one it finished on, or the one a switch asked
-            # for) unless told to start from the entry script again.
-            at._finished_page_script_hash = at._page_hash = ""
-            at.run()
-
-        at.run()
-        whole_app()  # the sign-in form as the entry script draws it, so that what is typed reaches it
-        inputs = {field.label: field for field in at.sidebar.text_input}
-        inputs["Username"].input("bench")
-        inputs["Password"].input(PASSWORD)
-        next(button for button in at.sidebar.button if button.label == "Sign in").click()
-        whole_app()
-        assert at.title[0].value == "My prices today", [t.value for t in at.title]
+        at, whole_app = signed_in_app("bench", PASSWORD)
         results = {"dashboard, whole app (frame + page)": median_ms(whole_app, args.runs)}
         at.switch_page("pages/dashboard.py").run()
         results["dashboard page"] = median_ms(at.run, args.runs)

@@ -12,13 +12,14 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, Row, exists, func, or_, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from ingest import aggregates, progress
 from ingest.bulk import Encoder
 from ingest.errors import FeedError
 from ingest.load import (
@@ -201,7 +202,23 @@ def run_pass(engine: Engine, settings: Settings, source: str | None = None, forc
                 dict(report.reasons),
             )
             conn.execute(EtlRun.__table__.insert(), _run_row("run", started, summary, identity))
+    _refresh_aggregates(engine, aggregates.refresh_after_run, utcnow())
     return summary
+
+
+def _refresh_aggregates(engine: Engine, refresh: Callable[..., list], *args: Any) -> None:
+    """Bring the daily aggregates up to date after a pass that committed; a failure is logged, never the pass's:
+    what it left undone is done by the next pass (the aggregates know which observations they counted)."""
+    clock = time.perf_counter()
+    try:
+        with writer(engine).begin() as conn:
+            days = refresh(conn, *args)
+    except SQLAlchemyError as exc:
+        log.warning("the daily aggregates were not updated (the next pass will): %s", first_line(exc))
+        return
+    if days:
+        seconds = time.perf_counter() - clock
+        log.info("daily aggregates: %d day(s) from %s updated in %.2f s", len(days), days[0], seconds)
 
 
 def _load_transaction(engine: Engine) -> contextlib.AbstractContextManager[Connection]:
@@ -330,32 +347,39 @@ def _run_row(kind: str, started: dt.datetime, summary: RunSummary, identity: Fee
     }
 
 
-def backfill(engine: Engine, settings: Settings, source: str) -> RunSummary:
-    """Load a file of past prices (daily or yearly archive) into the history, batch by batch.
+def backfill(engine: Engine, settings: Settings, source: str, on_step: progress.Step | None = None) -> RunSummary:
+    """Load a file of past prices (daily or yearly archive) into the history, batch by batch, then recompute the
+    daily aggregates of the days it covers.
 
-    Each batch commits on its own so the app is never blocked for long; a batch
-    that fails rolls back alone, and running the same file again skips what was
-    already loaded.
+    Each batch commits on its own, with the progress it makes (see progress.py), so the app is never
+    blocked for long; a batch that fails rolls back alone, and running the same file again resumes
+    after the stations already committed (and would skip, one by one, any observation already stored).
     """
     started = utcnow()
     clock = time.perf_counter()
     report = ParseReport()
     observations = 0
     try:
-        with (
-            feed_file(source, settings.data_dir, settings) as path,
-            open_feed(path, settings.max_backfill_xml_bytes) as xml,
-        ):
-            batch, batch_prices = [], 0
-            for entry in parse_feed(xml, report, started, ARCHIVE_CACHED_TIMES):
-                batch.append(entry)
-                batch_prices += len(entry.prices)
-                if batch_prices >= BACKFILL_BATCH_PRICES:
-                    observations += _load_backfill_batch(engine, batch, started)
-                    batch, batch_prices = [], 0
-            observations += _load_backfill_batch(engine, batch, started)
+        with feed_file(source, settings.data_dir, settings) as path:
+            identity = identify_feed(path, settings.max_backfill_xml_bytes)
+            tracker = progress.start(engine, source, identity, started, on_step)
+            with open_feed(path, settings.max_backfill_xml_bytes) as xml:
+                span = aggregates.Span()
+                batch, batch_prices = [], 0
+                for listed, entry in enumerate(parse_feed(xml, report, started, ARCHIVE_CACHED_TIMES), 1):
+                    span.add(entry)
+                    if listed <= tracker.resume_after:
+                        continue
+                    batch.append(entry)
+                    batch_prices += len(entry.prices)
+                    if batch_prices >= BACKFILL_BATCH_PRICES:
+                        added = _load_backfill_batch(engine, batch, started, tracker, xml.consumed, identity.size)
+                        observations += added
+                        batch, batch_prices = [], 0
+                observations += _load_backfill_batch(engine, batch, started, tracker, identity.size, identity.size)
         if report.stations == 0:
             raise EtlError("the file lists no station; nothing was loaded")
+        aggregates.refresh_backfilled(engine, span, report.stations, tracker)
         summary = RunSummary(
             "backfill",
             source,
@@ -368,12 +392,13 @@ def backfill(engine: Engine, settings: Settings, source: str) -> RunSummary:
         )
         with writer(engine).begin() as conn:
             conn.execute(EtlRun.__table__.insert(), _run_row("backfill", started, summary))
+            tracker.step(conn, progress.DONE, 1, 1)
     except (FeedError, EtlError) as exc:
         reason = f"{exc} (batches loaded before this point are kept; run the same file again to finish)"
         record_failure(engine, "backfill", source, started, reason)
         raise EtlError(reason) from exc
     except SQLAlchemyError as exc:
-        reason = f"database error: {first_line(exc)}"
+        reason = f"database error: {first_line(exc)} (run the same file again to finish)"
         record_failure(engine, "backfill", source, started, reason)
         raise EtlError(reason) from exc
     except Exception as exc:
@@ -383,11 +408,13 @@ def backfill(engine: Engine, settings: Settings, source: str) -> RunSummary:
     return summary
 
 
-def _load_backfill_batch(engine: Engine, batch: list, started: dt.datetime) -> int:
-    if not batch:
-        return 0
+def _load_backfill_batch(
+    engine: Engine, batch: list, started: dt.datetime, tracker: progress.Tracker, read: int, total: int
+) -> int:
     with writer(engine).begin() as conn:
-        return load_history_batch(conn, batch, started)
+        added = load_history_batch(conn, batch, started) if batch else 0
+        tracker.step(conn, progress.LOADING, read, total, stations=len(batch))
+    return added
 
 
 def import_brands(engine: Engine, settings: Settings, source: str | None = None) -> brands.BrandTable:

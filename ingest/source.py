@@ -16,6 +16,7 @@ from typing import BinaryIO
 from urllib.parse import urlsplit
 
 from ingest.errors import FeedError
+from settings import FIRST_ARCHIVE_YEAR, YEARLY_ARCHIVE_URL
 
 READ_CHUNK = 1 << 16
 
@@ -39,11 +40,23 @@ def feed_file(source: str, download_dir: Path, settings) -> Iterator[Path]:
     yield path
 
 
+def yearly_archive_url(year: int, this_year: int) -> str:
+    """The official archive of every price change of `year`; a year it cannot have is refused in plain words."""
+    if not FIRST_ARCHIVE_YEAR <= year <= this_year:
+        raise FeedError(f"there is a yearly archive for each year from {FIRST_ARCHIVE_YEAR} to {this_year}, not {year}")
+    return YEARLY_ARCHIVE_URL.format(year=year)
+
+
 class _CappedReader:
     """A read-only stream that fails once more than `cap` bytes have come out of it."""
 
     def __init__(self, raw: BinaryIO, cap: int):
         self._raw, self._cap, self._read = raw, cap, 0
+
+    @property
+    def consumed(self) -> int:
+        """How many bytes of XML came out so far."""
+        return self._read
 
     def read(self, size: int = READ_CHUNK) -> bytes:
         try:

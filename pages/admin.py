@@ -2,7 +2,7 @@ import streamlit as st
 
 from accounts.engagement import engagement
 from accounts.errors import AccountError
-from ingest import scheduler
+from ingest import progress, scheduler
 from prices import queries
 from ui import admin_ui, shell, widgets
 from utils import utcnow
@@ -18,6 +18,7 @@ with app.Session() as session:
     fresh = queries.freshness(session)
     people = queries.accounts_overview(session)
     runs = queries.recent_runs(session, limit=20)
+    backfill = progress.latest(session)
     figures = engagement(session, now)
 
 users, stations, prices, last = st.columns(4)
@@ -44,6 +45,7 @@ with pipeline_tab:
             if answer is not None:
                 admin_ui.answered(answer)
     admin_ui.pipeline(status, runs, scheduler.log_tail(app.settings), app.settings.etl_autostart)
+    admin_ui.backfill_progress(backfill, now)
 
 with actions_tab:
     st.markdown("**Help someone.** Every action is written to the audit trail.")

@@ -70,7 +70,7 @@ if st.session_state.get(SELECTED) != drawn_with:
 
 if st.session_state.get(SELECTED) is not None:
     with app.Session() as session:
-        detail = finder.station_detail(session, st.session_state[SELECTED])
+        detail = finder.station_detail(session, st.session_state[SELECTED], now)
     if detail is not None:
         finder_ui.station_detail(detail, now)
         if account is None:

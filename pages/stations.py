@@ -28,7 +28,7 @@ else:
     picked = finder_ui.results_list(results, now, "list", names=favourites)
     if picked is not None:
         with app.Session() as session:
-            detail = finder.station_detail(session, picked)
+            detail = finder.station_detail(session, picked, now)
         if detail is not None:
             finder_ui.station_detail(detail, now)
 

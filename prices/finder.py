@@ -21,6 +21,7 @@ from models import GasType, Price, Rupture, Station, StationBrand
 from prices import hours
 from prices.detour import Trip, net_saving
 from prices.place_search import PlaceMatch
+from prices.trends import CHART_DAYS, daily_prices
 from utils import bounding_box, haversine_km
 
 SORTS = ("price", "distance", "saving")
@@ -76,6 +77,7 @@ class StationDetail(NamedTuple):
     station: FinderStation
     services: list[str]
     fuels: list[FuelState]
+    days: dict[str, list[tuple[dt.date, float | None]]]  # per fuel: the price in force each of the last 30 days
 
 
 def _select(fuel_id: int) -> Select:
@@ -205,23 +207,29 @@ def _saving(station: FinderStation, nearest: FinderStation | None, trip: Trip) -
     return net_saving(station.price, station.distance_km, nearest.price, nearest.distance_km, trip)
 
 
-def station_detail(session: Session, station_id: int) -> StationDetail | None:
-    """One station with every fuel it sells or has run out of, and its services."""
+def station_detail(session: Session, station_id: int, now: dt.datetime) -> StationDetail | None:
+    """One station with every fuel it sells or has run out of, its prices of the last 30 days, and its services."""
     row = session.execute(_select(1).where(Station.id == station_id)).first()
     if row is None:
         return None
     rupture = case((Rupture.station_id.is_(None), None), else_=func.coalesce(Rupture.kind, "unknown"))
     fuels = session.execute(
-        select(GasType.name, Price.price, Price.updated_at, rupture, Rupture.started_at)
+        select(GasType.id, GasType.name, Price.price, Price.updated_at, rupture, Rupture.started_at)
         .select_from(GasType)
         .outerjoin(Price, and_(Price.gastype_id == GasType.id, Price.station_id == station_id))
         .outerjoin(Rupture, and_(Rupture.gastype_id == GasType.id, Rupture.station_id == station_id))
         .where((Price.station_id.is_not(None)) | (Rupture.station_id.is_not(None)))
         .order_by(GasType.id)
-    )
+    ).all()
+    days = daily_prices(session, [(station_id, fuel_id) for fuel_id, *_ in fuels], CHART_DAYS, now)
     services = session.scalar(select(Station.services).where(Station.id == station_id)) or []
     station = FinderStation(*row)._replace(price=None, updated_at=None, out_of_stock=False)
-    return StationDetail(station, list(services), [FuelState(*fuel) for fuel in fuels])
+    return StationDetail(
+        station,
+        list(services),
+        [FuelState(*fuel) for _, *fuel in fuels],
+        {name: days[(station_id, fuel_id)] for fuel_id, name, *_ in fuels},
+    )
 
 
 def brand_names(session: Session) -> list[str]:

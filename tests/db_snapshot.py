@@ -26,11 +26,12 @@ def table_rows(engine) -> dict[str, list[tuple]]:
 
 
 def contents(engine, *, last_seen: bool = True) -> dict[str, list[tuple]]:
-    """Every row of every table but etl_runs (optionally without the stations' last_seen_at)."""
+    """Every row of every table but the records of the work done, etl_runs and backfill_progress (optionally
+    without the stations' last_seen_at)."""
     result = {}
     with engine.connect() as conn:
         for table in models.Base.metadata.sorted_tables:
-            if table.name == "etl_runs":
+            if table.name in ("etl_runs", "backfill_progress"):
                 continue
             columns = [c for c in table.columns if last_seen or c.name != "last_seen_at"]
             result[table.name] = [

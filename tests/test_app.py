@@ -379,14 +379,22 @@ def test_pages_by_role(app):
 
     sign_in(at, "alice", PASSWORD)
     assert titles(at) == [DASHBOARD]
-    assert navigation(at) == ["My prices", "Find a station", "My stations", "Profile", "About"]
+    assert navigation(at) == ["My prices", "Find a station", "My stations", "Price trends", "Profile", "About"]
     request_page(at, "pages/admin.py")
     assert errors(at) == [ADMIN_ONLY]
     assert titles(at) == [] and at.metric.len == 0 and tables(at) == []
 
     admin_session = new_app().run()
     sign_in(admin_session, "root", PASSWORD)
-    assert navigation(admin_session) == ["My prices", "Find a station", "My stations", "Profile", "Admin", "About"]
+    assert navigation(admin_session) == [
+        "My prices",
+        "Find a station",
+        "My stations",
+        "Price trends",
+        "Profile",
+        "Admin",
+        "About",
+    ]
     open_page(admin_session, "pages/admin.py")
     assert not admin_session.exception
     assert titles(admin_session) == ["Administration"]

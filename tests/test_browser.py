@@ -72,7 +72,7 @@ from app_server import CHROMIUM, CHROMIUM_ARGS, app_environ, nginx, serve
 from ingest import brands, passes
 from models import CustomStation, EtlRun, GasType, Price, User
 from net import free_port
-from prices import finder, hours, place_search, queries
+from prices import finder, hours, place_search, preferences, queries
 from prices.detour import Trip
 from prices.preferences import DEFAULT_FUELS, DEFAULT_YEARLY_LITRES
 from session import init_db, make_engine, session_factory
@@ -112,7 +112,7 @@ COOKIE = "carburoam_auth"
 WRONG_CREDENTIALS = "Wrong username or password."
 PASSWORD_CHANGED = "Your password is changed."
 SIGNED_OUT_PAGES = ["Find a station", "Welcome", "Demo", "Create an account", "Forgot password", "About"]
-SIGNED_IN_PAGES = ["My prices", "Find a station", "My stations", "Profile", "About"]
+SIGNED_IN_PAGES = ["My prices", "Find a station", "My stations", "Price trends", "Profile", "About"]
 # The page_icon ":material/local_gas_station:" makes Streamlit point the tab's icon at Google Fonts;
 # offline the tab just has no icon. Nothing else may leave 127.0.0.1.
 TAB_ICON = "https://fonts.gstatic.com/s/i/short-term/release/materialsymbolsrounded/"
@@ -776,6 +776,37 @@ def test_the_admin_page_opened_first_after_a_start_by_a_signed_in_admin_shows_th
             assert page.url == f"{url}/admin"
         finally:
             context.close()
+
+
+def test_the_trends_page_draws_my_stations_and_the_market_at_desktop_and_phone_widths(app, new_profile):
+    username, password = "fermat.browser", "Little-Theorem-1640"
+    app.register(username, password)
+    engine = make_engine(app.database_url)
+    try:
+        with session_factory(engine).begin() as session:
+            user_id = session.scalar(select(User.id).where(User.username == username))
+            station_id = session.scalar(select(Price.station_id).where(Price.gastype_id == 1).limit(1))
+            preferences.follow_station(session, user_id, station_id, "Near home")
+            preferences.set_fuels(session, user_id, [1])
+    finally:
+        engine.dispose()
+    page = open_signed_in(new_profile(), app, username, password)
+    for width, height in ((1366, 900), (PHONE["width"], PHONE["height"])):
+        page.set_viewport_size({"width": width, "height": height})
+        RUNS[page].forget()
+        page.goto(f"{app.url}/trends")
+        loaded(page)
+        body = main(page)
+        expect(body.get_by_role("heading", name="Price trends", exact=True)).to_be_visible()
+        charts = body.locator('[data-testid="stVegaLiteChart"]')
+        expect(charts).to_have_count(2, timeout=TIMEOUT_MS)  # my station; France and its department
+        for chart in charts.all():
+            chart.scroll_into_view_if_needed()
+            expect(chart.locator("canvas, svg").first).to_be_visible(timeout=TIMEOUT_MS)
+            box = chart.bounding_box()
+            assert box is not None and box["width"] <= width and box["height"] > 100, (width, box)
+        page.get_by_text("365 days", exact=True).click()
+        expect(body.locator('[data-testid="stVegaLiteChart"]')).to_have_count(2, timeout=TIMEOUT_MS)
 
 
 # --------------------------------------------------------------------------- the map in pixels

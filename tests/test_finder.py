@@ -355,7 +355,7 @@ def test_filters_combine_and_may_leave_nothing(session, around_bellecour):
 
 
 def test_station_detail_lists_every_fuel_with_a_price_or_out_of_stock(session, around_bellecour):
-    detail = finder.station_detail(session, 3)
+    detail = finder.station_detail(session, 3, NOW)
 
     assert detail.station.title == "Solaize, Aire de Solaize", "no brand: the town and address"
     assert detail.station.motorway
@@ -367,7 +367,7 @@ def test_station_detail_lists_every_fuel_with_a_price_or_out_of_stock(session, a
 
 
 def test_station_detail_with_its_brand_and_services(session, around_bellecour):
-    detail = finder.station_detail(session, 1)
+    detail = finder.station_detail(session, 1, NOW)
 
     assert detail.station.title == "TotalEnergies · Relais Bellecour"
     assert (detail.station.brand, detail.station.osm_name) == ("TotalEnergies", "Relais Bellecour")
@@ -380,9 +380,9 @@ def test_station_detail_with_its_brand_and_services(session, around_bellecour):
 
 
 def test_station_detail_of_a_station_without_prices_or_unknown(session, around_bellecour):
-    assert finder.station_detail(session, 10).fuels == []
-    assert finder.station_detail(session, 10).services == []
-    assert finder.station_detail(session, 12345) is None
+    assert finder.station_detail(session, 10, NOW).fuels == []
+    assert finder.station_detail(session, 10, NOW).services == []
+    assert finder.station_detail(session, 12345, NOW) is None
 
 
 def test_titles_brand_and_name_brand_alone_name_alone_or_town_and_address(session, around_bellecour):

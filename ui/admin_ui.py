@@ -6,6 +6,7 @@ and every action goes through accounts.admin, which checks the role on the serve
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,14 +21,17 @@ from accounts.store import StoreError
 from backups.archive import BackupError
 from backups.service import backup, restore
 from backups.targets import target_of
+from ingest.progress import DONE, LOADING
 from ingest.scheduler import SchedulerError, SchedulerStatus
 from mailer import MailError
+from models import BackfillProgress
 from prices.queries import AccountRow, RunRow
 from ui import widgets
 
 NOTICE_KEY = "admin-notice"  # what the last action did, shown at the top of the page drawn again after it
 UPDATE_WAIT_SECONDS = 600.0
 UPDATE_POLL_SECONDS = 1.0
+BACKFILL_STALLED = dt.timedelta(minutes=10)  # a batch commits far more often than this
 ACCOUNT_ACTIONS = {
     "E-mail a reset code": "send reset code",
     "Lift a sign-in wait": "lift wait",
@@ -113,6 +117,20 @@ def pipeline(
         else:
             widgets.caption("{}", path.name)
             st.code("".join(lines) or "(empty)", language=None)
+
+
+def backfill_progress(row: BackfillProgress | None, now: dt.datetime) -> None:
+    """How far the newest backfill went, and what to do when it stopped before the end."""
+    if row is None or row.phase == DONE:
+        return
+    share = row.done / row.total if row.total else 0.0
+    what = "Reading the archive" if row.phase == LOADING else "Computing the daily figures"
+    st.progress(min(share, 1.0), text=widgets.md("Backfill of {}: {} ({}).", row.source, what, f"{share:.0%}"))
+    if now - row.updated_at > BACKFILL_STALLED:
+        widgets.caption(
+            "No progress since {}: if it stopped, run the same backfill again; it resumes where it was.",
+            widgets.paris_time(row.updated_at),
+        )
 
 
 def update_button() -> bool:

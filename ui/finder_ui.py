@@ -21,7 +21,7 @@ from prices.finder import FinderStation, Result, StationDetail, week_of
 from prices.hours import opening_status, week
 from prices.place_search import SEARCH_MAX_CHARS, PlaceMatch
 from prices.preferences import NAME_MAX_CHARS, default_name
-from ui import map_ui, reads, widgets
+from ui import map_ui, reads, trends_ui, widgets
 from utils import PARIS
 
 PLACE, FUEL, RADIUS, OPEN_NOW, AUTOMAT, BRAND, SORT = "q", "fuel", "radius", "open", "automat", "brand", "sort"
@@ -261,6 +261,10 @@ def station_detail(detail: StationDetail, now: dt.datetime) -> None:
     )
     if detail.fuels:
         st.dataframe(fuels, hide_index=True, width="stretch")
+        widgets.caption(trends_ui.TEXT["last_30_days"])
+        for tab, (fuel, days) in zip(st.tabs(list(detail.days)), detail.days.items(), strict=True):
+            with tab:
+                trends_ui.price_chart({fuel: days}, height=180, empty=trends_ui.TEXT["no_station_history"])
     else:
         st.caption("This station declares no price at the moment.")
     days = week(week_of(station), now.astimezone(PARIS).date())

@@ -312,11 +312,12 @@ def pages_for(account: Account | None) -> list[st.Page]:
         st.Page(f"{PAGES_DIR}/dashboard.py", title="My prices", icon=":material/local_gas_station:", default=True),
         find,
         st.Page(f"{PAGES_DIR}/stations.py", title="My stations", icon=":material/map:"),
+        st.Page(f"{PAGES_DIR}/trends.py", title="Price trends", icon=":material/show_chart:", url_path="trends"),
         st.Page(f"{PAGES_DIR}/profile.py", title="Profile", icon=":material/person:"),
         about,
     ]
     if account.role == "admin":
-        pages.insert(4, st.Page(f"{PAGES_DIR}/admin.py", title="Admin", icon=":material/admin_panel_settings:"))
+        pages.insert(5, st.Page(f"{PAGES_DIR}/admin.py", title="Admin", icon=":material/admin_panel_settings:"))
     return pages
 
 
