@@ -52,7 +52,7 @@ def labels(session: Session, fired: Sequence[Fired]) -> Labels:
         )
     )
     return Labels(
-        dict(session.execute(select(GasType.id, GasType.name)).tuples()),
+        dict(session.execute(select(GasType.id, GasType.name)).all()),
         {station: f"{address}, {town}" for station, address, town in rows},
         {(user, station): name for user, station, name in own},
     )

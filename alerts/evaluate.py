@@ -68,7 +68,7 @@ def evaluate(session: Session, now: dt.datetime, stale_after: dt.timedelta) -> l
         .outerjoin(Price, and_(Price.station_id == AlertRule.station_id, Price.gastype_id == AlertRule.gastype_id))
         .where(AlertRule.paused.is_(False))
     ).all()
-    out = set(session.execute(select(Rupture.station_id, Rupture.gastype_id)).tuples())
+    out = {(station, fuel) for station, fuel in session.execute(select(Rupture.station_id, Rupture.gastype_id))}
     references = _drop_references(session, now)
     areas = _Areas(session, fresh_since, out)
     findings = []
@@ -106,7 +106,7 @@ def changes(session: Session, findings: list[Finding], now: dt.datetime) -> list
         (rule_id, (active, changed_at))
         for rule_id, active, changed_at in session.execute(
             select(AlertState.rule_id, AlertState.active, AlertState.changed_at)
-        ).tuples()
+        )
     )
     fired, new, changed = [], [], []
     for finding in findings:
@@ -126,11 +126,9 @@ def changes(session: Session, findings: list[Finding], now: dt.datetime) -> list
             [{"rule_id": r["rule"], "user_id": r["user"], "active": r["on"], "changed_at": now} for r in new],
         )
     if changed:
+        states = AlertState.__table__  # Core's executemany: one statement, many rows
         session.execute(
-            update(AlertState)
-            .where(AlertState.rule_id == bindparam("rule"))
-            .values(active=bindparam("on"), changed_at=now)
-            .execution_options(synchronize_session=False),
+            update(states).where(states.c.rule_id == bindparam("rule")).values(active=bindparam("on"), changed_at=now),
             [{"rule": r["rule"], "on": r["on"]} for r in changed],
         )
     return fired
@@ -148,7 +146,7 @@ def _drop_references(session: Session, now: dt.datetime) -> dict[tuple[int, int]
         .subquery()
     )
     pair = and_(PriceHistory.station_id == drops.c.station_id, PriceHistory.gastype_id == drops.c.gastype_id)
-    rows = session.execute(select(drops.c.station_id, drops.c.gastype_id, drops.c.updated_at)).tuples().all()
+    rows = session.execute(select(drops.c.station_id, drops.c.gastype_id, drops.c.updated_at)).all()
     references: dict[tuple[int, int], Decimal] = {}
     if not rows:
         return references
@@ -156,7 +154,7 @@ def _drop_references(session: Session, now: dt.datetime) -> dict[tuple[int, int]
         select(PriceHistory.station_id, PriceHistory.gastype_id, PriceHistory.updated_at, PriceHistory.price)
         .join(drops, pair)
         .where(PriceHistory.updated_at >= since - DROP_WINDOW)
-    ).tuples()
+    )
     changed_at = {(station, fuel): updated for station, fuel, updated in rows}
     recent: dict[tuple[int, int], list[tuple[dt.datetime, Decimal]]] = defaultdict(list)
     for station, fuel, updated, price in history:
@@ -191,7 +189,7 @@ def _prices_before(session: Session, drops, moment: dt.datetime) -> dict[tuple[i
         .limit(1)
         .scalar_subquery()
     )
-    rows = session.execute(select(drops.c.station_id, drops.c.gastype_id, newest)).tuples()
+    rows = session.execute(select(drops.c.station_id, drops.c.gastype_id, newest))
     return {(station, fuel): price for station, fuel, price in rows if price is not None}
 
 
@@ -234,7 +232,7 @@ class _Areas:
                     Station.latitude.is_not(None),
                     Station.longitude.is_not(None),
                 )
-            ).tuples()
-            stations = sorted(row for row in rows if (row[3], fuel) not in self._out)
+            )
+            stations = sorted(tuple(row) for row in rows if (row[3], fuel) not in self._out)
             self._by_fuel[fuel] = ([row[0] for row in stations], stations)
         return self._by_fuel[fuel]

@@ -129,7 +129,7 @@ def send_test(session: Session, settings: Settings, key: bytes, user_id: int) ->
 
 
 def figures(session: Session, now: dt.datetime) -> Figures:
-    by_kind = dict(session.execute(select(AlertRule.kind, func.count()).group_by(AlertRule.kind)).tuples())
+    by_kind = dict(session.execute(select(AlertRule.kind, func.count()).group_by(AlertRule.kind)).all())
     return Figures(
         rules=sum(by_kind.values()),
         paused=session.scalar(select(func.count()).where(AlertRule.paused.is_(True))),
@@ -152,7 +152,7 @@ def _mails_used(session: Session, user_ids: list[int], now: dt.datetime) -> dict
         select(AlertOutbox.user_id, func.count()).where(AlertOutbox.user_id.in_(user_ids)).group_by(AlertOutbox.user_id)
     )
     for statement in (sent, waiting):
-        for user, count in session.execute(statement).tuples():
+        for user, count in session.execute(statement):
             used[user] += count
     return used
 

@@ -117,7 +117,7 @@ def rules_of(session: Session, user_id: int) -> list[RuleView]:
     names = dict(
         session.execute(
             select(CustomStation.station_id, CustomStation.custom_name).where(CustomStation.user_id == user_id)
-        ).tuples()
+        ).all()
     )
     views = []
     for rule, fuel, address, town in rows:
