@@ -1,20 +1,20 @@
 """What a pass makes true: each running alert read against the current prices, ruptures and history, and the
 alerts whose truth changed since the last evaluation (a mail goes once per change, never while it stays true).
 
-Set-based, so 50,000 alerts cost a few queries: one for the rules with their station's current price, one
-for the ruptures, two for the 24-hour references of the drops that changed today, and one per fuel of the
-"around a place" alerts, whose stations are searched in memory by latitude band.
+Set-based, so 50,000 alerts cost a few queries: the database compares prices and thresholds and returns only
+the alerts true now; the 24-hour references of the drops come from the history of the prices that changed
+today; the "around a place" alerts search each fuel's stations in memory, in a grid of cells.
 """
 
 from __future__ import annotations
 
-import bisect
 import datetime as dt
+import math
 from collections import defaultdict
 from decimal import Decimal
 from typing import NamedTuple
 
-from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy import Connection, Integer, and_, bindparam, exists, insert, select, type_coerce, update
 from sqlalchemy.orm import Session
 
 from alerts.rules import AREA_BELOW, DIGEST, DROP, PRICE_BELOW, RUPTURE
@@ -23,6 +23,7 @@ from utils import bounding_box, haversine_km
 
 DROP_WINDOW = dt.timedelta(hours=24)
 DIGEST_EVERY = dt.timedelta(days=7)
+GRID_DEGREES = 0.1  # about 11 km north-south
 
 
 class Finding(NamedTuple):
@@ -47,94 +48,156 @@ class Fired(NamedTuple):
     back: bool = False  # RUPTURE: the fuel is there again
 
 
-def evaluate(session: Session, now: dt.datetime, stale_after: dt.timedelta) -> list[Finding]:
-    """Every running alert, true or false now. Prices older than `stale_after` count as no price."""
+class Evaluation(NamedTuple):
+    running: list[tuple[int, int, str, int | None, int | None]]  # (rule, user, kind, station, fuel) of every one
+    true: dict[int, Finding]  # the running alerts true now, by rule id, with what makes them true
+
+
+def evaluate(session: Session, now: dt.datetime, stale_after: dt.timedelta) -> Evaluation:
+    """Every running alert, and those true now. Prices older than `stale_after` count as no price.
+
+    Only the true ones are read with their prices: the database compares the prices of the other ones.
+    """
+    conn = session.connection()  # Core rows: no ORM bookkeeping over tens of thousands of them
     fresh_since = now - stale_after
-    rows = session.execute(
+    running = AlertRule.paused.is_(False)
+    pair = and_(Price.station_id == AlertRule.station_id, Price.gastype_id == AlertRule.gastype_id)
+    out_of_stock = exists().where(Rupture.station_id == Price.station_id, Rupture.gastype_id == Price.gastype_id)
+    rules = conn.execute(
+        select(AlertRule.id, AlertRule.user_id, AlertRule.kind, AlertRule.station_id, AlertRule.gastype_id).where(
+            running
+        )
+    ).all()
+    true: dict[int, Finding] = {}
+    below = conn.execute(
         select(
             AlertRule.id,
             AlertRule.user_id,
-            AlertRule.kind,
             AlertRule.gastype_id,
             AlertRule.station_id,
-            AlertRule.threshold,
-            AlertRule.place,
-            AlertRule.latitude,
-            AlertRule.longitude,
-            AlertRule.radius_km,
             Price.price,
-            Price.updated_at,
+            AlertRule.threshold,
         )
-        .outerjoin(Price, and_(Price.station_id == AlertRule.station_id, Price.gastype_id == AlertRule.gastype_id))
-        .where(AlertRule.paused.is_(False))
-    ).all()
-    out = {(station, fuel) for station, fuel in session.execute(select(Rupture.station_id, Rupture.gastype_id))}
-    references = _drop_references(session, now)
-    areas = _Areas(session, fresh_since, out)
-    findings = []
-    for rule_id, user_id, kind, fuel, station, threshold, place, lat, lon, radius, price, updated_at in rows:
-        usable = price is not None and updated_at >= fresh_since and (station, fuel) not in out
-        if kind == PRICE_BELOW:
-            findings.append(
-                Finding(rule_id, user_id, kind, usable and price <= threshold, fuel, station, price, threshold)
-            )
-        elif kind == DROP:
-            reference = references.get((station, fuel)) if usable and updated_at >= now - DROP_WINDOW else None
-            active = reference is not None and reference - price >= threshold
-            findings.append(Finding(rule_id, user_id, kind, active, fuel, station, price, threshold, reference))
-        elif kind == RUPTURE:
-            findings.append(Finding(rule_id, user_id, kind, (station, fuel) in out, fuel, station, price, threshold))
-        elif kind == AREA_BELOW:
-            best = areas.cheapest(fuel, lat, lon, radius)
-            cheapest, distance, found = best if best else (None, None, None)
-            active = found is not None and found < threshold
-            findings.append(
-                Finding(rule_id, user_id, kind, active, fuel, cheapest, found, threshold, None, distance, place, radius)
-            )
-        elif kind == DIGEST:
-            findings.append(Finding(rule_id, user_id, kind, True, None, None, None, None))
-    return findings
+        .join(Price, pair)
+        .where(running, AlertRule.kind == PRICE_BELOW, Price.price <= AlertRule.threshold)
+        .where(Price.updated_at >= fresh_since, ~out_of_stock)
+    )
+    for rule, user, fuel, station, price, threshold in below:
+        true[rule] = Finding(rule, user, PRICE_BELOW, True, fuel, station, price, threshold)
+    ruptured = conn.execute(
+        select(AlertRule.id, AlertRule.user_id, AlertRule.gastype_id, AlertRule.station_id)
+        .join(Rupture, and_(Rupture.station_id == AlertRule.station_id, Rupture.gastype_id == AlertRule.gastype_id))
+        .where(running, AlertRule.kind == RUPTURE)
+    )
+    for rule, user, fuel, station in ruptured:
+        true[rule] = Finding(rule, user, RUPTURE, True, fuel, station, None, None)
+    true |= _drops(conn, now, fresh_since)
+    true |= _areas(conn, fresh_since)
+    true |= {
+        rule: Finding(rule, user, DIGEST, True, None, None, None, None)
+        for rule, user, kind, *_ in rules
+        if kind == DIGEST
+    }
+    return Evaluation(list(rules), true)
 
 
-def changes(session: Session, findings: list[Finding], now: dt.datetime) -> list[Fired]:
+def changes(session: Session, evaluation: Evaluation, now: dt.datetime) -> list[Fired]:
     """The findings to tell people about, with each alert's state brought up to date.
 
     A price alert fires when it becomes true; a rupture alert when the fuel runs out and when it is back; the
     weekly summary when the last one is a week old. No state means false (a new alert, or one resumed).
     """
-    states = dict(
-        (rule_id, (active, changed_at))
-        for rule_id, active, changed_at in session.execute(
-            select(AlertState.rule_id, AlertState.active, AlertState.changed_at)
-        )
+    conn = session.connection()
+    states = dict(conn.execute(select(AlertState.rule_id, AlertState.active)).all())
+    digests_sent = dict(
+        conn.execute(
+            select(AlertState.rule_id, AlertState.changed_at)
+            .join(AlertRule, AlertRule.id == AlertState.rule_id)
+            .where(AlertRule.kind == DIGEST)
+        ).all()
     )
     fired, new, changed = [], [], []
-    for finding in findings:
-        active, changed_at = states.get(finding.rule_id, (False, None))
-        if finding.kind == DIGEST:
-            if changed_at is not None and changed_at > now - DIGEST_EVERY:
+    for rule, user, kind, station, fuel in evaluation.running:
+        finding = evaluation.true.get(rule)
+        was = states.get(rule)
+        if kind == DIGEST:
+            if rule in digests_sent and digests_sent[rule] > now - DIGEST_EVERY:
                 continue
-        elif finding.active == active:
+        elif (finding is not None) == bool(was):
             continue
-        if finding.active or finding.kind == RUPTURE:
-            fired.append(Fired(finding, back=finding.kind == RUPTURE and not finding.active))
-        row = {"rule": finding.rule_id, "user": finding.user_id, "on": finding.active}
-        (new if changed_at is None else changed).append(row)
+        if finding is not None:
+            fired.append(Fired(finding))
+        elif kind == RUPTURE:
+            fired.append(Fired(Finding(rule, user, kind, False, fuel, station, None, None), back=True))
+        (new if was is None else changed).append({"rule": rule, "user": user, "on": finding is not None})
+    states_table = AlertState.__table__  # Core's executemany: one statement, many rows
     if new:
-        session.execute(
-            insert(AlertState),
+        conn.execute(
+            insert(states_table),
             [{"rule_id": r["rule"], "user_id": r["user"], "active": r["on"], "changed_at": now} for r in new],
         )
     if changed:
-        states = AlertState.__table__  # Core's executemany: one statement, many rows
-        session.execute(
-            update(states).where(states.c.rule_id == bindparam("rule")).values(active=bindparam("on"), changed_at=now),
+        conn.execute(
+            update(states_table)
+            .where(states_table.c.rule_id == bindparam("rule"))
+            .values(active=bindparam("on"), changed_at=now),
             [{"rule": r["rule"], "on": r["on"]} for r in changed],
         )
     return fired
 
 
-def _drop_references(session: Session, now: dt.datetime) -> dict[tuple[int, int], Decimal]:
+def _drops(conn: Connection, now: dt.datetime, fresh_since: dt.datetime) -> dict[int, Finding]:
+    """The drop alerts true now: a price set in the last 24 hours at least the threshold below the reference."""
+    references = _drop_references(conn, now)
+    recent = conn.execute(
+        select(
+            AlertRule.id,
+            AlertRule.user_id,
+            AlertRule.gastype_id,
+            AlertRule.station_id,
+            Price.price,
+            AlertRule.threshold,
+        )
+        .join(Price, and_(Price.station_id == AlertRule.station_id, Price.gastype_id == AlertRule.gastype_id))
+        .where(AlertRule.paused.is_(False), AlertRule.kind == DROP)
+        .where(Price.updated_at >= max(now - DROP_WINDOW, fresh_since))
+        .where(~exists().where(Rupture.station_id == Price.station_id, Rupture.gastype_id == Price.gastype_id))
+    )
+    true = {}
+    for rule, user, fuel, station, price, threshold in recent:
+        reference = references.get((station, fuel))
+        if reference is not None and reference - price >= threshold:
+            true[rule] = Finding(rule, user, DROP, True, fuel, station, price, threshold, reference)
+    return true
+
+
+def _areas(conn: Connection, fresh_since: dt.datetime) -> dict[int, Finding]:
+    """The "cheapest around a place" alerts true now; people around one town share one search."""
+    rows = conn.execute(
+        select(
+            AlertRule.id,
+            AlertRule.user_id,
+            AlertRule.gastype_id,
+            AlertRule.latitude,
+            AlertRule.longitude,
+            AlertRule.radius_km,
+            AlertRule.threshold,
+            AlertRule.place,
+        ).where(AlertRule.paused.is_(False), AlertRule.kind == AREA_BELOW)
+    ).all()
+    areas = _Areas(conn, fresh_since)
+    true = {}
+    for rule, user, fuel, lat, lon, radius, threshold, place in rows:
+        best = areas.cheapest(fuel, lat, lon, radius)
+        if best is not None and best[2] < threshold:
+            station, distance, price = best
+            true[rule] = Finding(
+                rule, user, AREA_BELOW, True, fuel, station, price, threshold, None, distance, place, radius
+            )
+    return true
+
+
+def _drop_references(conn: Connection, now: dt.datetime) -> dict[tuple[int, int], Decimal]:
     """For each (station, fuel) of a running drop alert whose price changed in the last 24 hours: the highest
     price in effect during the 24 hours before that change (the one in effect when they began included)."""
     since = now - DROP_WINDOW
@@ -146,11 +209,11 @@ def _drop_references(session: Session, now: dt.datetime) -> dict[tuple[int, int]
         .subquery()
     )
     pair = and_(PriceHistory.station_id == drops.c.station_id, PriceHistory.gastype_id == drops.c.gastype_id)
-    rows = session.execute(select(drops.c.station_id, drops.c.gastype_id, drops.c.updated_at)).all()
+    rows = conn.execute(select(drops.c.station_id, drops.c.gastype_id, drops.c.updated_at)).all()
     references: dict[tuple[int, int], Decimal] = {}
     if not rows:
         return references
-    history = session.execute(
+    history = conn.execute(
         select(PriceHistory.station_id, PriceHistory.gastype_id, PriceHistory.updated_at, PriceHistory.price)
         .join(drops, pair)
         .where(PriceHistory.updated_at >= since - DROP_WINDOW)
@@ -159,7 +222,7 @@ def _drop_references(session: Session, now: dt.datetime) -> dict[tuple[int, int]
     recent: dict[tuple[int, int], list[tuple[dt.datetime, Decimal]]] = defaultdict(list)
     for station, fuel, updated, price in history:
         recent[(station, fuel)].append((updated, price))
-    before = _prices_before(session, drops, since - DROP_WINDOW)
+    before = _prices_before(conn, drops, since - DROP_WINDOW)
     for key, current_at in changed_at.items():
         start = current_at - DROP_WINDOW
         observed = sorted(recent.get(key, []))
@@ -176,7 +239,7 @@ def _drop_references(session: Session, now: dt.datetime) -> dict[tuple[int, int]
     return references
 
 
-def _prices_before(session: Session, drops, moment: dt.datetime) -> dict[tuple[int, int], Decimal]:
+def _prices_before(conn: Connection, drops, moment: dt.datetime) -> dict[tuple[int, int], Decimal]:
     """The price each (station, fuel) of `drops` had at `moment`: its newest observation before it."""
     newest = (
         select(PriceHistory.price)
@@ -189,16 +252,17 @@ def _prices_before(session: Session, drops, moment: dt.datetime) -> dict[tuple[i
         .limit(1)
         .scalar_subquery()
     )
-    rows = session.execute(select(drops.c.station_id, drops.c.gastype_id, newest))
+    rows = conn.execute(select(drops.c.station_id, drops.c.gastype_id, newest))
     return {(station, fuel): price for station, fuel, price in rows if price is not None}
 
 
 class _Areas:
-    """The stations selling each fuel, sorted by latitude, to find the cheapest around a place in memory."""
+    """The stations selling each fuel in cells of a degree grid, each cell cheapest first: a search reads the
+    cells around the place and, in each, stops at the first station dearer than the best found."""
 
-    def __init__(self, session: Session, fresh_since: dt.datetime, out: set) -> None:
-        self._session, self._fresh_since, self._out = session, fresh_since, out
-        self._by_fuel: dict[int, tuple[list[float], list[tuple[float, float, Decimal, int]]]] = {}
+    def __init__(self, conn: Connection, fresh_since: dt.datetime) -> None:
+        self._conn, self._fresh_since = conn, fresh_since
+        self._grids: dict[int, dict[tuple[int, int], list]] = defaultdict(lambda: defaultdict(list))
         self._answers: dict[tuple, tuple[int, float, Decimal] | None] = {}
 
     def cheapest(self, fuel: int, lat: float, lon: float, radius: float) -> tuple[int, float, Decimal] | None:
@@ -209,30 +273,41 @@ class _Areas:
         return self._answers[key]
 
     def _search(self, fuel: int, lat: float, lon: float, radius: float) -> tuple[int, float, Decimal] | None:
-        latitudes, stations = self._stations(fuel)
+        grid = self._grid(fuel)
         south, west, north, east = bounding_box(lat, lon, radius)
-        best = None
-        for index in range(bisect.bisect_left(latitudes, south), bisect.bisect_right(latitudes, north)):
-            s_lat, s_lon, price, station = stations[index]
-            if not west <= s_lon <= east or (best is not None and price > best[2]):
-                continue
-            distance = haversine_km(lat, lon, s_lat, s_lon)
-            if distance <= radius and (best is None or (price, distance) < (best[2], best[1])):
-                best = (station, distance, price)
-        return best
+        best: tuple[int, float, int] | None = None  # (station, km, thousandths of a euro)
+        for row in range(_cell(south), _cell(north) + 1):
+            for column in range(_cell(west), _cell(east) + 1):
+                for price, s_lat, s_lon, station in grid.get((row, column), ()):
+                    if best is not None and price > best[2]:
+                        break
+                    if not (south <= s_lat <= north and west <= s_lon <= east):
+                        continue
+                    distance = haversine_km(lat, lon, s_lat, s_lon)
+                    if distance <= radius and (best is None or (price, distance) < (best[2], best[1])):
+                        best = (station, distance, price)
+        return None if best is None else (best[0], best[1], Decimal(best[2]).scaleb(-3))
 
-    def _stations(self, fuel: int):
-        if fuel not in self._by_fuel:
-            rows = self._session.execute(
-                select(Station.latitude, Station.longitude, Price.price, Station.id)
+    def _grid(self, fuel: int) -> dict[tuple[int, int], list[tuple[int, float, float, int]]]:
+        if not self._grids:
+            # Every fuel in one reading; prices as stored (thousandths of a euro): no Decimal made for 40,000 rows.
+            rows = self._conn.execute(
+                select(
+                    Price.gastype_id, type_coerce(Price.price, Integer), Station.latitude, Station.longitude, Station.id
+                )
                 .join(Price, Price.station_id == Station.id)
                 .where(
-                    Price.gastype_id == fuel,
                     Price.updated_at >= self._fresh_since,
                     Station.latitude.is_not(None),
                     Station.longitude.is_not(None),
+                    ~exists().where(Rupture.station_id == Station.id, Rupture.gastype_id == Price.gastype_id),
                 )
+                .order_by(Price.price)
             )
-            stations = sorted(tuple(row) for row in rows if (row[3], fuel) not in self._out)
-            self._by_fuel[fuel] = ([row[0] for row in stations], stations)
-        return self._by_fuel[fuel]
+            for fuel_id, thousandths, lat, lon, station in rows:
+                self._grids[fuel_id][(_cell(lat), _cell(lon))].append((thousandths, lat, lon, station))
+        return self._grids.get(fuel, {})
+
+
+def _cell(degrees: float) -> int:
+    return math.floor(degrees / GRID_DEGREES)
