@@ -15,7 +15,7 @@ from alerts import outbox, rules, texts, unsubscribe
 from alerts.rules import RuleView
 from mailer import MailError
 from prices import queries
-from ui import widgets
+from ui import shell, widgets
 from utils import utcnow
 
 KIND_KEY = "alert-kind"
@@ -43,7 +43,7 @@ def manage(app, account: Account) -> None:
         st.rerun()
     values = new_alert_form(stations, fuels)
     if values is not None and _change(app, account, "create", values):
-        st.success(CREATED)
+        shell.flash(CREATED)
         st.rerun()
     if st.button("Send me a test e-mail", help="An example of an alert e-mail, sent now."):
         try:
