@@ -43,12 +43,15 @@ class Labels(NamedTuple):
 
 
 def labels(session: Session, fired: Sequence[Fired]) -> Labels:
-    stations = {f.finding.station_id for f in fired if f.finding.station_id is not None}
-    users = {f.finding.user_id for f in fired}
-    rows = session.execute(select(Station.id, Station.address, Station.town).where(Station.id.in_(stations)))
-    own = session.execute(
+    """The names the mails of `fired` need. Each table is read by one list of ids: a second list on the same
+    table (people and stations at once) made SQLite cross the two, 17 s for 7,000 people."""
+    conn = session.connection()
+    stations = sorted({f.finding.station_id for f in fired if f.finding.station_id is not None})
+    users = sorted({f.finding.user_id for f in fired})
+    rows = conn.execute(select(Station.id, Station.address, Station.town).where(Station.id.in_(stations)))
+    own = conn.execute(
         select(CustomStation.user_id, CustomStation.station_id, CustomStation.custom_name).where(
-            CustomStation.user_id.in_(users), CustomStation.station_id.in_(stations)
+            CustomStation.user_id.in_(users)
         )
     )
     return Labels(

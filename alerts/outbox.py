@@ -15,7 +15,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import NamedTuple
 
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from accounts.store import StoreError, credential_store
@@ -66,7 +66,7 @@ def compose_mails(engine: Engine, settings: Settings, now: dt.datetime, key: Cal
         for item in fired:
             by_user[item.finding.user_id].append(item)
         used = _mails_used(session, list(by_user), now)
-        made = 0
+        made: list[dict] = []
         for user in session.scalars(select(User).where(User.id.in_(list(by_user)))):
             if used.get(user.id, 0) >= settings.alert_max_mails_per_day:
                 log.info("alerts: user %d reached the daily cap; %d alerts not mailed", user.id, len(by_user[user.id]))
@@ -81,13 +81,19 @@ def compose_mails(engine: Engine, settings: Settings, now: dt.datetime, key: Cal
             mail = compose.compose(
                 user.name or user.username, lines, digest, url, settings.alert_max_mails_per_day if last else None
             )
-            session.add(
-                AlertOutbox(
-                    user_id=user.id, created_at=now, subject=mail.subject, text_body=mail.text, html_body=mail.html
-                )
+            made.append(
+                {
+                    "user_id": user.id,
+                    "created_at": now,
+                    "subject": mail.subject,
+                    "text_body": mail.text,
+                    "html_body": mail.html,
+                    "attempts": 0,
+                }
             )
-            made += 1
-        return made
+        if made:
+            session.execute(insert(AlertOutbox.__table__), made)  # Core's executemany: one statement, many rows
+        return len(made)
 
 
 def send_waiting(engine: Engine, settings: Settings, key: Callable[[], bytes]) -> tuple[int, int]:
