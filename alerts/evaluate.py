@@ -14,7 +14,19 @@ from collections import defaultdict
 from decimal import Decimal
 from typing import NamedTuple
 
-from sqlalchemy import Connection, Integer, and_, bindparam, exists, insert, select, type_coerce, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    exists,
+    insert,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from alerts.rules import AREA_BELOW, DIGEST, DROP, PRICE_BELOW, RUPTURE
@@ -61,27 +73,13 @@ def evaluate(session: Session, now: dt.datetime, stale_after: dt.timedelta) -> E
     conn = session.connection()  # Core rows: no ORM bookkeeping over tens of thousands of them
     fresh_since = now - stale_after
     running = AlertRule.paused.is_(False)
-    pair = and_(Price.station_id == AlertRule.station_id, Price.gastype_id == AlertRule.gastype_id)
-    out_of_stock = exists().where(Rupture.station_id == Price.station_id, Rupture.gastype_id == Price.gastype_id)
     rules = conn.execute(
         select(AlertRule.id, AlertRule.user_id, AlertRule.kind, AlertRule.station_id, AlertRule.gastype_id).where(
             running
         )
     ).all()
     true: dict[int, Finding] = {}
-    below = conn.execute(
-        select(
-            AlertRule.id,
-            AlertRule.user_id,
-            AlertRule.gastype_id,
-            AlertRule.station_id,
-            Price.price,
-            AlertRule.threshold,
-        )
-        .join(Price, pair)
-        .where(running, AlertRule.kind == PRICE_BELOW, Price.price <= AlertRule.threshold)
-        .where(Price.updated_at >= fresh_since, ~out_of_stock)
-    )
+    below = conn.execute(_priced(PRICE_BELOW, fresh_since, Price.price <= AlertRule.threshold))
     for rule, user, fuel, station, price, threshold in below:
         true[rule] = Finding(rule, user, PRICE_BELOW, True, fuel, station, price, threshold)
     ruptured = conn.execute(
@@ -146,10 +144,10 @@ def changes(session: Session, evaluation: Evaluation, now: dt.datetime) -> list[
     return fired
 
 
-def _drops(conn: Connection, now: dt.datetime, fresh_since: dt.datetime) -> dict[int, Finding]:
-    """The drop alerts true now: a price set in the last 24 hours at least the threshold below the reference."""
-    references = _drop_references(conn, now)
-    recent = conn.execute(
+def _priced(kind: str, since: dt.datetime, *conditions: ColumnElement[bool]) -> Select:
+    """The running alerts of `kind` whose station sells their fuel at a price declared since `since` (not out of
+    stock), meeting `conditions`: (rule, user, fuel, station, price, threshold)."""
+    return (
         select(
             AlertRule.id,
             AlertRule.user_id,
@@ -159,10 +157,15 @@ def _drops(conn: Connection, now: dt.datetime, fresh_since: dt.datetime) -> dict
             AlertRule.threshold,
         )
         .join(Price, and_(Price.station_id == AlertRule.station_id, Price.gastype_id == AlertRule.gastype_id))
-        .where(AlertRule.paused.is_(False), AlertRule.kind == DROP)
-        .where(Price.updated_at >= max(now - DROP_WINDOW, fresh_since))
+        .where(AlertRule.paused.is_(False), AlertRule.kind == kind, Price.updated_at >= since, *conditions)
         .where(~exists().where(Rupture.station_id == Price.station_id, Rupture.gastype_id == Price.gastype_id))
     )
+
+
+def _drops(conn: Connection, now: dt.datetime, fresh_since: dt.datetime) -> dict[int, Finding]:
+    """The drop alerts true now: a price set in the last 24 hours at least the threshold below the reference."""
+    references = _drop_references(conn, now)
+    recent = conn.execute(_priced(DROP, max(now - DROP_WINDOW, fresh_since)))
     true = {}
     for rule, user, fuel, station, price, threshold in recent:
         reference = references.get((station, fuel))

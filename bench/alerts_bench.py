@@ -133,6 +133,22 @@ def evaluate_only(engine, settings, now, write: bool):
         session.close()
 
 
+def after_a_pass(engine, settings, runs: int, key, verb: str):
+    """Time the three steps after a pass: evaluate, evaluate + changes, and the whole step up to the outbox."""
+    from alerts.outbox import compose_mails
+    from utils import utcnow
+
+    now = utcnow()
+    times, (evaluation, _) = best_of(runs, lambda: evaluate_only(engine, settings, now, write=False))
+    line("evaluate", times, f"{len(evaluation.running):,} running, {len(evaluation.true):,} true")
+    times, (_, fired) = best_of(runs, lambda: evaluate_only(engine, settings, now, write=True))
+    line("evaluate + changes (states written, rolled back)", times, f"{len(fired):,} alerts {verb}")
+    times, mails = best_of(1, lambda: compose_mails(engine, settings, now, key))
+    line("whole step up to the outbox (compose_mails, committed)", times, f"{mails:,} mails")
+    clear_outbox(engine)
+    return now
+
+
 def line(label: str, times: tuple[float, float], note: str = "") -> None:
     """Wall and CPU time (the database is SQLite, in this process: its work is in the CPU time too)."""
     wall, cpu = times
@@ -171,30 +187,12 @@ def main() -> int:
         key = lambda: b"benchmark key"  # noqa: E731
 
         now = utcnow()
-        times, (evaluation, _) = best_of(args.runs, lambda: evaluate_only(engine, settings, now, write=False))
-        print(
-            f"{len(evaluation.running):,} running alerts, {args.people:,} people, {args.stations:,} stations; SQLite;",
-            end=" ",
-        )
-        print(f"best of {args.runs}")
+        print(f"{args.rules:,} alerts, {args.people:,} people, {args.stations:,} stations; SQLite; best of {args.runs}")
         print("After the first pass (no alert has a state yet):")
-        line("evaluate", times)
-        times, (_, fired) = best_of(args.runs, lambda: evaluate_only(engine, settings, now, write=True))
-        line("evaluate + changes (states written, rolled back)", times, f"{len(fired):,} alerts fire")
-        times, mails = best_of(1, lambda: compose_mails(engine, settings, now, key))
-        line("whole step up to the outbox (compose_mails, committed)", times, f"{mails:,} mails")
-        clear_outbox(engine)
-
+        after_a_pass(engine, settings, args.runs, key, "fire")
         print(passes.run_pass(engine, settings, str(second)))
-        now = utcnow()
         print("After a pass where 30% of the prices changed:")
-        times, _ = best_of(args.runs, lambda: evaluate_only(engine, settings, now, write=False))
-        line("evaluate", times)
-        times, (_, fired) = best_of(args.runs, lambda: evaluate_only(engine, settings, now, write=True))
-        line("evaluate + changes (states written, rolled back)", times, f"{len(fired):,} alerts change")
-        times, mails = best_of(1, lambda: compose_mails(engine, settings, now, key))
-        line("whole step up to the outbox (compose_mails, committed)", times, f"{mails:,} mails")
-        clear_outbox(engine)
+        now = after_a_pass(engine, settings, args.runs, key, "change")
         print("The next pass, nothing changed:")
         times, _ = best_of(args.runs, lambda: compose_mails(engine, settings, now, key))
         line("whole step up to the outbox (compose_mails)", times, "0 mails")
