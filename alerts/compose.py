@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from alerts import texts
 from alerts.evaluate import Fired
-from alerts.rules import AREA_BELOW, DIGEST, DROP, RUPTURE, cents, euros
+from alerts.rules import AREA_BELOW, DIGEST, DROP, cents, euros
 from models import CustomStation, GasType, Station
 from prices.queries import favourites_board
 from prices.trends import board_trends
@@ -73,8 +73,7 @@ def fired_line(fired: Fired, names: Labels) -> Line:
         values |= {"cents": cents(found.reference - found.price), "reference": euros(found.reference)}
     if found.kind == AREA_BELOW:
         values |= {"radius": f"{found.radius_km:g}", "place": found.place or "", "distance": f"{found.distance_km:.1f}"}
-    template = texts.FIRED["rupture_back" if fired.back else found.kind] if found.kind == RUPTURE else None
-    return template or texts.FIRED[found.kind], values
+    return texts.FIRED["rupture_back" if fired.back else found.kind], values
 
 
 def digest_lines(session: Session, user_id: int, now: dt.datetime, stale_after: dt.timedelta) -> list[Line]:

@@ -29,6 +29,7 @@ from utils import PARIS, utcnow
 
 log = logging.getLogger("alerts")
 FAILURES = (StoreError,)  # the secret of the unsubscribe links could not be read: mails wait for the next pass
+MAIL_KEPT = dt.timedelta(days=1)
 ONE_CLICK = ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
 
 
@@ -97,7 +98,14 @@ def compose_mails(engine: Engine, settings: Settings, now: dt.datetime, key: Cal
 
 
 def send_waiting(engine: Engine, settings: Settings, key: Callable[[], bytes]) -> tuple[int, int]:
-    """Send the outbox, oldest first; stop at the first failure (the server is down). (sent, still waiting)."""
+    """Send the outbox, oldest first; stop at the first failure (the server is down). (sent, still waiting).
+
+    A mail still waiting a day after it was composed is dropped: a price it announces is a day old.
+    """
+    with session_factory(writer(engine)).begin() as session:
+        stale = session.execute(delete(AlertOutbox).where(AlertOutbox.created_at < utcnow() - MAIL_KEPT)).rowcount
+    if stale:
+        log.warning("alerts: %d alert mails dropped, not sent within %s", stale, MAIL_KEPT)
     with session_factory(engine)() as session:
         waiting = session.execute(
             select(AlertOutbox, User).join(User, User.id == AlertOutbox.user_id).order_by(AlertOutbox.id)

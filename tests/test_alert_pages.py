@@ -13,6 +13,7 @@ from app_helpers import (
     button,
     captions,
     errors,
+    infos,
     markdowns,
     new_app,
     open_app,
@@ -86,6 +87,8 @@ def test_the_unsubscribe_page_works_signed_out_and_refuses_a_changed_link(app):
     genuine = token(secret(app.accounts.store), account.user_id, created_at)
 
     page = new_app().run()
+    open_page(page, "pages/unsubscribe.py")
+    assert infos(page) == [texts.LINK_MISSING]
     page.query_params["token"] = genuine[:-1] + ("A" if genuine[-1] != "A" else "B")
     open_page(page, "pages/unsubscribe.py")
     assert errors(page) == [texts.LINK_REFUSED]

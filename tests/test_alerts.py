@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from alerts import rules, texts
 from alerts.outbox import send_test
@@ -376,3 +376,41 @@ def test_a_test_mail_goes_at_once_with_its_unsubscribe_link(alice, engine, mail_
         send_test(session, mail_settings, secret(accounts_store(mail_settings)), alice.user_id)
     assert inbox.received[0]["Subject"] == texts.SUBJECT_TEST
     assert "This is a test" in bodies(inbox)[0] and unsubscribe_link(inbox.received[0])
+
+
+def test_a_credentials_document_that_cannot_be_read_delays_the_alerts_not_the_pass(
+    alice, engine, mail_settings, smtp_inbox, tmp_path
+):
+    _, inbox = smtp_inbox
+    add_rule(engine, alice.user_id, rules.PRICE_BELOW, station_id=HOME, fuel_id=GAZOLE, threshold=Decimal("1.650"))
+    document = mail_settings.credentials_file
+    good = document.read_bytes()
+    document.write_bytes(b"credentials: [this is not: a document")  # the unsubscribe links' secret is in there
+
+    scheduled_pass(engine, mail_settings, feed(tmp_path, with_prices(a=(HOME, GAZOLE, "1.640"))))
+
+    with session_factory(engine)() as session:
+        outcomes = dict(session.execute(select(EtlRun.kind, EtlRun.status)).all())
+    assert outcomes == {"run": "success", "alerts": "failed"}
+    assert inbox.received == [] and count(engine, AlertState) == 0, "nothing was written: the alert is still new"
+
+    document.write_bytes(good)
+    scheduled_pass(engine, mail_settings, feed(tmp_path, with_prices(a=(HOME, GAZOLE, "1.640"))))
+    assert len(inbox.received) == 1
+
+
+def test_a_mail_still_waiting_a_day_later_is_dropped_not_sent_late(alice, engine, settings, smtp_inbox, tmp_path):
+    port, inbox = smtp_inbox
+    down = dataclasses.replace(settings, smtp_host="127.0.0.1", smtp_port=free_port(), smtp_security="none")
+    add_rule(engine, alice.user_id, rules.PRICE_BELOW, station_id=HOME, fuel_id=GAZOLE, threshold=Decimal("1.650"))
+    scheduled_pass(engine, down, feed(tmp_path, with_prices(a=(HOME, GAZOLE, "1.640"))))
+    assert count(engine, AlertOutbox) == 1
+    with session_factory(writer(engine)).begin() as session:
+        session.execute(update(AlertOutbox).values(created_at=utcnow() - dt.timedelta(hours=25)))
+
+    scheduled_pass(
+        engine, dataclasses.replace(down, smtp_port=port), feed(tmp_path, with_prices(a=(HOME, GAZOLE, "1.640")))
+    )
+
+    assert inbox.received == [], "yesterday's price is news no more"
+    assert count(engine, AlertOutbox) == 0
