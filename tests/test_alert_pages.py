@@ -100,3 +100,31 @@ def test_the_unsubscribe_page_works_signed_out_and_refuses_a_changed_link(app):
     assert rules_of(app, account.user_id) == [("digest", True)]
     open_page(page, "pages/unsubscribe.py")
     assert successes(page) == [texts.ALREADY_UNSUBSCRIBED.format(email="alice@example.org")]
+
+
+def test_the_admin_page_counts_the_alerts(app):
+    account, _ = profile_of(app)
+    app.accounts.create_admin("root", "root@example.org", PASSWORD)
+    with app.session() as session, session.begin():
+        session.add_all(
+            [
+                AlertRule(user_id=account.user_id, kind="digest", created_at=utcnow()),
+                AlertRule(user_id=account.user_id, kind="rupture", station_id=101, gastype_id=1, created_at=utcnow()),
+                AlertRule(
+                    user_id=account.user_id,
+                    kind="rupture",
+                    station_id=101,
+                    gastype_id=2,
+                    paused=True,
+                    created_at=utcnow(),
+                ),
+            ]
+        )
+    at = new_app().run()
+    sign_in(at, "root", PASSWORD)
+    open_page(at, "pages/admin.py")
+    metrics = {metric.label: metric.value for metric in at.metric}
+    assert (metrics["Alerts set"], metrics["People with alerts"], metrics["Waiting to be sent"]) == ("3", "1", "0")
+    assert "1 paused. By kind: a weekly summary of my stations: 1, a fuel running out at one of my stations: 2." in (
+        captions(at)
+    )
