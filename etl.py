@@ -9,7 +9,8 @@
     python etl.py serve
 
 `backup` and `restore` save and bring back what people create (accounts, credentials, fuels,
-followed stations, settings); that work lives in the backups package.
+followed stations, settings); that work lives in the backups package. `serve` also evaluates the
+price alerts after each successful pass and mails them (the alerts package).
 
 Every command first brings the database up to date (`init_db`). A run loads the whole feed in
 one transaction: on any failure nothing is changed, a failed run is recorded and the command exits
@@ -173,7 +174,7 @@ def _serve(settings: Settings) -> int:
     from ingest.scheduler import serve
 
     jobs, startup = scheduler_jobs(settings)
-    return serve(settings, jobs=jobs, startup=startup)
+    return serve(settings, jobs=jobs, startup=startup, after_pass=[alerts_job(settings)])
 
 
 def scheduler_jobs(settings: Settings) -> tuple[list[Job], list[Job]]:
@@ -200,6 +201,22 @@ def scheduler_jobs(settings: Settings) -> tuple[list[Job], list[Job]]:
         failures=(BackupError,),
     )
     return [daily_backup], [lost_disk]
+
+
+def alerts_job(settings: Settings) -> Job:
+    """The alerts, evaluated and mailed after each successful pass (see alerts/outbox.py)."""
+    from functools import partial
+
+    from alerts.outbox import FAILURES, after_pass
+    from ingest.scheduler import Job
+
+    return Job(
+        kind="alerts",
+        source=settings.smtp_host or str(settings.mail_dir),
+        interval_seconds=0,
+        run=partial(after_pass, settings=settings),
+        failures=FAILURES,
+    )
 
 
 if __name__ == "__main__":

@@ -41,10 +41,13 @@ class Message:
     subject: str
     body: str = field(repr=False)
     account: str | None = None  # the username the message is about, if any
+    html: str | None = field(default=None, repr=False)  # an HTML alternative to `body`, already escaped
+    headers: tuple[tuple[str, str], ...] = ()  # more header fields, e.g. List-Unsubscribe
 
     def __post_init__(self) -> None:
-        if any(char in value for value in (self.to, self.subject) for char in "\r\n"):
-            raise ValueError("an e-mail recipient or subject cannot contain line breaks")
+        values = (self.to, self.subject, *(part for header in self.headers for part in header))
+        if any(char in value for value in values for char in "\r\n"):
+            raise ValueError("an e-mail recipient, subject or header cannot contain line breaks")
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,10 @@ def _build(settings: Settings, message: Message, now: datetime) -> EmailMessage:
     email["Message-ID"] = make_msgid(domain=domain)
     # Quoted-printable keeps the message 7-bit clean for any relay, whatever the body's language.
     email.set_content(message.body, charset="utf-8", cte="quoted-printable")
+    if message.html is not None:
+        email.add_alternative(message.html, subtype="html", charset="utf-8", cte="quoted-printable")
+    for name, value in message.headers:
+        email[name] = value
     return email
 
 

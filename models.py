@@ -402,3 +402,65 @@ class Place(Base):
     locality_key: Mapped[str | None] = mapped_column(String(80))
     latitude: Mapped[float] = mapped_column(Float)
     longitude: Mapped[float] = mapped_column(Float)
+
+
+class AlertRule(Base):
+    """A price alert someone set (see alerts/rules.py for the kinds and what each column means to a kind).
+
+    `threshold` is a price in euros per litre, or for a drop the euros it must fall by; `station_id` is one
+    of the person's stations; `place`, `latitude`, `longitude` and `radius_km` describe a saved place.
+    """
+
+    __tablename__ = "alert_rules"
+    __table_args__ = (
+        CheckConstraint("kind IN ('price_below', 'drop', 'area_below', 'rupture', 'digest')", name="alert_kind_known"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    station_id: Mapped[int | None] = mapped_column(ForeignKey("stations.id", ondelete="CASCADE"))
+    gastype_id: Mapped[int | None] = mapped_column(ForeignKey("gas_types.id"))
+    threshold: Mapped[Decimal | None]
+    place: Mapped[str | None] = mapped_column(String(120))
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    radius_km: Mapped[float | None] = mapped_column(Float)
+    paused: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[dt.datetime]
+
+
+class AlertState(Base):
+    """What the last evaluation found of one rule: a mail goes when `active` changes, never while it stays."""
+
+    __tablename__ = "alert_states"
+
+    rule_id: Mapped[int] = mapped_column(ForeignKey("alert_rules.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    active: Mapped[bool]
+    changed_at: Mapped[dt.datetime]
+
+
+class AlertMailDay(Base):
+    """How many alert mails one person was sent on one day (Paris time), for the daily cap."""
+
+    __tablename__ = "alert_mail_days"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # 'YYYY-MM-DD'
+    sent: Mapped[int] = mapped_column(default=0)
+
+
+class AlertOutbox(Base):
+    """An alert mail composed and not sent yet: sent at the end of the pass, or retried at the next one."""
+
+    __tablename__ = "alert_outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime]
+    subject: Mapped[str] = mapped_column(String(200))
+    text_body: Mapped[str] = mapped_column(Text)
+    html_body: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)

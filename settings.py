@@ -80,6 +80,8 @@ class Settings:
     backup_target: str = _setting("BACKUP_TARGET", "")
     backup_interval_seconds: int = _setting("BACKUP_INTERVAL_SECONDS", str(24 * 3600), int)
     backup_keep: int = _setting("BACKUP_KEEP", "14", int)
+    public_url: str = _setting("CARBUROAM_PUBLIC_URL", "http://localhost:8501")
+    alert_max_mails_per_day: int = _setting("ALERT_MAX_MAILS_PER_DAY", "5", int)
 
     @property
     def outputs_dir(self) -> Path:
@@ -172,7 +174,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     _check_choice("LOAD_MODE", values["load_mode"], ("local", "remote"))
     _check_choice("SMTP_SECURITY", values["smtp_security"], ("starttls", "ssl", "none"))
     _check_choice("MAP_PROVIDER", values["map_provider"], ("carto", "none"))
-    for name in ("SESSION_MAX_DAYS", "SESSION_IDLE_DAYS", "BACKUP_KEEP"):
+    for name in ("SESSION_MAX_DAYS", "SESSION_IDLE_DAYS", "BACKUP_KEEP", "ALERT_MAX_MAILS_PER_DAY"):
         if values[name.lower()] == 0:
             raise ValueError(f"{name} must be at least 1" + (" day" if name.endswith("_DAYS") else ""))
     for env, field_name in (
@@ -186,4 +188,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     values["data_dir"] = values["data_dir"].expanduser().resolve()
     values["backup_target"] = _anchor_backup_target(values["backup_target"], values["data_dir"])
     values["database_url"] = _anchor_sqlite_path(values["database_url"], values["data_dir"])
+    values["public_url"] = values["public_url"].rstrip("/")
     return Settings(**values)

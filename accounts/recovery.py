@@ -26,7 +26,7 @@ from accounts.entries import email_of, email_owner, find_account, set_password, 
 from accounts.errors import CodeRefused
 from accounts.passwords import hash_password
 from accounts.rules import check_new_password, normalise_email
-from accounts.store import CredentialStore
+from accounts.store import CredentialStore, document_secret
 from accounts.throttle import Throttle
 from accounts.users import Account, UsersMirror, lock_user
 from mailer import MailError, Message, send_mail
@@ -221,8 +221,5 @@ class Recovery:
     def _key(self) -> bytes:
         """The secret HMAC key of reset codes, created in the document on first use."""
         if self._recovery_key is None:
-            key = self._store.load().document.get("recovery_key")
-            if not isinstance(key, str):
-                key = self._store.update(lambda document: document.setdefault("recovery_key", secrets.token_hex(32)))
-            self._recovery_key = key.encode()
+            self._recovery_key = document_secret(self._store, "recovery_key")
         return self._recovery_key

@@ -104,6 +104,18 @@ def new_document() -> Document:
     }
 
 
+def document_secret(store: CredentialStore, name: str) -> bytes:
+    """The server secret `name` kept in the credentials document beside the cookie key, made on first use.
+
+    Secrets live with the credentials, never in the database: a copy of the database cannot forge
+    what they sign.
+    """
+    key = store.load().document.get(name)
+    if not isinstance(key, str):
+        key = store.update(lambda document: document.setdefault(name, secrets.token_hex(32)))
+    return key.encode()
+
+
 def _check_document(document: object) -> Document:
     """`document` if it has the shape `Authenticate` is built from, else ValueError saying what is wrong."""
     if not isinstance(document, dict):

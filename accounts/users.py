@@ -19,7 +19,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from accounts.entries import Entry, email_of, name_of, role_of, users_in
 from accounts.errors import AccountMissing
 from accounts.store import CredentialStore, StoreUnavailable
-from models import CustomStation, User, UserGasType, UserSession, VerificationCode
+from models import (
+    AlertMailDay,
+    AlertOutbox,
+    AlertRule,
+    AlertState,
+    CustomStation,
+    User,
+    UserGasType,
+    UserSession,
+    VerificationCode,
+)
 from prices.preferences import follow_default_fuels
 
 log = logging.getLogger(__name__)
@@ -76,7 +86,8 @@ def _fill_row(user: User, username: str, entry: Entry) -> None:
 
 def delete_user_data(session: Session, user_ids: Sequence[int]) -> None:
     """Every row of these users in every table (explicitly: not relying on ON DELETE CASCADE)."""
-    for model in (UserSession, VerificationCode, CustomStation, UserGasType):
+    alerts = (AlertOutbox, AlertMailDay, AlertState, AlertRule)
+    for model in (*alerts, UserSession, VerificationCode, CustomStation, UserGasType):
         session.execute(delete(model).where(model.user_id.in_(user_ids)))
     session.execute(delete(User).where(User.id.in_(user_ids)))
 

@@ -1,7 +1,8 @@
 """The background scheduler: when a pass is due, the `etl.py serve` loop, and starting it once.
 
 Beside prices and brands it runs the jobs its caller hands it (`Job`: `etl.py serve` hands it the
-daily backup and the restore of a lost database), so the pipeline imports none of that work.
+daily backup, the restore of a lost database and the alerts run after each successful pass), so the
+pipeline imports none of that work.
 """
 
 from __future__ import annotations
@@ -119,11 +120,14 @@ def scheduler_status(settings: Settings, engine: Engine) -> SchedulerStatus:
     )
 
 
-def serve(settings: Settings, jobs: Sequence[Job] = (), startup: Sequence[Job] = ()) -> int:
+def serve(
+    settings: Settings, jobs: Sequence[Job] = (), startup: Sequence[Job] = (), after_pass: Sequence[Job] = ()
+) -> int:
     """Run passes (and `jobs`) on schedule until SIGTERM or SIGINT.
 
     The pid file allows one scheduler per machine, the lease one per PostgreSQL database (see lease.py).
-    The `startup` jobs run once, when this scheduler first leads, before its first pass. A signal
+    The `startup` jobs run once, when this scheduler first leads, before its first pass; the `after_pass`
+    jobs after each successful pass (their interval is not read), never failing it. A signal
     rolls back a pass or a brand import under way, but lets a job finish (a backup or a restore
     takes a moment and is all or nothing anyway) before the loop stops.
     """
@@ -165,7 +169,7 @@ def serve(settings: Settings, jobs: Sequence[Job] = (), startup: Sequence[Job] =
             leading = True
             busy.set()
             try:
-                wait = _scheduled_work(engine, settings)
+                wait = _scheduled_work(engine, settings, after_pass)
             finally:
                 busy.clear()
             _sleep(stop, engine, settings, _scheduled_jobs(engine, jobs, wait))
@@ -179,8 +183,9 @@ def serve(settings: Settings, jobs: Sequence[Job] = (), startup: Sequence[Job] =
     return 0
 
 
-def _scheduled_pass(engine: Engine, settings: Settings) -> float:
-    """Run a pass if one is due or was asked for; return how many seconds to sleep before looking again."""
+def _scheduled_pass(engine: Engine, settings: Settings, after_pass: Sequence[Job] = ()) -> float:
+    """Run a pass if one is due or was asked for, then the `after_pass` jobs if it succeeded; return how many
+    seconds to sleep before looking again."""
     retry = min(settings.retry_seconds, settings.interval_seconds)
     started = utcnow()
     asked: list[int] = []
@@ -194,6 +199,8 @@ def _scheduled_pass(engine: Engine, settings: Settings) -> float:
         summary = run_pass(engine, settings)
         log.info(summary)
         outcome = str(summary)
+        for job in after_pass:
+            run_job(engine, job)
         return settings.interval_seconds
     except EtlError as exc:
         log.error("run failed: %s", exc)
@@ -246,7 +253,7 @@ def _sleep(stop: threading.Event, engine: Engine, settings: Settings, seconds: f
             return
 
 
-def _scheduled_work(engine: Engine, settings: Settings) -> float:
+def _scheduled_work(engine: Engine, settings: Settings, after_pass: Sequence[Job] = ()) -> float:
     """One wake-up of the scheduler: the price pass if due, then the brand and places imports if due; seconds
     to sleep.
 
@@ -254,7 +261,7 @@ def _scheduled_work(engine: Engine, settings: Settings) -> float:
     import never holds a due price pass back; the time they took is taken off
     the sleep, so the next price pass keeps its schedule.
     """
-    wait = _scheduled_pass(engine, settings)
+    wait = _scheduled_pass(engine, settings, after_pass)
     clock = time.monotonic()
     _scheduled_brands(engine, settings)
     _scheduled_places(engine, settings)

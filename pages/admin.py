@@ -2,6 +2,7 @@ import streamlit as st
 
 from accounts.engagement import engagement
 from accounts.errors import AccountError
+from alerts.outbox import figures as alert_figures
 from ingest import progress, scheduler
 from prices import queries
 from ui import admin_ui, shell, widgets
@@ -20,6 +21,7 @@ with app.Session() as session:
     runs = queries.recent_runs(session, limit=20)
     backfill = progress.latest(session)
     figures = engagement(session, now)
+    alerting = alert_figures(session, now)
 
 users, stations, prices, last = st.columns(4)
 users.metric("Accounts", len(people))
@@ -31,6 +33,7 @@ widgets.show_freshness(fresh, app.settings.interval_seconds, now, technical=True
 people_tab, pipeline_tab, actions_tab, audit_tab = st.tabs(["People", "Prices pipeline", "Actions", "Audit trail"])
 with people_tab:
     admin_ui.engagement(figures)
+    admin_ui.alerts(alerting)
     st.subheader("Accounts")
     admin_ui.accounts_table(people)
 

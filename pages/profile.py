@@ -7,7 +7,7 @@ from accounts.rules import PASSWORD_HELP
 from accounts.store import StoreError
 from models import User
 from prices import preferences, queries
-from ui import authenticator, finder_ui, shell, widgets
+from ui import alerts_ui, authenticator, finder_ui, profile_ui, shell, widgets
 from utils import utcnow
 
 app = shell.resources()
@@ -45,22 +45,11 @@ st.header("Your yearly consumption")
 st.caption(
     f"Used to estimate what choosing well saves you. Without it, {preferences.DEFAULT_YEARLY_LITRES:,.0f} L a year."
 )
-by_distance = user.km_per_year is not None and user.litres_per_100km is not None
-with st.form("consumption"):
-    mode = st.radio(
-        "I know", ["How many litres I buy a year", "How far I drive"], index=int(by_distance), horizontal=True
-    )
-    litres = st.number_input("Litres a year", min_value=0.0, value=float(user.litres_per_year or 0), step=50.0)
-    left, right = st.columns(2)
-    km = left.number_input("Kilometres a year", min_value=0.0, value=float(user.km_per_year or 0), step=1000.0)
-    per_100 = right.number_input("Litres per 100 km", min_value=0.0, value=float(user.litres_per_100km or 0), step=0.1)
-    consumption = (
-        {"litres_per_year": litres} if mode.startswith("How many") else {"km_per_year": km, "litres_per_100km": per_100}
-    )
-    if st.form_submit_button("Save my consumption") and widgets.save_choice(
-        app.Writer, lambda session: preferences.set_consumption(session, account.user_id, **consumption)
-    ):
-        st.success("Saved.")
+consumption = profile_ui.consumption_form(user)
+if consumption is not None and widgets.save_choice(
+    app.Writer, lambda session: preferences.set_consumption(session, account.user_id, **consumption)
+):
+    st.success("Saved.")
 
 st.header("A fill and your car")
 st.caption("The finder uses them to tell whether driving to a cheaper station pays.")
@@ -72,6 +61,9 @@ if typed_trip is not None and widgets.save_choice(
     ),
 ):
     st.success("Saved.")
+
+st.header("Price alerts")
+alerts_ui.manage(app, account)
 
 st.header("Password")
 typed = widgets.password_change_form(PASSWORD_HELP)

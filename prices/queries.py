@@ -15,7 +15,7 @@ from typing import NamedTuple
 from sqlalchemy import ColumnElement, FromClause, Select, and_, case, func, join, select, true
 from sqlalchemy.orm import Session
 
-from models import CustomStation, EtlRun, GasType, Price, Rupture, Station, User, UserGasType, UserSession
+from models import AlertRule, CustomStation, EtlRun, GasType, Price, Rupture, Station, User, UserGasType, UserSession
 from prices.preferences import default_name
 from utils import haversine_km
 
@@ -277,6 +277,19 @@ def user_data(session: Session, user_id: int) -> dict:
             "litres_per_100km": user.litres_per_100km,
             "litres_per_fill": user.tank_litres,
         },
+        "alerts": [
+            {
+                "kind": rule.kind,
+                "station_id": rule.station_id,
+                "fuel": fuel_names.get(rule.gastype_id),
+                "threshold": str(rule.threshold) if rule.threshold is not None else None,
+                "place": rule.place,
+                "radius_km": rule.radius_km,
+                "paused": rule.paused,
+                "created_at": rule.created_at.isoformat(),
+            }
+            for rule in session.scalars(select(AlertRule).where(AlertRule.user_id == user_id).order_by(AlertRule.id))
+        ],
         "sign_in_sessions": [
             {
                 "device": device,

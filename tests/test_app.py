@@ -368,7 +368,15 @@ def test_pages_by_role(app):
     load_feed_a(app)
 
     at = new_app().run()
-    assert navigation(at) == ["Find a station", "Welcome", "Demo", "Create an account", "Forgot password", "About"]
+    assert navigation(at) == [
+        "Find a station",
+        "Welcome",
+        "Demo",
+        "Create an account",
+        "Forgot password",
+        "About",
+        "Alert e-mails",  # registered, hidden from the menu: the page an alert e-mail's link opens
+    ]
     for page in ("pages/dashboard.py", "pages/stations.py", "pages/profile.py"):
         request_page(at, page)
         assert warnings(at) == [SIGN_IN_WARNING], page
@@ -379,7 +387,15 @@ def test_pages_by_role(app):
 
     sign_in(at, "alice", PASSWORD)
     assert titles(at) == [DASHBOARD]
-    assert navigation(at) == ["My prices", "Find a station", "My stations", "Price trends", "Profile", "About"]
+    assert navigation(at) == [
+        "My prices",
+        "Find a station",
+        "My stations",
+        "Price trends",
+        "Profile",
+        "About",
+        "Alert e-mails",
+    ]
     request_page(at, "pages/admin.py")
     assert errors(at) == [ADMIN_ONLY]
     assert titles(at) == [] and at.metric.len == 0 and tables(at) == []
@@ -394,6 +410,7 @@ def test_pages_by_role(app):
         "Profile",
         "Admin",
         "About",
+        "Alert e-mails",
     ]
     open_page(admin_session, "pages/admin.py")
     assert not admin_session.exception

@@ -3,6 +3,7 @@
     pages/, home.py, etl.py, auth.py   entry points: pages draw, the two command lines parse arguments
     ui/                                widgets and the app shell; with pages, the only Streamlit users
     backups/                           backups of the accounts and what they follow, and their restore
+    alerts/                            price alerts by e-mail, evaluated after each pass
     accounts/                          people's accounts, sessions and recovery
     prices/                            the read side and each person's stations and fuels
     ingest/                            the price pipeline
@@ -10,7 +11,7 @@
     settings, utils                    configuration and small pure helpers
 
 A module imports only from its own package and the layers below it. import-linter checks the
-five packages (the contracts in pyproject.toml); it cannot analyse top-level modules, so the
+six packages (the contracts in pyproject.toml); it cannot analyse top-level modules, so the
 entry points and the modules below the packages are read here with `ast`, against the same table.
 """
 
@@ -31,6 +32,7 @@ LAYERS = [
     {"pages", "home", "etl", "auth"},
     {"ui"},
     {"backups"},
+    {"alerts"},
     {"accounts"},
     {"prices"},
     {"ingest"},
@@ -41,8 +43,8 @@ LAYERS = [
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 # The command lines are thin: each talks to its own service package and what lies below the packages.
-ENTRY_POINT_SERVICES = {"etl": {"ingest", "backups"}, "auth": {"accounts"}}
-PACKAGES = ["ui", "backups", "prices", "accounts", "ingest"]
+ENTRY_POINT_SERVICES = {"etl": {"ingest", "backups", "alerts"}, "auth": {"accounts"}}
+PACKAGES = ["ui", "backups", "alerts", "prices", "accounts", "ingest"]
 STREAMLIT = {"streamlit"}
 LIBRARY = {"streamlit_authenticator", "extra_streamlit_components", "jwt"}
 LIBRARY_ADAPTER = {"ui/authenticator.py"}

@@ -46,7 +46,20 @@ from accounts.store import LocalCredentialStore, StoreUnavailable
 from accounts.users import Account
 from conftest import ROOT
 from mailer import USER_MESSAGE, MailError
-from models import Base, CustomStation, SignInThrottle, Station, User, UserGasType, UserSession, VerificationCode
+from models import (
+    AlertMailDay,
+    AlertOutbox,
+    AlertRule,
+    AlertState,
+    Base,
+    CustomStation,
+    SignInThrottle,
+    Station,
+    User,
+    UserGasType,
+    UserSession,
+    VerificationCode,
+)
 from net import free_port, run_together
 from session import session_factory
 from settings import Settings
@@ -138,6 +151,21 @@ def add_stations(engine: Engine, *station_ids: int) -> None:
 def follow(engine: Engine, user_id: int, *station_ids: int) -> None:
     with session_factory(engine).begin() as session:
         session.add_all(CustomStation(user_id=user_id, station_id=i, custom_name=f"Station {i}") for i in station_ids)
+
+
+def set_alerts(engine: Engine, user_id: int, station_id: int) -> None:
+    """An alert of each table's kind: a rule, its state, a day's count of mails and a mail waiting to be sent."""
+    with session_factory(engine).begin() as session:
+        rule = AlertRule(user_id=user_id, kind="rupture", station_id=station_id, gastype_id=1, created_at=T0)
+        session.add(rule)
+        session.flush()
+        session.add_all(
+            [
+                AlertState(rule_id=rule.id, user_id=user_id, active=True, changed_at=T0),
+                AlertMailDay(user_id=user_id, day="2024-05-08", sent=1),
+                AlertOutbox(user_id=user_id, created_at=T0, subject="Carburoam", text_body="x", html_body="<p>x</p>"),
+            ]
+        )
 
 
 def live_codes(engine: Engine, user_id: int) -> int:
@@ -639,6 +667,8 @@ def test_deleting_an_account_leaves_zero_rows_of_it_in_every_table(accounts, sto
     add_stations(engine, 101, 102)
     follow(engine, alice.user_id, 101, 102)
     follow(engine, bob.user_id, 101)
+    set_alerts(engine, alice.user_id, 101)
+    set_alerts(engine, bob.user_id, 101)
     accounts.recovery.request_password_reset("alice", T0)
     alice_signed = accounts.sign_in("alice", PASSWORD, T0)
     bob_signed = accounts.sign_in("bob", PASSWORD, T0)
@@ -669,6 +699,10 @@ def test_deleting_an_account_leaves_zero_rows_of_it_in_every_table(accounts, sto
         "custom_stations": 0,
         "verification_codes": 0,
         "user_sessions": 0,
+        "alert_rules": 0,
+        "alert_states": 0,
+        "alert_mail_days": 0,
+        "alert_outbox": 0,
     }
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import event, select
 import app_helpers
 from conftest import FIXTURES
 from ingest import passes
-from models import CustomStation, EtlRun, Price, Rupture, User, UserGasType
+from models import AlertRule, CustomStation, EtlRun, Price, Rupture, User, UserGasType
 from prices import queries
 from session import session_factory
 from utils import UTC, haversine_km
@@ -356,6 +356,16 @@ def test_a_users_data_holds_the_account_choices_and_trip_settings(session):
     user_id = add_user(session, "dora", {7: "Work"}, (SP95, GAZOLE))
     user = session.get(User, user_id)
     user.litres_per_year, user.km_per_year, user.litres_per_100km, user.tank_litres = 1200.0, 15000.0, 6.1, 55.0
+    session.add(
+        AlertRule(
+            user_id=user_id,
+            kind="price_below",
+            station_id=7,
+            gastype_id=GAZOLE,
+            threshold=Decimal("1.6"),
+            created_at=NOW,
+        )
+    )
     session.flush()
 
     data = queries.user_data(session, user_id)
@@ -375,4 +385,16 @@ def test_a_users_data_holds_the_account_choices_and_trip_settings(session):
         "litres_per_100km": 6.1,
         "litres_per_fill": 55.0,
     }
+    assert data["alerts"] == [
+        {
+            "kind": "price_below",
+            "station_id": 7,
+            "fuel": "Gazole",
+            "threshold": "1.600",
+            "place": None,
+            "radius_km": None,
+            "paused": False,
+            "created_at": NOW.isoformat(),
+        }
+    ]
     assert data["sign_in_sessions"] == []

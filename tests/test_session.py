@@ -135,6 +135,10 @@ LATER_TABLES = {
     "places",
     "daily_aggregates",
     "backfill_progress",
+    "alert_rules",
+    "alert_states",
+    "alert_mail_days",
+    "alert_outbox",
 }
 # Added by later migrations to tables of the first schema.
 LATER_COLUMNS = {"users": ("tank_litres",), "stations": ("fingerprint",)}

@@ -18,6 +18,8 @@ from accounts.admin import ROLES, AuditRow, UpdateRequest
 from accounts.engagement import Engagement
 from accounts.errors import AccountError
 from accounts.store import StoreError
+from alerts.outbox import Figures as AlertFigures
+from alerts.texts import KIND_NAMES
 from backups.archive import BackupError
 from backups.service import backup, restore
 from backups.targets import target_of
@@ -68,6 +70,18 @@ def engagement(figures: Engagement) -> None:
         hide_index=True,
         width="stretch",
     )
+
+
+def alerts(figures: AlertFigures) -> None:
+    """How many price alerts people set, of which kinds, and the alert e-mails of today."""
+    st.subheader("Price alerts")
+    columns = st.columns(4)
+    columns[0].metric("Alerts set", f"{figures.rules:,}")
+    columns[1].metric("People with alerts", f"{figures.people:,}")
+    columns[2].metric("Alert e-mails today", f"{figures.sent_today:,}")
+    columns[3].metric("Waiting to be sent", f"{figures.waiting:,}")
+    kinds = ", ".join(f"{KIND_NAMES[kind].lower()}: {n:,}" for kind, n in sorted(figures.by_kind.items()))
+    widgets.caption("{} paused. By kind: {}.", f"{figures.paused:,}", kinds or "none yet")
 
 
 def pipeline(

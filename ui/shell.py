@@ -299,6 +299,10 @@ def pages_for(account: Account | None) -> list[st.Page]:
     """The pages this person may open; the admin page exists only for admins."""
     about = st.Page(f"{PAGES_DIR}/about.py", title="About", icon=":material/info:", url_path="about")
     find = st.Page(FIND_PAGE, title="Find a station", icon=":material/search:", url_path="find")
+    # Opened from the link of an alert e-mail, signed in or not; never in the menu.
+    stop_mail = st.Page(
+        f"{PAGES_DIR}/unsubscribe.py", title="Alert e-mails", url_path="unsubscribe", visibility="hidden"
+    )
     if account is None:
         return [
             find,
@@ -307,6 +311,7 @@ def pages_for(account: Account | None) -> list[st.Page]:
             st.Page(f"{PAGES_DIR}/register.py", title="Create an account", icon=":material/person_add:"),
             st.Page(f"{PAGES_DIR}/forgot.py", title="Forgot password", icon=":material/key:"),
             about,
+            stop_mail,
         ]
     pages = [
         st.Page(f"{PAGES_DIR}/dashboard.py", title="My prices", icon=":material/local_gas_station:", default=True),
@@ -315,6 +320,7 @@ def pages_for(account: Account | None) -> list[st.Page]:
         st.Page(f"{PAGES_DIR}/trends.py", title="Price trends", icon=":material/show_chart:", url_path="trends"),
         st.Page(f"{PAGES_DIR}/profile.py", title="Profile", icon=":material/person:"),
         about,
+        stop_mail,
     ]
     if account.role == "admin":
         pages.insert(5, st.Page(f"{PAGES_DIR}/admin.py", title="Admin", icon=":material/admin_panel_settings:"))

@@ -46,9 +46,11 @@ def escape_markdown(text: object) -> str:
     return _ASCII_PUNCTUATION.sub(r"\\\1", _AUTOLINK_TRIGGER.sub(rf"\1{WORD_JOINER}", flat))
 
 
-def md(template: str, *values: object) -> str:
-    """`template`, Markdown written in the code with `{}` fields, holding `values` as literal text."""
-    return template.format(*(escape_markdown(value) for value in values))
+def md(template: str, *values: object, **named: object) -> str:
+    """`template`, Markdown written in the code with `{}` or `{name}` fields, holding the values as literal text."""
+    return template.format(
+        *(escape_markdown(value) for value in values), **{key: escape_markdown(value) for key, value in named.items()}
+    )
 
 
 def error(template: str, *values: object, where=st) -> None:

@@ -1,0 +1,20 @@
+import streamlit as st
+
+from alerts import texts
+from alerts.unsubscribe import TokenRefused, secret, unsubscribe
+from ui import alerts_ui, shell, widgets
+
+app = shell.resources()
+
+st.title("Alert e-mails")
+token = st.query_params.get("token")
+if not token:
+    st.info(texts.LINK_MISSING)
+    st.stop()
+try:
+    with app.Writer.begin() as session:
+        done = unsubscribe(session, secret(app.store), token)
+except TokenRefused as exc:
+    widgets.error("{}", exc)
+else:
+    alerts_ui.unsubscribed(done)
