@@ -1,8 +1,12 @@
-"""The app's frame, run before every page: resources, the scheduler check, sign-in, navigation, sidebar.
+"""The app's frame, run before every page: language, resources, the scheduler check, sign-in, navigation, sidebar.
 
 `home.py` calls these in order on every run; pages ask `current_account()`, `resources()` and the
 `require_*` guards. Who is signed in is decided on every run from the server-side session the
 browser's token opens (`Accounts.resume`), never from what the browser or the session state kept.
+
+Every run speaks the session's language (i18n's context variable, set at the top of each run): the
+browser's Accept-Language decides a first visit, the sidebar's picker changes it, and a signed-in
+person's choice is kept in their profile and comes back at their next sign-in.
 """
 
 from __future__ import annotations
@@ -16,15 +20,20 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 from streamlit.runtime.pages_manager import PagesManager
 
+import i18n
 from accounts.admin import Administration
 from accounts.errors import AccountError
 from accounts.service import Accounts, CookieSettings, SignedIn
 from accounts.sessions import session_id
 from accounts.store import CredentialStore, StoreError, credential_store
 from accounts.users import Account
+from i18n import N_, _
 from ingest import scheduler
+from models import User
+from prices import preferences
+from prices.preferences import PreferenceError
 from session import init_db, make_engine, session_factory, writer
-from settings import Settings, load_settings
+from settings import LANGUAGES, Settings, load_settings
 from ui import authenticator, widgets
 from utils import first_line
 
@@ -43,11 +52,14 @@ if (window.matchMedia("(max-width: 768px)").matches) {
   document.querySelector('[data-testid="stSidebarCollapseButton"] button')?.click();
 }
 </script>"""
+LANGUAGE_KEY = "language"  # the session's language
+LANGUAGE_PICKER_KEY = "language-picker"
+LANGUAGE_OF_KEY = "language-of"  # the account whose profile language this session has taken up
 FLASH_KEY = "flash"  # a confirmation shown after the rerun that follows a change of session
-SESSION_ENDED = "Your session has ended (signed out elsewhere, or too long unused): please sign in again."
+SESSION_ENDED = N_("Your session has ended (signed out elsewhere, or too long unused): please sign in again.")
 PAGES_DIR = "pages"
 FIND_PAGE = f"{PAGES_DIR}/find.py"
-WELCOME_NEW_ACCOUNT = (
+WELCOME_NEW_ACCOUNT = N_(
     "Welcome to Carburoam: your account is ready and you are signed in. Find your stations and follow them."
 )
 
@@ -76,7 +88,7 @@ def rerun_first_run(page: st.Page) -> None:
         st.switch_page(page, query_params=st.query_params.to_dict())
 
 
-@st.cache_resource(show_spinner="Opening the database…")
+@st.cache_resource(show_spinner=False)
 def _open_resources() -> Resources:
     settings = load_settings()
     engine = make_engine(settings.database_url)
@@ -102,17 +114,75 @@ def through_the_frame() -> None:
     if PagesManager.uses_pages_directory and not st.session_state.get(STARTED_KEY):
         PagesManager.uses_pages_directory = False
         st.rerun()
+    _speak()
+
+
+def _speak() -> None:
+    """Write this run in the session's language; a first visit takes the browser's, else the configured one."""
+    language = st.session_state.get(LANGUAGE_KEY)
+    if language is None:
+        try:
+            default = load_settings().language
+        except ValueError:  # resources() says what is wrong with the configuration
+            default = LANGUAGES[0]
+        language = i18n.negotiate(st.context.headers.get("Accept-Language"), default)
+        st.session_state[LANGUAGE_KEY] = language
+    i18n.activate(language)
+
+
+def _take_up_profile_language(app: Resources, account: Account) -> None:
+    """Once per sign-in: speak the language saved in the profile; a profile without one keeps the session's."""
+    if st.session_state.get(LANGUAGE_OF_KEY) == account.user_id:
+        return
+    st.session_state[LANGUAGE_OF_KEY] = account.user_id
+    with app.Session() as session:
+        user = session.get(User, account.user_id)
+        saved = user.language if user is not None else None
+    if saved in LANGUAGES:
+        st.session_state[LANGUAGE_KEY] = saved
+        st.session_state.pop(LANGUAGE_PICKER_KEY, None)
+        i18n.activate(saved)
+    else:
+        _save_language(app, account, i18n.language())
+
+
+def _save_language(app: Resources, account: Account, language: str) -> None:
+    try:
+        with app.Writer.begin() as session:
+            preferences.set_language(session, account.user_id, language)
+    except (PreferenceError, SQLAlchemyError):
+        log.exception("could not save the language of %s", account.username)
+
+
+def language_picker(app: Resources, account: Account | None) -> None:
+    """The sidebar's choice of language, for everyone; a signed-in person's choice goes to their profile."""
+
+    def picked() -> None:
+        st.session_state[LANGUAGE_KEY] = st.session_state[LANGUAGE_PICKER_KEY]
+        if account is not None:
+            _save_language(app, account, st.session_state[LANGUAGE_KEY])
+
+    st.session_state.setdefault(LANGUAGE_PICKER_KEY, i18n.language())
+    st.sidebar.segmented_control(
+        _("Language"),
+        LANGUAGES,
+        format_func=i18n.language_name,
+        key=LANGUAGE_PICKER_KEY,
+        on_change=picked,
+        required=True,
+    )
 
 
 def resources() -> Resources:
     """The process-wide settings, database and account services; a clear stop when they cannot open."""
     through_the_frame()
     try:
-        return _open_resources()
+        with st.spinner(_("Opening the database…")):
+            return _open_resources()
     except ValueError as exc:
-        widgets.error("Carburoam is not configured correctly: {}", exc)
+        widgets.error(_("Carburoam is not configured correctly: {}"), exc)
     except SQLAlchemyError as exc:
-        widgets.error("The database cannot be opened: {}", first_line(exc))
+        widgets.error(_("The database cannot be opened: {}"), first_line(exc))
     except StoreError as exc:
         widgets.error("{}", exc)
     st.stop()
@@ -152,11 +222,12 @@ def sign_in(app: Resources) -> Account | None:
     _warn_of_a_store_outage(app.store)
     if token is not None and account is None:
         end_session(cookie)
-        flash(SESSION_ENDED, "info")
+        flash(_(SESSION_ENDED), "info")
     if account is not None:
         st.session_state[TOKEN_KEY] = token
         st.session_state[ACCOUNT_KEY] = account
-        if st.sidebar.button("Sign out", key="sign-out"):
+        _take_up_profile_language(app, account)
+        if st.sidebar.button(_("Sign out"), key="sign-out"):
             sign_out(app)
     else:
         st.session_state.pop(ACCOUNT_KEY, None)
@@ -170,7 +241,7 @@ def _say_accounts_are_unreachable(exc: StoreError | SQLAlchemyError) -> None:
         widgets.error("{}", exc, where=st.sidebar)
     else:
         log.exception("the database refused a sign-in operation")
-        st.sidebar.error("The database is not answering right now; please try again in a moment.")
+        st.sidebar.error(_("The database is not answering right now; please try again in a moment."))
 
 
 def _warn_of_a_store_outage(store: CredentialStore) -> None:
@@ -181,7 +252,7 @@ def _warn_of_a_store_outage(store: CredentialStore) -> None:
         except StoreError:
             log.warning("the credentials store is still unreachable")
     if store.degraded:
-        st.sidebar.warning("The account service is unreachable; signing in works, changes to accounts don't.")
+        st.sidebar.warning(_("The account service is unreachable; signing in works, changes to accounts don't."))
 
 
 def _token(cookie: CookieSettings) -> str | None:
@@ -197,10 +268,10 @@ def _token(cookie: CookieSettings) -> str | None:
 
 def _sign_in_form(app: Resources, cookie: CookieSettings, where=st.sidebar, key: str = "sign-in") -> None:
     with where.form(key, clear_on_submit=False):
-        st.subheader("Sign in")
-        username = st.text_input("Username", autocomplete="username")
-        password = st.text_input("Password", type="password", autocomplete="current-password")
-        submitted = st.form_submit_button("Sign in", width="stretch")
+        st.subheader(_("Sign in"))
+        username = st.text_input(_("Username"), autocomplete="username")
+        password = st.text_input(_("Password"), type="password", autocomplete="current-password")
+        submitted = st.form_submit_button(_("Sign in"), width="stretch")
     if not submitted:
         return
     try:
@@ -297,34 +368,35 @@ def remember(account: Account) -> None:
 
 def pages_for(account: Account | None) -> list[st.Page]:
     """The pages this person may open; the admin page exists only for admins."""
-    about = st.Page(f"{PAGES_DIR}/about.py", title="About", icon=":material/info:", url_path="about")
-    find = st.Page(FIND_PAGE, title="Find a station", icon=":material/search:", url_path="find")
+    about = st.Page(f"{PAGES_DIR}/about.py", title=_("About"), icon=":material/info:", url_path="about")
+    find = st.Page(FIND_PAGE, title=_("Find a station"), icon=":material/search:", url_path="find")
     if account is None:
         return [
             find,
-            st.Page(f"{PAGES_DIR}/welcome.py", title="Welcome", icon=":material/home:", default=True),
-            st.Page(f"{PAGES_DIR}/demo.py", title="Demo", icon=":material/play_circle:", url_path="demo"),
-            st.Page(f"{PAGES_DIR}/register.py", title="Create an account", icon=":material/person_add:"),
-            st.Page(f"{PAGES_DIR}/forgot.py", title="Forgot password", icon=":material/key:"),
+            st.Page(f"{PAGES_DIR}/welcome.py", title=_("Welcome"), icon=":material/home:", default=True),
+            st.Page(f"{PAGES_DIR}/demo.py", title=_("Demo"), icon=":material/play_circle:", url_path="demo"),
+            st.Page(f"{PAGES_DIR}/register.py", title=_("Create an account"), icon=":material/person_add:"),
+            st.Page(f"{PAGES_DIR}/forgot.py", title=_("Forgot password"), icon=":material/key:"),
             about,
         ]
     pages = [
-        st.Page(f"{PAGES_DIR}/dashboard.py", title="My prices", icon=":material/local_gas_station:", default=True),
+        st.Page(f"{PAGES_DIR}/dashboard.py", title=_("My prices"), icon=":material/local_gas_station:", default=True),
         find,
-        st.Page(f"{PAGES_DIR}/stations.py", title="My stations", icon=":material/map:"),
-        st.Page(f"{PAGES_DIR}/profile.py", title="Profile", icon=":material/person:"),
+        st.Page(f"{PAGES_DIR}/stations.py", title=_("My stations"), icon=":material/map:"),
+        st.Page(f"{PAGES_DIR}/profile.py", title=_("Profile"), icon=":material/person:"),
         about,
     ]
     if account.role == "admin":
-        pages.insert(4, st.Page(f"{PAGES_DIR}/admin.py", title="Admin", icon=":material/admin_panel_settings:"))
+        pages.insert(4, st.Page(f"{PAGES_DIR}/admin.py", title=_("Admin"), icon=":material/admin_panel_settings:"))
     return pages
 
 
-def draw_sidebar(account: Account | None) -> None:
+def draw_sidebar(app: Resources, account: Account | None) -> None:
+    language_picker(app, account)
     if account is not None:
-        widgets.caption("Signed in as {}", account.username, where=st.sidebar)
+        widgets.caption(_("Signed in as {}"), account.username, where=st.sidebar)
     st.sidebar.caption(
-        "Prices: prix-carburants.gouv.fr, Licence Ouverte 2.0. Brands: © les contributeurs d'OpenStreetMap, ODbL."
+        _("Prices: prix-carburants.gouv.fr, Licence Ouverte 2.0. Brands: © les contributeurs d'OpenStreetMap, ODbL.")
     )
 
 
@@ -332,7 +404,7 @@ def require_account() -> Account:
     """The signed-in account; the page stops here for anyone signed out (checked on the server)."""
     account = current_account()
     if account is None:
-        st.warning("Please sign in to see this page.")
+        st.warning(_("Please sign in to see this page."))
         sign_in_here()
         st.stop()
     return account
@@ -341,6 +413,6 @@ def require_account() -> Account:
 def require_admin(account: Account | None) -> Account:
     """Refuse the page server-side unless the session belongs to an admin."""
     if account is None or account.role != "admin":
-        st.error("This page is for administrators.")
+        st.error(_("This page is for administrators."))
         st.stop()
     return account
