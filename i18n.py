@@ -231,8 +231,23 @@ def main(argv: list[str]) -> int:
         template = str(Path(work) / "messages.pot")
         keywords = [arg for keyword in KEYWORDS for arg in ("-k", keyword)]
         pybabel(
-            ["pybabel", "-q", "extract", "-F", str(BABEL_CONFIG), "--no-default-keywords", *keywords,
-             "--sort-output", "--no-location", "--no-wrap", "--project", "Carburoam", "-o", template, str(PROJECT_DIR)]
+            [
+                "pybabel",
+                "-q",
+                "extract",
+                "-F",
+                str(BABEL_CONFIG),
+                "--no-default-keywords",
+                *keywords,
+                "--sort-output",
+                "--no-location",
+                "--no-wrap",
+                "--project",
+                "Carburoam",
+                "-o",
+                template,
+                str(PROJECT_DIR),
+            ]
         )
         for code in LANGUAGES:
             command = "update" if (LOCALES_DIR / code / "LC_MESSAGES" / "messages.po").is_file() else "init"

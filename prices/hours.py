@@ -70,9 +70,7 @@ class OpeningStatus:
     def phrase(self) -> str:
         """The status in the active language: "Open now, closes at 19:00", "Closed, opens Monday at 07:00"..."""
         if self.state == "open":
-            text = (
-                _phrase("round_the_clock") if self.round_the_clock else _phrase("open").format(when=self._when())
-            )
+            text = _phrase("round_the_clock") if self.round_the_clock else _phrase("open").format(when=self._when())
         elif self.state == "closed":
             text = _phrase("closed_until").format(when=self._when()) if self.changes_at else _phrase("closed")
         else:
