@@ -69,16 +69,21 @@ def audit(app: App) -> list[tuple[str, int | None, str]]:
         return [(row.action, row.target_id, row.detail) for row in rows]
 
 
+def code_of(actions: dict[str, str], label: str) -> str:
+    """The action a radio button's label stands for (the radio's values are codes, shown as labels)."""
+    return next(code for code, shown in actions.items() if shown == label)
+
+
 def act_on_account(at, action: str, username: str, role: str = "user", confirm: bool = True):
     at.selectbox(key="admin-target").set_value(username)
-    at.radio(key="account-choice").set_value(action)
+    at.radio(key="account-choice").set_value(code_of(admin_ui.ACCOUNT_ACTIONS, action))
     at.selectbox(key="account-role").set_value(role)
     at.checkbox(key="account-confirm").set_value(confirm)
     return button(at, "Apply to this account").click().run()
 
 
 def act_on_service(at, action: str, confirm: bool = True, backup: str | None = None):
-    at.radio(key="service-choice").set_value(action)
+    at.radio(key="service-choice").set_value(code_of(admin_ui.SERVICE_ACTIONS, action))
     if backup is not None:
         at.selectbox(key="service-backup").set_value(backup)
     at.checkbox(key="service-confirm").set_value(confirm)

@@ -178,7 +178,7 @@ def confirmed_service_action(backups: Sequence[str]) -> tuple[str, str | None] |
         action = st.radio(
             _("Action"),
             list(SERVICE_ACTIONS),
-            format_func=lambda code: _(SERVICE_ACTIONS[code]),
+            format_func={code: _(label) for code, label in SERVICE_ACTIONS.items()}.get,
             horizontal=True,
             key="service-choice",
         )
@@ -202,7 +202,7 @@ def confirmed_account_action(people: Sequence[AccountRow]) -> tuple[str, str, st
         action = st.radio(
             _("Action"),
             list(ACCOUNT_ACTIONS),
-            format_func=lambda code: _(ACCOUNT_ACTIONS[code]),
+            format_func={code: _(label) for code, label in ACCOUNT_ACTIONS.items()}.get,
             horizontal=True,
             key="account-choice",
         )

@@ -159,7 +159,10 @@ def _order() -> str:
         st.session_state[ORDER_KEY] = asked if asked in SORT_LABELS else "price"
     sort = (
         st.segmented_control(
-            _("Order"), list(SORT_LABELS), format_func=lambda code: _(SORT_LABELS[code]), key=ORDER_KEY
+            _("Order"),
+            list(SORT_LABELS),
+            format_func={code: _(label) for code, label in SORT_LABELS.items()}.get,
+            key=ORDER_KEY,
         )
         or "price"
     )
