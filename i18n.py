@@ -196,7 +196,7 @@ def age(value: dt.datetime, now: dt.datetime) -> str:
     """How long ago: 'à l'instant', 'il y a 12 min', 'il y a 3 h', 'il y a 4 j'; '12 min ago' in English."""
     if now - value < JUST_NOW:
         return _("just now")
-    return format_timedelta(value - now, threshold=2, add_direction=True, format="short", locale=_region())
+    return format_timedelta(value - now, add_direction=True, format="short", locale=_region())
 
 
 def day_name(weekday: int) -> str:

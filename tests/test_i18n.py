@@ -19,9 +19,6 @@ from babel.messages.pofile import read_po
 import i18n
 from app_helpers import (
     PASSWORD,
-    add_price,
-    add_run,
-    add_station,
     button,
     captions,
     errors,
@@ -36,8 +33,8 @@ from app_helpers import (
 from conftest import ROOT
 from models import User
 from prices import preferences
-from ui import shell
-from utils import utcnow
+from test_app import follow, two_fresh_stations
+from ui import language
 
 NNBSP, NBSP = "\u202f", "\u00a0"
 NOW = dt.datetime(2026, 6, 5, 10, 21, tzinfo=dt.UTC)  # 12:21 in Paris (summer time)
@@ -211,19 +208,11 @@ def test_each_french_translation_keeps_the_fields_its_message_fills():
 
 
 def seed(app) -> None:
-    """Alice follows two stations with fresh prices; root is an administrator."""
-    now = utcnow()
+    """Alice follows two stations with fresh prices (test_app's stations); root is an administrator."""
     alice = app.register("alice")
     app.accounts.create_admin("root", "root@example.org", PASSWORD)
-    with app.session() as session, session.begin():
-        add_station(session, 101, "1 rue de la Gare", "Lyon", "69003", 45.76, 4.85)
-        add_station(session, 102, "2 avenue Jean Jaures", "Lyon", "69007", 45.74, 4.84)
-        add_price(session, 101, 1, "1.899", now - dt.timedelta(hours=1))
-        add_price(session, 102, 1, "1.799", now - dt.timedelta(hours=1))
-        add_run(session, "success", now - dt.timedelta(minutes=5))
-        preferences.follow_station(session, alice.user_id, 101, "Gare")
-        preferences.follow_station(session, alice.user_id, 102, "Jaures")
-        preferences.follow_default_fuels(session, alice.user_id)
+    two_fresh_stations(app)
+    follow(app, alice.user_id, {101: "Gare", 102: "Jaures"})
 
 
 SIGNED_OUT_PAGES = ["welcome", "find", "demo", "register", "forgot", "about"]
@@ -323,7 +312,7 @@ def sign_in_in_french(at, username: str, password: str = PASSWORD):
 
 
 def picker(at):
-    [found] = [widget for widget in at.sidebar.get("button_group") if widget.key == shell.LANGUAGE_PICKER_KEY]
+    [found] = [widget for widget in at.sidebar.get("button_group") if widget.key == language.LANGUAGE_PICKER_KEY]
     return found
 
 

@@ -172,16 +172,16 @@ SERVICE_ACTIONS = {
 }
 
 
+def _action_choice(actions: dict[str, str], key: str) -> str:
+    """A row of actions, each shown in the active language; the code of the one chosen."""
+    labels = {code: _(label) for code, label in actions.items()}
+    return st.radio(_("Action"), list(actions), format_func=labels.get, horizontal=True, key=key)
+
+
 def confirmed_service_action(backups: Sequence[str]) -> tuple[str, str | None] | None:
     """(action, the backup to restore) once confirmed; `backups`: the files of the backup target, newest first."""
     with st.form("service-action"):
-        action = st.radio(
-            _("Action"),
-            list(SERVICE_ACTIONS),
-            format_func={code: _(label) for code, label in SERVICE_ACTIONS.items()}.get,
-            horizontal=True,
-            key="service-choice",
-        )
+        action = _action_choice(SERVICE_ACTIONS, "service-choice")
         chosen = st.selectbox(
             _("Backup to restore (for “Restore a backup”)"),
             backups,
@@ -199,13 +199,7 @@ def confirmed_account_action(people: Sequence[AccountRow]) -> tuple[str, str, st
     """(action, username, role) once confirmed."""
     with st.form("account-action"):
         username = st.selectbox(_("Account"), [person.username for person in people], key="admin-target")
-        action = st.radio(
-            _("Action"),
-            list(ACCOUNT_ACTIONS),
-            format_func={code: _(label) for code, label in ACCOUNT_ACTIONS.items()}.get,
-            horizontal=True,
-            key="account-choice",
-        )
+        action = _action_choice(ACCOUNT_ACTIONS, "account-choice")
         role = st.selectbox(_("New role (for “Change the role”)"), ROLES, key="account-role")
         sure = st.checkbox(_("I confirm"), key="account-confirm")
         sent = st.form_submit_button(_("Apply to this account"))

@@ -4,9 +4,7 @@
 `require_*` guards. Who is signed in is decided on every run from the server-side session the
 browser's token opens (`Accounts.resume`), never from what the browser or the session state kept.
 
-Every run speaks the session's language (i18n's context variable, set at the top of each run): the
-browser's Accept-Language decides a first visit, the sidebar's picker changes it, and a signed-in
-person's choice is kept in their profile and comes back at their next sign-in.
+Every run speaks the session's language, set at the top of the run (ui/language.py).
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 from streamlit.runtime.pages_manager import PagesManager
 
-import i18n
 from accounts.admin import Administration
 from accounts.errors import AccountError
 from accounts.service import Accounts, CookieSettings, SignedIn
@@ -29,12 +26,9 @@ from accounts.store import CredentialStore, StoreError, credential_store
 from accounts.users import Account
 from i18n import N_, _
 from ingest import scheduler
-from models import User
-from prices import preferences
-from prices.preferences import PreferenceError
 from session import init_db, make_engine, session_factory, writer
-from settings import LANGUAGES, Settings, load_settings
-from ui import authenticator, widgets
+from settings import Settings, load_settings
+from ui import authenticator, language, widgets
 from utils import first_line
 
 log = logging.getLogger(__name__)
@@ -52,9 +46,6 @@ if (window.matchMedia("(max-width: 768px)").matches) {
   document.querySelector('[data-testid="stSidebarCollapseButton"] button')?.click();
 }
 </script>"""
-LANGUAGE_KEY = "language"  # the session's language
-LANGUAGE_PICKER_KEY = "language-picker"
-LANGUAGE_OF_KEY = "language-of"  # the account whose profile language this session has taken up
 FLASH_KEY = "flash"  # a confirmation shown after the rerun that follows a change of session
 SESSION_ENDED = N_("Your session has ended (signed out elsewhere, or too long unused): please sign in again.")
 PAGES_DIR = "pages"
@@ -114,63 +105,7 @@ def through_the_frame() -> None:
     if PagesManager.uses_pages_directory and not st.session_state.get(STARTED_KEY):
         PagesManager.uses_pages_directory = False
         st.rerun()
-    _speak()
-
-
-def _speak() -> None:
-    """Write this run in the session's language; a first visit takes the browser's, else the configured one."""
-    language = st.session_state.get(LANGUAGE_KEY)
-    if language is None:
-        try:
-            default = load_settings().language
-        except ValueError:  # resources() says what is wrong with the configuration
-            default = LANGUAGES[0]
-        language = i18n.negotiate(st.context.headers.get("Accept-Language"), default)
-        st.session_state[LANGUAGE_KEY] = language
-    i18n.activate(language)
-
-
-def _take_up_profile_language(app: Resources, account: Account) -> None:
-    """Once per sign-in: speak the language saved in the profile; a profile without one keeps the session's."""
-    if st.session_state.get(LANGUAGE_OF_KEY) == account.user_id:
-        return
-    st.session_state[LANGUAGE_OF_KEY] = account.user_id
-    with app.Session() as session:
-        user = session.get(User, account.user_id)
-        saved = user.language if user is not None else None
-    if saved in LANGUAGES:
-        st.session_state[LANGUAGE_KEY] = saved
-        st.session_state.pop(LANGUAGE_PICKER_KEY, None)
-        i18n.activate(saved)
-    else:
-        _save_language(app, account, i18n.language())
-
-
-def _save_language(app: Resources, account: Account, language: str) -> None:
-    try:
-        with app.Writer.begin() as session:
-            preferences.set_language(session, account.user_id, language)
-    except (PreferenceError, SQLAlchemyError):
-        log.exception("could not save the language of %s", account.username)
-
-
-def language_picker(app: Resources, account: Account | None) -> None:
-    """The sidebar's choice of language, for everyone; a signed-in person's choice goes to their profile."""
-
-    def picked() -> None:
-        st.session_state[LANGUAGE_KEY] = st.session_state[LANGUAGE_PICKER_KEY]
-        if account is not None:
-            _save_language(app, account, st.session_state[LANGUAGE_KEY])
-
-    st.session_state.setdefault(LANGUAGE_PICKER_KEY, i18n.language())
-    st.sidebar.segmented_control(
-        _("Language"),
-        LANGUAGES,
-        format_func=i18n.language_name,
-        key=LANGUAGE_PICKER_KEY,
-        on_change=picked,
-        required=True,
-    )
+    language.speak()
 
 
 def resources() -> Resources:
@@ -226,7 +161,7 @@ def sign_in(app: Resources) -> Account | None:
     if account is not None:
         st.session_state[TOKEN_KEY] = token
         st.session_state[ACCOUNT_KEY] = account
-        _take_up_profile_language(app, account)
+        language.take_up_profile_language(app, account)
         if st.sidebar.button(_("Sign out"), key="sign-out"):
             sign_out(app)
     else:
@@ -392,7 +327,7 @@ def pages_for(account: Account | None) -> list[st.Page]:
 
 
 def draw_sidebar(app: Resources, account: Account | None) -> None:
-    language_picker(app, account)
+    language.picker(app, account)
     if account is not None:
         widgets.caption(_("Signed in as {}"), account.username, where=st.sidebar)
     st.sidebar.caption(
