@@ -548,7 +548,7 @@ def test_dashboard_cheapest_first_savings_out_of_stock_and_old_prices(app):
     freshness = [text for text in captions(at) if text.startswith("Prices updated ")]
     newest = updated + dt.timedelta(minutes=12) - dt.timedelta(hours=1)  # the prices were declared an hour ago
     assert freshness == [  # Europe/Paris time
-        f"Prices updated {i18n.moment(updated)} (12 min ago); the newest price dates from "
+        f"Prices updated {i18n.moment(updated)} (12 min ago); the newest price was declared "
         f"{i18n.moment(newest)} (1 hr ago)."
     ]
     assert warnings(at) == []
@@ -578,7 +578,9 @@ def test_empty_states_no_prices_yet_and_no_stations(app):
     load_feed_a(app)
     open_page(at, "pages/dashboard.py")
     assert not any("still loading" in text for text in infos(at))
-    assert any(text.startswith("The official feed has not moved since ") for text in warnings(at)), "2024 prices"
+    assert any(text.startswith("The official feed's newest price was declared on ") for text in warnings(at)), (
+        "2024 prices"
+    )
     assert infos(at)[0].startswith("You don't follow any station yet.")
 
 
@@ -590,7 +592,9 @@ def test_demo_signed_out_keeps_changes_in_the_session_only(app):
     assert not at.exception
     assert titles(at) == ["Demo"]
     assert "kept only until you close this tab" in infos(at)[0]
-    assert any(text.startswith("The official feed has not moved since ") for text in warnings(at)), "2024 prices"
+    assert any(text.startswith("The official feed's newest price was declared on ") for text in warnings(at)), (
+        "2024 prices"
+    )
     prices = board(at)
     assert list(prices) == ["Gazole", "SP95"]
     names = list(prices["Gazole"]["Station"])

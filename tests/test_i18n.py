@@ -34,7 +34,7 @@ from conftest import ROOT
 from models import User
 from prices import preferences
 from test_app import follow, two_fresh_stations
-from ui import language
+from ui import language, widgets
 
 NNBSP, NBSP = "\u202f", "\u00a0"
 NOW = dt.datetime(2026, 6, 5, 10, 21, tzinfo=dt.UTC)  # 12:21 in Paris (summer time)
@@ -363,3 +363,11 @@ def test_an_unknown_language_is_refused_and_nothing_changes(monkeypatch, data_di
     with pytest.raises(preferences.PreferenceError, match="Unknown language: de"), app.session() as session:
         preferences.set_language(session, account.user_id, "de")
     assert language_of(app, "alice") is None
+
+
+def test_text_shown_through_the_escaping_choke_point_keeps_its_no_break_spaces():
+    """A line never breaks inside "1 200 L" or between a price and its "€": widgets.md keeps those spaces."""
+    with i18n.using("fr"):
+        written = f"{i18n.litres(1200)} à {i18n.price(Decimal('1.859'))}"
+    assert widgets.md("{}", written) == f"1{NNBSP}200{NNBSP}L à 1\\,859{NBSP}€\\/L"
+    assert widgets.md("{}", "a\nb\tc") == "a b c", "line breaks and tabs still become spaces"

@@ -77,7 +77,7 @@ def pipeline(
     if status.alive:
         next_pass = moment(status.next_pass_at) if status.next_pass_at else _("as soon as it wakes")
         widgets.caption(
-            _("The scheduler is running on {} (pid {}, since {}); next update {}."),
+            _("The scheduler is running on {} (pid {}, started {}); next update {}."),
             status.host,
             status.pid,
             moment(status.started_at),
@@ -89,7 +89,7 @@ def pipeline(
         st.warning(_("The scheduler is not running, and ETL_AUTOSTART is off: start `python etl.py serve`."))
     if status.last_failure is not None:
         widgets.caption(
-            _("Last failure: {} ({}): {}"),
+            _("Last failure {} ({}): {}"),
             moment(status.last_failure.started_at),
             status.last_failure.kind,
             status.last_failure.error or "",

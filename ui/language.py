@@ -9,10 +9,11 @@ sign-in; their e-mails are written in it.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import sessionmaker
 
 import i18n
 from accounts.users import Account
@@ -22,14 +23,18 @@ from prices import preferences
 from prices.preferences import PreferenceError
 from settings import LANGUAGES, load_settings
 
-if TYPE_CHECKING:
-    from ui.shell import Resources
-
 log = logging.getLogger(__name__)
 
 LANGUAGE_KEY = "language"  # the session's language
 LANGUAGE_PICKER_KEY = "language-picker"
 LANGUAGE_OF_KEY = "language-of"  # the account whose profile language this session has taken up
+
+
+class Databases(Protocol):
+    """What these functions need of the frame's resources (ui.shell.Resources)."""
+
+    Session: sessionmaker
+    Writer: sessionmaker
 
 
 def speak() -> None:
@@ -45,7 +50,7 @@ def speak() -> None:
     i18n.activate(language)
 
 
-def take_up_profile_language(app: Resources, account: Account) -> None:
+def take_up_profile_language(app: Databases, account: Account) -> None:
     """Once per sign-in: speak the language saved in the profile; a profile without one keeps the session's."""
     if st.session_state.get(LANGUAGE_OF_KEY) == account.user_id:
         return
@@ -61,7 +66,7 @@ def take_up_profile_language(app: Resources, account: Account) -> None:
         _save_language(app, account, i18n.language())
 
 
-def _save_language(app: Resources, account: Account, language: str) -> None:
+def _save_language(app: Databases, account: Account, language: str) -> None:
     try:
         with app.Writer.begin() as session:
             preferences.set_language(session, account.user_id, language)
@@ -69,7 +74,7 @@ def _save_language(app: Resources, account: Account, language: str) -> None:
         log.exception("could not save the language of %s", account.username)
 
 
-def picker(app: Resources, account: Account | None) -> None:
+def picker(app: Databases, account: Account | None) -> None:
     """The sidebar's choice of language, for everyone; a signed-in person's choice goes to their profile."""
 
     def picked() -> None:

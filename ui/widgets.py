@@ -26,7 +26,7 @@ from prices.savings import Savings
 from prices.trends import NEARBY_KM, Trend
 
 _ASCII_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # CommonMark lets a backslash escape each of them
-_WHITESPACE = re.compile(r"\s+")
+_WHITESPACE = re.compile(r"[^\S\u00a0\u2007\u202f]+")  # no-break spaces stay: "1 200 L", "1,859 €/L"
 _INVISIBLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
 # Streamlit's renderer turns URLs, e-mail addresses and :shortcodes: into links and emoji after the
 # escapes are read, so no escape stops it: an invisible word joiner after each ':' and '@', and inside
@@ -120,7 +120,10 @@ def show_freshness(fresh: Freshness, interval_seconds: int, now: dt.datetime, *,
     newest = fresh.newest_price_at
     if newest is not None and now - newest > FEED_STILL_AFTER:
         warning(
-            _("The official feed has not moved since {} ({}): these prices may be out of date. Last update {} ({})."),
+            _(
+                "The official feed's newest price was declared {} ({}): these prices may be out of date. "
+                "Last update {} ({})."
+            ),
             moment(newest, now),
             age(newest, now),
             *checked,
@@ -139,7 +142,7 @@ def show_freshness(fresh: Freshness, interval_seconds: int, now: dt.datetime, *,
         warning(_("Prices updated {} ({}). That is longer ago than usual; these prices may be out of date."), *checked)
     elif newest is not None:
         caption(
-            _("Prices updated {} ({}); the newest price dates from {} ({})."),
+            _("Prices updated {} ({}); the newest price was declared {} ({})."),
             *checked,
             moment(newest, now),
             age(newest, now),
