@@ -3,11 +3,11 @@
 Source strings are English in the code, marked with `_()` (or `N_()` where a message is defined before
 the language is known, then translated with `_()` where it is shown); `locales/<lang>/LC_MESSAGES/
 messages.po` holds each language's translations, read and compiled in memory the first time a
-language is used (no compiled file to keep in step). `python -m i18n` extracts, updates and checks
-the catalogs (README, "Adding a language").
+language is used (no compiled file to keep in step). `python -m i18n` extracts the messages and
+updates the catalogs; tests/test_i18n.py checks them (README, "Adding a language").
 
 The active language is a context variable: Streamlit runs each session's script in a thread of its
-own, and the frame (ui/shell.py) activates the session's language at the start of every run, so one
+own, and the frame (ui/language.py) activates the session's language at the start of every run, so one
 person's choice never leaks into another's page. E-mails activate their recipient's language with
 `using()`. Outside any run the language is English, the code's own, until someone activates another.
 

@@ -409,7 +409,7 @@ LOADING = "Prices are still loading: the first download takes a minute or two. C
 INVITE = "Type a place or press Locate me to see the stations around it, cheapest first."
 SIGNED_OUT_CAPTION = "Create an account to follow this station and see it on your dashboard."
 FORMULA = (
-    "Net saving = (price at the nearest station − price here) × 40 L − 2 × extra distance × 1.3 (roads are "
+    "Net saving = (price at the nearest station − price here) × 40\u202fL − 2 × extra distance × 1.3 (roads are "
     "longer than a straight line) × 6.5 L/100 km × price here. Set your fill and consumption in your profile."
 )
 HOSTILE = "**x** <b>y</b> [a](javascript:x)"
@@ -806,7 +806,7 @@ def test_signed_in_with_a_tank_of_its_own_the_formula_says_so(app):
     find({"q": "Lyon"}, at)
 
     (formula,) = [text for text in captions(at) if text.startswith("Net saving")]
-    assert "× 60 L −" in formula and "× 5.2 L/100 km" in formula
+    assert "× 60\u202fL −" in formula and "× 5.2 L/100 km" in formula
 
 
 # --------------------------------------------------------------------------- freshness

@@ -151,7 +151,10 @@ def code_messages() -> set[str | tuple[str, str]]:
         found = re.fullmatch(r"\[python: (.+)\]", line.strip())
         if found:
             method_map.append((found.group(1), "python"))
-    keywords = {"_": None, "N_": None, "ngettext": (1, 2)}
+    keywords = {}
+    for keyword in i18n.KEYWORDS:  # "_", "N_", "ngettext:1,2"
+        name, _colon, arguments = keyword.partition(":")
+        keywords[name] = tuple(int(n) for n in arguments.split(",")) if arguments else None
     messages = set()
     for _filename, _lineno, message, _comments, _context in extract_from_dir(
         str(ROOT), method_map, options_map, keywords=keywords
