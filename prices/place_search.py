@@ -20,6 +20,7 @@ from typing import NamedTuple
 from sqlalchemy import ColumnElement, Select, func, literal, or_, select
 from sqlalchemy.orm import Session
 
+from i18n import _
 from ingest.places import ABBREVIATIONS as _ABBREVIATIONS
 from ingest.places import DISTRICT_CITIES as _CITIES
 from ingest.places import name_key as _name_key
@@ -90,12 +91,13 @@ class _Town(NamedTuple):
 
 
 class SearchTooLong(ValueError):
-    """A search text over the limits; the message says them to the person who typed it."""
+    """A search text over the limits; the message says them to the person who typed it, in the active language."""
 
     def __init__(self) -> None:
         super().__init__(
-            f"A search has at most {SEARCH_MAX_CHARS} characters and {SEARCH_MAX_WORDS} words: "
-            "try a town, a postcode, or a street and its town."
+            _(
+                "A search has at most {} characters and {} words: try a town, a postcode, or a street and its town."
+            ).format(SEARCH_MAX_CHARS, SEARCH_MAX_WORDS)
         )
 
 
