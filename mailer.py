@@ -21,18 +21,19 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
 
+from i18n import N_, _
 from settings import Settings
 
 logger = logging.getLogger("mailer")
 
-USER_MESSAGE = "We could not send the e-mail right now; please try again later."
+USER_MESSAGE = N_("We could not send the e-mail right now; please try again later.")
 
 
 class MailError(Exception):
-    """The e-mail was not sent; `str(error)` is a plain-language message for the user."""
+    """The e-mail was not sent; `str(error)` is a plain-language message for the user, in the active language."""
 
     def __init__(self, message: str = USER_MESSAGE):
-        super().__init__(message)
+        super().__init__(_(message))
 
 
 @dataclass(frozen=True)

@@ -244,6 +244,8 @@ class User(Base):
     litres_per_100km: Mapped[float | None] = mapped_column(Float)
     # What one fill takes, for "is the detour worth it"; None: the default tank.
     tank_litres: Mapped[float | None] = mapped_column(Float)
+    # The language of the app and of e-mails (settings.LANGUAGES); None: the browser's, then the default.
+    language: Mapped[str | None] = mapped_column(String(8))
 
 
 class UserGasType(Base):

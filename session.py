@@ -25,7 +25,7 @@ from models import GasType
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 15_000
-SCHEMA_REVISION = "0008"  # the newest file in migrations/versions; a test keeps the two in step
+SCHEMA_REVISION = "0009"  # the newest file in migrations/versions; a test keeps the two in step
 FUEL_TYPES = {1: "Gazole", 2: "SP95", 3: "E85", 4: "GPLc", 5: "E10", 6: "SP98"}
 # Arbitrary constant key for pg_advisory_xact_lock: serialises concurrent init_db() calls.
 PG_MIGRATION_LOCK = 7_251_946

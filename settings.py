@@ -24,6 +24,9 @@ OSM_STATIONS_URL = "https://www.data.gouv.fr/fr/datasets/r/fcab3bd4-6c6d-4b73-95
 # La Poste's "base officielle des codes postaux" as data.gouv.fr serves it (Licence Ouverte).
 LAPOSTE_PLACES_URL = "https://www.data.gouv.fr/fr/datasets/r/008a2dda-2c60-4b63-b910-998f6f818089"
 MB = 1024 * 1024
+# The languages of the interface: a catalog under locales/ each (README, "Adding a language").
+LANGUAGES = ("fr", "en")
+LOCALES_DIR = PROJECT_DIR / "locales"
 
 
 def flag(raw: str) -> bool:
@@ -82,6 +85,8 @@ class Settings:
     backup_keep: int = _setting("BACKUP_KEEP", "14", int)
     public_url: str = _setting("CARBUROAM_PUBLIC_URL", "http://localhost:8501")
     alert_max_mails_per_day: int = _setting("ALERT_MAX_MAILS_PER_DAY", "5", int)
+    # The language of a first visit whose browser asks for none we speak, and of e-mails to people who chose none.
+    language: str = _setting("CARBUROAM_LANGUAGE", LANGUAGES[0])
 
     @property
     def outputs_dir(self) -> Path:
@@ -174,6 +179,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     _check_choice("LOAD_MODE", values["load_mode"], ("local", "remote"))
     _check_choice("SMTP_SECURITY", values["smtp_security"], ("starttls", "ssl", "none"))
     _check_choice("MAP_PROVIDER", values["map_provider"], ("carto", "none"))
+    _check_choice("CARBUROAM_LANGUAGE", values["language"], LANGUAGES)
     for name in ("SESSION_MAX_DAYS", "SESSION_IDLE_DAYS", "BACKUP_KEEP", "ALERT_MAX_MAILS_PER_DAY"):
         if values[name.lower()] == 0:
             raise ValueError(f"{name} must be at least 1" + (" day" if name.endswith("_DAYS") else ""))

@@ -20,6 +20,7 @@ from accounts.entries import entry_of, role_of, users_in
 from accounts.errors import AccountError, AccountMissing
 from accounts.service import Accounts
 from accounts.users import Account
+from i18n import N_
 from ingest import scheduler
 from models import AdminAction, PassRequest, User, VerificationCode
 from settings import Settings
@@ -129,13 +130,15 @@ class Administration:
         """Make `username` an administrator or a plain user; never the last administrator a plain user."""
         admin, target = self._admin(actor), self._target(username)
         if role not in ROLES:
-            raise NotAllowed(f"A role is one of {', '.join(ROLES)}.")
+            raise NotAllowed(N_("A role is one of {roles}."), roles=", ".join(ROLES))
 
         def change(document):
             entry = entry_of(document, target.username)
             admins = [name for name, other in users_in(document).items() if role_of(other) == "admin"]
             if role == "user" and admins == [target.username]:
-                raise NotAllowed(f"{target.username} is the only administrator: make someone else one first.")
+                raise NotAllowed(
+                    N_("{username} is the only administrator: make someone else one first."), username=target.username
+                )
             entry["roles"] = ["user", "admin"] if role == "admin" else ["user"]
             return dict(entry)
 
@@ -158,7 +161,7 @@ class Administration:
         """Delete someone else's account with every row and file of it (one's own goes from the profile)."""
         admin, target = self._admin(actor), self._target(username)
         if target.user_id == admin.user_id:
-            raise NotAllowed("Delete your own account from your profile page.")
+            raise NotAllowed(N_("Delete your own account from your profile page."))
         self._accounts.remove_account(target.username)
         with self._writer.begin() as session:
             self._record(session, admin, "delete account", target)
@@ -204,13 +207,13 @@ class Administration:
     def _admin(self, username: str) -> Account:
         account = self._accounts.account(username)
         if account is None or account.role != "admin":
-            raise NotAllowed("Only administrators can do this; your role may have changed: reload the page.")
+            raise NotAllowed(N_("Only administrators can do this; your role may have changed: reload the page."))
         return account
 
     def _target(self, username: str) -> Account:
         account = self._accounts.account(username)
         if account is None:
-            raise AccountMissing(f"There is no account {username} any more.")
+            raise AccountMissing(N_("There is no account {username} any more."), username=username)
         return account
 
     @staticmethod

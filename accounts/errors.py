@@ -1,15 +1,24 @@
-"""The refusals of account operations. Each message is fit to show a person as it is."""
+"""The refusals of account operations. Each message is fit to show a person as it is, in the active language."""
 
 from __future__ import annotations
 
 import math
 
-ACCOUNT_MISSING = "This account does not exist any more."
-PASSWORD_CHANGED_MEANWHILE = "Your password was changed meanwhile; please sign in again."  # noqa: S105 (a message)
+from i18n import N_, _, ngettext
+
+ACCOUNT_MISSING = N_("This account does not exist any more.")
+PASSWORD_CHANGED_MEANWHILE = N_("Your password was changed meanwhile; please sign in again.")
 
 
 class AccountError(Exception):
-    """An account operation was refused; the message says why in plain language."""
+    """An account operation was refused; the message says why in plain language.
+
+    `message` is an English message of the catalogs (marked with `N_()`), with `{name}` fields filled
+    from `values`: the refusal is written in the language active where it is raised.
+    """
+
+    def __init__(self, message: str = "", **values: object) -> None:
+        super().__init__(_(message).format(**values) if values else _(message) if message else "")
 
 
 class RegistrationRefused(AccountError):
@@ -22,7 +31,10 @@ class SignInThrottled(AccountError):
     def __init__(self, wait_seconds: int) -> None:
         self.wait_seconds = wait_seconds
         minutes = max(1, math.ceil(wait_seconds / 60))
-        super().__init__(f"Too many attempts. Try again in {minutes} minute{'s' if minutes > 1 else ''}.")
+        message = ngettext(
+            "Too many attempts. Try again in {} minute.", "Too many attempts. Try again in {} minutes.", minutes
+        )
+        super().__init__(message.format(minutes))
 
 
 class WrongPassword(AccountError):
@@ -36,5 +48,5 @@ class CodeRefused(AccountError):
 class AccountMissing(AccountError):
     """The account disappeared while it was being changed."""
 
-    def __init__(self, message: str = ACCOUNT_MISSING) -> None:
-        super().__init__(message)
+    def __init__(self, message: str = ACCOUNT_MISSING, **values: object) -> None:
+        super().__init__(message, **values)

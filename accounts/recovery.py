@@ -29,6 +29,7 @@ from accounts.rules import check_new_password, normalise_email
 from accounts.store import CredentialStore, document_secret
 from accounts.throttle import Throttle
 from accounts.users import Account, UsersMirror, lock_user
+from i18n import N_, _, using
 from mailer import MailError, Message, send_mail
 from models import VerificationCode
 from settings import Settings
@@ -42,7 +43,7 @@ CODE_MAX_ATTEMPTS = 5
 CODE_REQUESTS_PER_HOUR = 3
 DEFAULT_CODE_TTL = dt.timedelta(minutes=10)
 OLD_CODES_KEPT = dt.timedelta(days=1)  # older code rows of a user are pruned at their next request
-CODE_REFUSED = "This code is wrong, expired or already used. Check it, or ask for a new code."
+CODE_REFUSED = N_("This code is wrong, expired or already used. Check it, or ask for a new code.")
 
 
 def _live_codes(user_id: int) -> tuple:
@@ -105,12 +106,14 @@ class Recovery:
             log.info("password reset of %s refused: %d requests in the last hour", username, CODE_REQUESTS_PER_HOUR)
             return False
         minutes = round(self.code_ttl.total_seconds() / 60)
-        body = (
-            f"Hello,\n\nYour Carburoam password reset code is {code}.\n"
-            f"It is valid for {minutes} minutes and can be used once.\n\n"
-            "If you did not ask for it, ignore this message: your password has not changed.\n"
-        )
-        message = Message(to=email_of(entry), subject="Your Carburoam password reset code", body=body, account=username)
+        with using(user.language or self.settings.language):  # the recipient's language
+            body = _(
+                "Hello,\n\nYour Carburoam password reset code is {code}.\n"
+                "It is valid for {minutes} minutes and can be used once.\n\n"
+                "If you did not ask for it, ignore this message: your password has not changed.\n"
+            ).format(code=code, minutes=minutes)
+            subject = _("Your Carburoam password reset code")
+        message = Message(to=email_of(entry), subject=subject, body=body, account=username)
         try:
             send_mail(self.settings, message)
         except MailError:
@@ -168,15 +171,19 @@ class Recovery:
     def remind_username(self, email: str) -> bool:
         """E-mail the username of the account with this address, if there is one; MailError if sending failed."""
         address = normalise_email(email)
-        username = email_owner(users_in(self._store.load().document), address)
+        entries = users_in(self._store.load().document)
+        username = email_owner(entries, address)
         if username is None:
             log.info("username reminder asked for an unknown address")
             return False
-        body = (
-            f"Hello,\n\nYour Carburoam username is: {username}\n\n"
-            "If you did not ask for this reminder, you can ignore this message.\n"
-        )
-        send_mail(self.settings, Message(to=address, subject="Your Carburoam username", body=body, account=username))
+        user = self._users.synced(username, entries[username], utcnow())
+        with using(user.language or self.settings.language):  # the recipient's language
+            body = _(
+                "Hello,\n\nYour Carburoam username is: {username}\n\n"
+                "If you did not ask for this reminder, you can ignore this message.\n"
+            ).format(username=username)
+            subject = _("Your Carburoam username")
+        send_mail(self.settings, Message(to=address, subject=subject, body=body, account=username))
         log.info("username reminder sent to %s", username)
         return True
 

@@ -1,7 +1,7 @@
 """What an account may be: the rules for usernames, e-mail addresses, names and passwords.
 
 Each `check_*` returns the value as it will be stored (stripped, lower-cased where the rule says
-so) or raises `RegistrationRefused` with the rule's own message.
+so) or raises `RegistrationRefused` with the rule's own message; `say()` writes a rule in the active language.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import re
 import unicodedata
 
 from accounts.errors import RegistrationRefused
+from i18n import N_, _
 
 USERNAME_PATTERN = r"^[a-z0-9_.-]{3,32}$"
 EMAIL_PATTERN = (
@@ -22,23 +23,33 @@ PASSWORD_MIN_CHARS = 10
 PASSWORD_MAX_CHARS = 64
 PASSWORD_MAX_BYTES = 72  # bcrypt ignores (bcrypt 5: refuses) anything longer
 
-USERNAME_RULE = "A username is 3 to 32 characters: lower-case letters, digits, '.', '_' or '-'."
-EMAIL_INVALID = "Please enter a valid e-mail address, such as name@example.org."
-PASSWORD_BLANK = "A password cannot be empty or only spaces."  # noqa: S105 (a message, not a password)
-PASSWORD_SHORT = f"A password needs at least {PASSWORD_MIN_CHARS} characters."
-PASSWORD_LONG = f"A password has at most {PASSWORD_MAX_CHARS} characters."
-PASSWORD_TOO_MANY_BYTES = (
-    f"This password is too long to be stored safely (at most {PASSWORD_MAX_BYTES} bytes): "
-    "use fewer accented letters or symbols."
+# The rules' messages, with the limits above as {fields} (`say()` fills them in the active language).
+LIMITS = {"min_chars": PASSWORD_MIN_CHARS, "max_chars": PASSWORD_MAX_CHARS, "max_bytes": PASSWORD_MAX_BYTES}
+USERNAME_RULE = N_("A username is 3 to 32 characters: lower-case letters, digits, '.', '_' or '-'.")
+EMAIL_INVALID = N_("Please enter a valid e-mail address, such as name@example.org.")
+PASSWORD_BLANK = N_("A password cannot be empty or only spaces.")
+PASSWORD_SHORT = N_("A password needs at least {min_chars} characters.")
+PASSWORD_LONG = N_("A password has at most {max_chars} characters.")
+PASSWORD_TOO_MANY_BYTES = N_(
+    "This password is too long to be stored safely (at most {max_bytes} bytes): use fewer accented letters or symbols."
 )
-PASSWORD_HELP = (
-    f"Between {PASSWORD_MIN_CHARS} and {PASSWORD_MAX_CHARS} characters (at most {PASSWORD_MAX_BYTES} bytes): "
-    "a few unrelated words make a good one."
+PASSWORD_HELP = N_(
+    "Between {min_chars} and {max_chars} characters (at most {max_bytes} bytes): a few unrelated words make a good one."
 )
-PASSWORDS_DIFFER = "The two passwords do not match."
+PASSWORDS_DIFFER = N_("The two passwords do not match.")
+NAME_LABELS = {"name": N_("name"), "first name": N_("first name"), "last name": N_("last name")}
 
 _USERNAME = re.compile(USERNAME_PATTERN)
 _EMAIL = re.compile(EMAIL_PATTERN)
+
+
+def say(rule: str) -> str:
+    """One of the rules above, in the active language, its limits filled in."""
+    return _(rule).format(**LIMITS)
+
+
+def _refuse(rule: str) -> RegistrationRefused:
+    return RegistrationRefused(rule, **LIMITS)
 
 
 def normalise_username(username: str) -> str:
@@ -69,11 +80,13 @@ def check_email(email: str) -> str:
 def check_name(name: str, label: str = "name") -> str:
     cleaned = name.strip()
     if not cleaned:
-        raise RegistrationRefused(f"Please enter your {label}.")
+        raise RegistrationRefused(N_("Please enter your {label}."), label=_(NAME_LABELS[label]))
     if len(cleaned) > NAME_MAX_CHARS:
-        raise RegistrationRefused(f"A {label} has at most {NAME_MAX_CHARS} characters.")
+        raise RegistrationRefused(
+            N_("A {label} has at most {count} characters."), label=_(NAME_LABELS[label]), count=NAME_MAX_CHARS
+        )
     if any(unicodedata.category(char).startswith("C") for char in cleaned):
-        raise RegistrationRefused(f"A {label} cannot contain control characters.")
+        raise RegistrationRefused(N_("A {label} cannot contain control characters."), label=_(NAME_LABELS[label]))
     return cleaned
 
 
@@ -87,11 +100,11 @@ def check_password_policy(password: str) -> str:
     if not cleaned:
         raise RegistrationRefused(PASSWORD_BLANK)
     if len(cleaned) < PASSWORD_MIN_CHARS:
-        raise RegistrationRefused(PASSWORD_SHORT)
+        raise _refuse(PASSWORD_SHORT)
     if len(cleaned) > PASSWORD_MAX_CHARS:
-        raise RegistrationRefused(PASSWORD_LONG)
+        raise _refuse(PASSWORD_LONG)
     if len(cleaned.encode()) > PASSWORD_MAX_BYTES:
-        raise RegistrationRefused(PASSWORD_TOO_MANY_BYTES)
+        raise _refuse(PASSWORD_TOO_MANY_BYTES)
     return cleaned
 
 

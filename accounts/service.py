@@ -47,6 +47,7 @@ from accounts.sessions import SessionPolicy, SessionRow
 from accounts.store import CredentialStore, Document
 from accounts.throttle import Throttle, forget
 from accounts.users import Account, UsersMirror, delete_user_data, user_row, write_row
+from i18n import N_
 from mailer import delete_mail_of
 from models import User
 from session import session_factory, writer
@@ -55,13 +56,13 @@ from utils import utcnow
 
 log = logging.getLogger(__name__)
 
-USERNAME_TAKEN = "That username is already taken; please choose another one."
-EMAIL_TAKEN = "That e-mail address is already used by another account."
-SAME_PASSWORD = "The new password must be different from the current one."  # noqa: S105 (a message)
-WRONG_CREDENTIALS = "Wrong username or password."
-WRONG_CURRENT_PASSWORD = "The password is wrong."  # noqa: S105 (a message, not a password)
-NO_HASHED_PASSWORD = "The registration form gave no usable password; please try again."  # noqa: S105 (a message)
-ADMIN_NEEDS_PASSWORD = "A new admin account needs a password."  # noqa: S105 (a message, not a password)
+USERNAME_TAKEN = N_("That username is already taken; please choose another one.")
+EMAIL_TAKEN = N_("That e-mail address is already used by another account.")
+SAME_PASSWORD = N_("The new password must be different from the current one.")
+WRONG_CREDENTIALS = N_("Wrong username or password.")
+WRONG_CURRENT_PASSWORD = N_("The password is wrong.")
+NO_HASHED_PASSWORD = N_("The registration form gave no usable password; please try again.")
+ADMIN_NEEDS_PASSWORD = N_("A new admin account needs a password.")
 
 
 class CookieSettings(NamedTuple):
@@ -393,7 +394,9 @@ class Accounts:
             hashed = hash_password(check_password_policy(password))
             return self._create(username, new_entry(email, username, "", hashed, ["user", "admin"]), now)
         if email_of(entry) != email:
-            raise RegistrationRefused(f"The account {username} has another e-mail address; check the username.")
+            raise RegistrationRefused(
+                N_("The account {username} has another e-mail address; check the username."), username=username
+            )
 
         def promote(document: Document) -> Entry:
             found = entry_of(document, username)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from accounts.entries import Entry, email_of, name_of, role_of, users_in
 from accounts.errors import AccountMissing
 from accounts.store import CredentialStore, StoreUnavailable
+from i18n import N_, _
 from models import (
     AlertMailDay,
     AlertOutbox,
@@ -34,7 +35,7 @@ from prices.preferences import follow_default_fuels
 
 log = logging.getLogger(__name__)
 
-STALE_DOCUMENT = "The account service is unreachable, so the accounts cannot be checked right now."
+STALE_DOCUMENT = N_("The account service is unreachable, so the accounts cannot be checked right now.")
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ class UsersMirror:
             rows = {user.username: user for user in session.scalars(select(User))}
             snapshot = self._store.load()
             if snapshot.stale:
-                raise StoreUnavailable(STALE_DOCUMENT)
+                raise StoreUnavailable(_(STALE_DOCUMENT))
             users = users_in(snapshot.document)
             gone = [user.id for name, user in rows.items() if name not in users]
             delete_user_data(session, gone)

@@ -1,13 +1,14 @@
 import streamlit as st
 
+from i18n import _
 from ui import shell
 from utils import VERSION
 
 shell.through_the_frame()
 
-st.title("About Carburoam")
+st.title(_("About Carburoam"))
 st.markdown(
-    """
+    _("""
 Carburoam shows you the price of fuel at **your** stations, for **your** fuels, cheapest first,
 and how much choosing well saves you in a year.
 
@@ -36,6 +37,19 @@ profile; without them, 40 L and 6.5 L/100 km.
 
 **Your data.** Your account holds your name, e-mail, the fuels and stations you follow and your
 yearly consumption. You can download all of it, or delete your account, from your profile.
-"""
+""")
 )
-st.caption(f"Version {VERSION}")
+st.subheader(_("The fuels"))
+st.markdown(
+    _("""
+Carburoam names the fuels as the official feed does, in every language.
+
+- **Gazole**: diesel (B7), for diesel engines.
+- **SP95**: unleaded petrol, 95 octane (E5: up to 5 % ethanol).
+- **E10**: unleaded petrol, 95 octane, with up to 10 % ethanol; most petrol cars made since 2000 take it.
+- **SP98**: unleaded petrol, 98 octane, for engines that ask for it.
+- **E85**: superethanol, up to 85 % ethanol, for flex-fuel cars or cars fitted with a conversion kit.
+- **GPLc**: liquefied petroleum gas (LPG), for cars fitted to run on it.
+""")
+)
+st.caption(_("Version {}").format(VERSION))

@@ -3,6 +3,7 @@ import streamlit as st
 from accounts.engagement import engagement
 from accounts.errors import AccountError
 from alerts.outbox import figures as alert_figures
+from i18n import _, age, number
 from ingest import progress, scheduler
 from prices import queries
 from ui import admin_ui, shell, widgets
@@ -13,7 +14,7 @@ admin = shell.require_admin(shell.current_account())
 administration = app.administration
 now = utcnow()
 
-st.title("Administration")
+st.title(_("Administration"))
 admin_ui.show_notice()
 with app.Session() as session:
     fresh = queries.freshness(session)
@@ -24,17 +25,19 @@ with app.Session() as session:
     alerting = alert_figures(session, now)
 
 users, stations, prices, last = st.columns(4)
-users.metric("Accounts", len(people))
-stations.metric("Stations", f"{fresh.stations:,}")
-prices.metric("Current prices", f"{fresh.prices:,}")
-last.metric("Last update", widgets.age(fresh.last_success_at, now) if fresh.last_success_at else "never")
+users.metric(_("Accounts"), len(people))
+stations.metric(_("Stations"), number(fresh.stations))
+prices.metric(_("Current prices"), number(fresh.prices))
+last.metric(_("Last update"), age(fresh.last_success_at, now) if fresh.last_success_at else _("never"))
 widgets.show_freshness(fresh, app.settings.interval_seconds, now, technical=True)
 
-people_tab, pipeline_tab, actions_tab, audit_tab = st.tabs(["People", "Prices pipeline", "Actions", "Audit trail"])
+people_tab, pipeline_tab, actions_tab, audit_tab = st.tabs(
+    [_("People"), _("Prices pipeline"), _("Actions"), _("Audit trail")]
+)
 with people_tab:
     admin_ui.engagement(figures)
     admin_ui.alerts(alerting)
-    st.subheader("Accounts")
+    st.subheader(_("Accounts"))
     admin_ui.accounts_table(people)
 
 with pipeline_tab:
@@ -51,10 +54,10 @@ with pipeline_tab:
     admin_ui.backfill_progress(backfill, now)
 
 with actions_tab:
-    st.markdown("**Help someone.** Every action is written to the audit trail.")
+    st.markdown(_("**Help someone.** Every action is written to the audit trail."))
     chosen = admin_ui.confirmed_account_action(people)
-    st.markdown("**The service.**")
-    widgets.caption("Backups go to {} (BACKUP_TARGET); the scheduler makes one a day.", app.settings.backup_location)
+    st.markdown(_("**The service.**"))
+    widgets.caption(_("Backups go to {} (BACKUP_TARGET); the scheduler makes one a day."), app.settings.backup_location)
     service = admin_ui.confirmed_service_action(admin_ui.backups_kept(app.settings.backup_location))
     admin_ui.carry_out(app, admin.username, chosen, service)
 

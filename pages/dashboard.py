@@ -2,6 +2,8 @@ import datetime as dt
 
 import streamlit as st
 
+import i18n
+from i18n import _
 from models import User
 from prices import queries
 from prices.preferences import yearly_litres
@@ -15,7 +17,7 @@ account = shell.require_account()
 now = utcnow()
 stale_after = dt.timedelta(days=app.settings.stale_after_days)
 
-st.title("My prices today")
+st.title(_("My prices today"))
 with app.Session() as session:
     fresh = queries.freshness(session)
     favourites = queries.user_favourites(session, account.user_id)
@@ -26,16 +28,20 @@ with app.Session() as session:
 
 widgets.show_freshness(fresh, app.settings.interval_seconds, now)
 if not favourites:
-    st.info("You don't follow any station yet. Find yours on the map, give them a name, and their prices appear here.")
-    st.page_link("pages/find.py", label="Find a station", icon=":material/search:")
+    st.info(
+        _("You don't follow any station yet. Find yours on the map, give them a name, and their prices appear here.")
+    )
+    st.page_link("pages/find.py", label=_("Find a station"), icon=":material/search:")
 elif not fuel_ids:
-    st.info("Choose the fuels you buy, and their prices at your stations appear here.")
-    st.page_link("pages/profile.py", label="Choose my fuels", icon=":material/person:")
+    st.info(_("Choose the fuels you buy, and their prices at your stations appear here."))
+    st.page_link("pages/profile.py", label=_("Choose my fuels"), icon=":material/person:")
 else:
     widgets.show_board(rows, savings_per_fuel(rows, litres, stale_after, now), now, stale_after, moves)
     st.caption(
-        f"Savings use your yearly consumption of {litres:,.0f} L (change it in your profile). "
-        f"Prices older than {app.settings.stale_after_days} days are shown but not counted, nor ranked. "
-        "“7 days”: the change since a week ago; “Within 10 km”: where this price stands among the current "
-        "prices of this fuel at the stations around."
+        _(
+            "Savings use your yearly consumption of {litres} (change it in your profile). "
+            "Prices older than {days} days are shown but not counted, nor ranked. "
+            "“7 days”: the change since a week ago; “Within 10 km”: where this price stands among the current "
+            "prices of this fuel at the stations around."
+        ).format(litres=i18n.litres(litres), days=app.settings.stale_after_days)
     )

@@ -2,6 +2,7 @@ import datetime as dt
 
 import streamlit as st
 
+from i18n import _, litres
 from prices import finder, place_search, queries
 from prices.detour import Trip
 from prices.place_search import SEARCH_MAX_CHARS
@@ -19,10 +20,12 @@ app = shell.resources()
 now = utcnow()
 stale_after = dt.timedelta(days=app.settings.stale_after_days)
 
-st.title("Demo")
+st.title(_("Demo"))
 st.info(
-    "This demo needs no account. The stations you add or remove here are kept only until you close "
-    "this tab: create an account to keep yours and choose your fuels.",
+    _(
+        "This demo needs no account. The stations you add or remove here are kept only until you close "
+        "this tab: create an account to keep yours and choose your fuels."
+    ),
     icon=":material/play_circle:",
 )
 if DEMO_STATIONS not in st.session_state:
@@ -37,18 +40,18 @@ with app.Session() as session:
 widgets.show_freshness(fresh, app.settings.interval_seconds, now)
 if demo:
     widgets.show_board(rows, savings_per_fuel(rows, DEFAULT_YEARLY_LITRES, stale_after, now), now, stale_after)
-    st.caption(f"Savings assume {DEFAULT_YEARLY_LITRES:,.0f} L a year; with an account you set your own.")
+    st.caption(_("Savings assume {} a year; with an account you set your own.").format(litres(DEFAULT_YEARLY_LITRES)))
     map_ui.price_map(map_ui.map_points(shown, {}, now), None, None, app.settings.map_provider, "demo-map")
-    removed = st.selectbox("Remove a station from the demo", ["—", *demo.values()], key="demo-remove")
-    if removed != "—" and st.button("Remove", key="demo-remove-button"):
+    removed = st.selectbox(_("Remove a station from the demo"), ["—", *demo.values()], key="demo-remove")
+    if removed != "—" and st.button(_("Remove"), key="demo-remove-button"):
         st.session_state[DEMO_STATIONS] = {i: n for i, n in demo.items() if n != removed}
         st.rerun()
 else:
-    st.caption("No station in the demo yet: add one below.")
+    st.caption(_("No station in the demo yet: add one below."))
 
-st.subheader("Add a station")
+st.subheader(_("Add a station"))
 text = st.text_input(
-    "Town, postcode or address", placeholder="e.g. Lyon, 69003 or cours Gambetta Lyon", max_chars=SEARCH_MAX_CHARS
+    _("Town, postcode or address"), placeholder=_("e.g. Lyon, 69003 or cours Gambetta Lyon"), max_chars=SEARCH_MAX_CHARS
 ).strip()
 if text:
     with app.Session() as session:
@@ -60,11 +63,11 @@ if text:
         around = finder.stations_for(session, match, DEMO_RADIUS_KM, DEMO_FUELS[0]) if match else []
     found = finder.results(around, now, Trip())[:DEMO_FOUND]
     if not found and not widgets.nothing_to_search_yet(fresh):
-        widgets.warning("No place called “{}” was found. Try a town, a postcode, or a street and its town.", text)
+        widgets.warning(_("No place called “{}” was found. Try a town, a postcode, or a street and its town."), text)
     elif found:
         picked = finder_ui.results_list(found, now, "demo-list", names=demo)
         if picked is not None and picked not in demo:
             station = next(r.station for r in found if r.station.id == picked)
-            if st.button(widgets.md("Add {}, {} to the demo", station.address, station.town), key="demo-add"):
+            if st.button(widgets.md(_("Add {}, {} to the demo"), station.address, station.town), key="demo-add"):
                 st.session_state[DEMO_STATIONS] = {**demo, station.id: default_name(station.town, station.address)}
                 st.rerun()

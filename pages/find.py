@@ -1,5 +1,6 @@
 import streamlit as st
 
+from i18n import _
 from models import User
 from prices import finder, place_search, preferences, queries
 from ui import finder_ui, map_ui, reads, shell, widgets
@@ -11,8 +12,8 @@ app = shell.resources()
 account = shell.current_account()
 now = utcnow()
 
-st.title("Find a station")
-st.caption("The cheapest station near you, open now, and whether the detour pays. No account needed.")
+st.title(_("Find a station"))
+st.caption(_("The cheapest station near you, open now, and whether the detour pays. No account needed."))
 fresh = reads.freshness(app)
 with app.Session() as session:
     fuel_names = {fuel.id: fuel.name for fuel in queries.fuel_types(session)}
@@ -48,7 +49,9 @@ searched = place is not None or here is not None
 if searched and not widgets.nothing_to_search_yet(fresh):
     finder_ui.understood(match, place, here is not None, criteria, len(results))
 elif fresh.stations:  # before the first download, the freshness line says prices are loading
-    st.info("Type a place or press Locate me to see the stations around it, cheapest first.", icon=":material/search:")
+    st.info(
+        _("Type a place or press Locate me to see the stations around it, cheapest first."), icon=":material/search:"
+    )
 
 openings = {r.station.id: r.opening for r in results}
 list_column, map_column = st.columns([3, 2]) if searched else (None, st.container())
@@ -74,15 +77,15 @@ if st.session_state.get(SELECTED) is not None:
     if detail is not None:
         finder_ui.station_detail(detail, now)
         if account is None:
-            st.caption("Create an account to follow this station and see it on your dashboard.")
+            st.caption(_("Create an account to follow this station and see it on your dashboard."))
         elif detail.station.id in favourites:
-            widgets.info("You follow this station as “{}”.", favourites[detail.station.id], icon=":material/star:")
+            widgets.info(_("You follow this station as “{}”."), favourites[detail.station.id], icon=":material/star:")
         else:
             name = finder_ui.follow_form(detail.station)
             if name is not None and widgets.save_choice(
                 app.Writer,
                 lambda session: preferences.follow_station(session, account.user_id, detail.station.id, name),
             ):
-                shell.flash("Followed: it is on your dashboard now.")
+                shell.flash(_("Followed: it is on your dashboard now."))
                 st.rerun()
-widgets.caption("Brands and names: © les contributeurs d'OpenStreetMap (ODbL). Prices: prix-carburants.gouv.fr.")
+widgets.caption(_("Brands and names: © les contributeurs d'OpenStreetMap (ODbL). Prices: prix-carburants.gouv.fr."))

@@ -28,24 +28,24 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Literal
 
+from i18n import N_, _, day_name, weekday_in_sentence
 from utils import PARIS, UTC
 
-DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 PHRASES = {
-    "open": "Open now, closes {when}",
-    "round_the_clock": "Open 24 hours",
-    "closed": "Closed",
-    "closed_until": "Closed, opens {when}",
-    "unknown": "Hours unknown",
-    "with_automat": "{} (24/24 automat)",
-    "today": "at {time}",
-    "tomorrow": "tomorrow at {time}",
-    "midnight": "at midnight",
-    "weekday": "{day} at {time}",
-    "next_weekday": "next {day} at {time}",
-    "day_closed": "Closed",
-    "day_round_the_clock": "24 hours",
-    "day_unknown": "Unknown",
+    "open": N_("Open now, closes {when}"),
+    "round_the_clock": N_("Open 24 hours"),
+    "closed": N_("Closed"),
+    "closed_until": N_("Closed, opens {when}"),
+    "unknown": N_("Hours unknown"),
+    "with_automat": N_("{} (24/24 automat)"),
+    "today": N_("at {time}"),
+    "tomorrow": N_("tomorrow at {time}"),
+    "midnight": N_("at midnight"),
+    "weekday": N_("{day} at {time}"),
+    "next_weekday": N_("next {day} at {time}"),
+    "day_closed": N_("Closed"),
+    "day_round_the_clock": N_("24 hours"),
+    "day_unknown": N_("Unknown"),
 }
 DAY_MINUTES = 24 * 60
 WEEK = timedelta(days=7)
@@ -53,6 +53,10 @@ _CLOCK = re.compile(r"(\d{1,2}):(\d{2})")
 
 State = Literal["open", "closed", "unknown"]
 Span = tuple[int, int]  # minutes after the day's midnight; the end passes 24:00 when the span runs overnight
+
+
+def _phrase(key: str) -> str:
+    return _(PHRASES[key])
 
 
 @dataclass(frozen=True)
@@ -64,24 +68,24 @@ class OpeningStatus:
     at: datetime  # the instant asked about, Paris time
 
     def phrase(self) -> str:
-        """The status in plain English: "Open now, closes at 19:00", "Closed, opens Monday at 07:00"..."""
+        """The status in the active language: "Open now, closes at 19:00", "Closed, opens Monday at 07:00"..."""
         if self.state == "open":
-            text = PHRASES["round_the_clock"] if self.round_the_clock else PHRASES["open"].format(when=self._when())
+            text = _phrase("round_the_clock") if self.round_the_clock else _phrase("open").format(when=self._when())
         elif self.state == "closed":
-            text = PHRASES["closed_until"].format(when=self._when()) if self.changes_at else PHRASES["closed"]
+            text = _phrase("closed_until").format(when=self._when()) if self.changes_at else _phrase("closed")
         else:
-            text = PHRASES["unknown"]
-        return PHRASES["with_automat"].format(text) if self.automat and self.state != "open" else text
+            text = _phrase("unknown")
+        return _phrase("with_automat").format(text) if self.automat and self.state != "open" else text
 
     def _when(self) -> str:
         clock = self.changes_at.strftime("%H:%M")
         days_ahead = (self.changes_at.date() - self.at.date()).days
         if days_ahead == 0:
-            return PHRASES["today"].format(time=clock)
+            return _phrase("today").format(time=clock)
         if days_ahead == 1:
-            return PHRASES["midnight"] if clock == "00:00" else PHRASES["tomorrow"].format(time=clock)
-        weekday = PHRASES["weekday"] if days_ahead < 7 else PHRASES["next_weekday"]  # not today's weekday
-        return weekday.format(day=DAY_NAMES[self.changes_at.weekday()], time=clock)
+            return _phrase("midnight") if clock == "00:00" else _phrase("tomorrow").format(time=clock)
+        weekday = _phrase("weekday") if days_ahead < 7 else _phrase("next_weekday")  # not today's weekday
+        return weekday.format(day=weekday_in_sentence(self.changes_at.weekday()), time=clock)
 
 
 @dataclass(frozen=True)
@@ -124,17 +128,17 @@ def week(hours: list[dict] | None, today: date) -> list[DayHours]:
     """Monday to Sunday with each day's hours as display text, `today` (a Paris date) flagged."""
     known = _known_days(hours)
     return [
-        DayHours(day, DAY_NAMES[day - 1], _day_text(known.get(day)), day == today.isoweekday()) for day in range(1, 8)
+        DayHours(day, day_name(day - 1), _day_text(known.get(day)), day == today.isoweekday()) for day in range(1, 8)
     ]
 
 
 def _day_text(spans: tuple[Span, ...] | None) -> str:
     if spans is None:
-        return PHRASES["day_unknown"]
+        return _phrase("day_unknown")
     if not spans:
-        return PHRASES["day_closed"]
+        return _phrase("day_closed")
     if (0, DAY_MINUTES) in spans:
-        return PHRASES["day_round_the_clock"]
+        return _phrase("day_round_the_clock")
     return ", ".join(f"{_clock(start)}–{_clock(end)}" for start, end in spans)
 
 

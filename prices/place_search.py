@@ -15,6 +15,7 @@ from typing import NamedTuple
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
+from i18n import _
 from ingest.places import DISTRICT_CITIES as _CITIES
 from ingest.places import name_key as _name_key
 from models import Station
@@ -74,12 +75,13 @@ class PlaceSuggestion(NamedTuple):
 
 
 class SearchTooLong(ValueError):
-    """A search text over the limits; the message says them to the person who typed it."""
+    """A search text over the limits; the message says them to the person who typed it, in the active language."""
 
     def __init__(self) -> None:
         super().__init__(
-            f"A search has at most {SEARCH_MAX_CHARS} characters and {SEARCH_MAX_WORDS} words: "
-            "try a town, a postcode, or a street and its town."
+            _(
+                "A search has at most {} characters and {} words: try a town, a postcode, or a street and its town."
+            ).format(SEARCH_MAX_CHARS, SEARCH_MAX_WORDS)
         )
 
 

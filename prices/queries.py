@@ -276,6 +276,7 @@ def user_data(session: Session, user_id: int) -> dict:
             "km_per_year": user.km_per_year,
             "litres_per_100km": user.litres_per_100km,
             "litres_per_fill": user.tank_litres,
+            "language": user.language,
         },
         "alerts": [
             {

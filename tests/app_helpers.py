@@ -76,6 +76,7 @@ def app_environment(monkeypatch: pytest.MonkeyPatch, data_dir: Path, **extra: st
     monkeypatch.setenv("ETL_AUTOSTART", "off")
     monkeypatch.setenv("REGISTRATION_CAPTCHA", "off")
     monkeypatch.setenv("MAP_PROVIDER", "none")
+    monkeypatch.setenv("CARBUROAM_LANGUAGE", "en")  # the stories read English; tests/test_i18n.py runs them in French
     for name in ("SMTP_HOST", "LOAD_MODE", "BUCKET_NAME_STORE", "CARBUROAM_FEED_URL", "PRICE_STALE_DAYS"):
         monkeypatch.delenv(name, raising=False)
     for name, value in extra.items():

@@ -49,6 +49,7 @@ def app_environ(data_dir: Path, feed: Path) -> dict[str, str]:
         ETL_AUTOSTART="off",
         REGISTRATION_CAPTCHA="off",
         MAP_PROVIDER="none",
+        CARBUROAM_LANGUAGE="en",  # a browser without Accept-Language reads English; one test asks for French
         LOAD_MODE="local",
         STREAMLIT_BROWSER_GATHER_USAGE_STATS="false",
     )

@@ -62,6 +62,7 @@ def _base_env(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> None:
     monkeypatch.setenv("CARBUROAM_DATA_DIR", str(data_dir))
     monkeypatch.delenv("CARBUROAM_DATABASE_URL", raising=False)
     monkeypatch.setenv("CARBUROAM_FEED_URL", str(FIXTURES / "feed_a.zip"))
+    monkeypatch.setenv("CARBUROAM_LANGUAGE", "en")  # the stories read English; tests/test_i18n.py reads French
     monkeypatch.setenv("BRANDS_INTERVAL_SECONDS", "0")  # tests that want brands import them themselves
     monkeypatch.setenv("PLACES_INTERVAL_SECONDS", "0")  # and places
     monkeypatch.setenv("ETL_HTTP_BACKOFF", "0.01")

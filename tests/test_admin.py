@@ -69,16 +69,21 @@ def audit(app: App) -> list[tuple[str, int | None, str]]:
         return [(row.action, row.target_id, row.detail) for row in rows]
 
 
+def code_of(actions: dict[str, str], label: str) -> str:
+    """The action a radio button's label stands for (the radio's values are codes, shown as labels)."""
+    return next(code for code, shown in actions.items() if shown == label)
+
+
 def act_on_account(at, action: str, username: str, role: str = "user", confirm: bool = True):
     at.selectbox(key="admin-target").set_value(username)
-    at.radio(key="account-choice").set_value(action)
+    at.radio(key="account-choice").set_value(code_of(admin_ui.ACCOUNT_ACTIONS, action))
     at.selectbox(key="account-role").set_value(role)
     at.checkbox(key="account-confirm").set_value(confirm)
     return button(at, "Apply to this account").click().run()
 
 
 def act_on_service(at, action: str, confirm: bool = True, backup: str | None = None):
-    at.radio(key="service-choice").set_value(action)
+    at.radio(key="service-choice").set_value(code_of(admin_ui.SERVICE_ACTIONS, action))
     if backup is not None:
         at.selectbox(key="service-backup").set_value(backup)
     at.checkbox(key="service-confirm").set_value(confirm)
@@ -151,7 +156,7 @@ def test_a_price_update_is_asked_of_the_scheduler_and_the_page_follows_it_to_the
         session.execute(update(EtlRun).values(started_at=two_hours_ago, finished_at=two_hours_ago))
     at = admin_page()
     assert list(tables(at)[1]["Status"]) == ["success"]
-    assert {metric.label: metric.value for metric in at.metric}["Last update"] == "2 h ago"
+    assert {metric.label: metric.value for metric in at.metric}["Last update"] == "2 hr ago"
     answering = scheduler_answering(console)
 
     button(at, "Update prices now").click().run()
@@ -226,7 +231,7 @@ def test_signing_someone_out_everywhere_and_deleting_an_account(console):
     console.accounts.sign_in("bob", PASSWORD)
     bob = console.accounts.account("bob").user_id
     at = act_on_account(admin_page(), "Sign out everywhere", "bob")
-    assert successes(at) == ["bob is signed out everywhere (1 sessions ended)."]
+    assert successes(at) == ["bob is signed out everywhere (1 session ended)."]
     assert console.accounts.live_sessions(bob) == []
 
     act_on_account(at, "Delete the account", "bob")
@@ -255,7 +260,7 @@ def test_a_reset_code_is_e_mailed_and_spent_codes_are_flushed(console):
 
     act_on_service(at, "Remove expired and used reset codes")
 
-    assert successes(at) == ["1 reset codes removed."]
+    assert successes(at) == ["1 reset code removed."]
     assert console.count(VerificationCode) == 0
 
 

@@ -27,6 +27,7 @@ from moto.server import ThreadedMotoServer
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
+import i18n
 from accounts.service import WRONG_CREDENTIALS
 from app_helpers import (
     NEW_PASSWORD,
@@ -286,7 +287,7 @@ def test_profile_fuels_and_consumption_show_on_the_dashboard_then_sign_out(app):
     at = new_app().run()
     sign_in(at, "alice", PASSWORD)
     assert list(board(at)) == ["Gazole", "SP95", "E10"]
-    assert any("Savings use your yearly consumption of 650 L" in text for text in captions(at))
+    assert any("Savings use your yearly consumption of 650\u202fL" in text for text in captions(at))
 
     open_page(at, "pages/profile.py")
     assert titles(at) == ["Profile"]
@@ -300,7 +301,7 @@ def test_profile_fuels_and_consumption_show_on_the_dashboard_then_sign_out(app):
     assert list(board(at)) == ["Gazole", "SP98"]
 
     open_page(at, "pages/profile.py")
-    at.radio[0].set_value("How many litres I buy a year")
+    at.radio[0].set_value("litres")  # shown as "How many litres I buy a year"
     number = {widget.label: widget for widget in at.number_input}
     number["Litres a year"].set_value(1200.0)
     button(at, "Save my consumption").click().run()
@@ -309,11 +310,11 @@ def test_profile_fuels_and_consumption_show_on_the_dashboard_then_sign_out(app):
         user = session.get(User, account.user_id)
         assert (user.litres_per_year, user.km_per_year, user.litres_per_100km) == (1200.0, None, None)
     open_page(at, "pages/dashboard.py")
-    assert any("Savings use your yearly consumption of 1,200 L" in text for text in captions(at))
-    assert "saves about **120.00 € a year**" in markdowns(at)[-1]  # (1.899 - 1.799) x 1200
+    assert any("Savings use your yearly consumption of 1,200\u202fL" in text for text in captions(at))
+    assert "saves about **€120.00 a year**" in markdowns(at)[-1]  # (1.899 - 1.799) x 1200
 
     open_page(at, "pages/profile.py")
-    at.radio[0].set_value("How far I drive")
+    at.radio[0].set_value("distance")  # shown as "How far I drive"
     number = {widget.label: widget for widget in at.number_input}
     number["Kilometres a year"].set_value(15000.0)
     number["Litres per 100 km"].set_value(6.0)
@@ -323,7 +324,7 @@ def test_profile_fuels_and_consumption_show_on_the_dashboard_then_sign_out(app):
         user = session.get(User, account.user_id)
         assert (user.litres_per_year, user.km_per_year, user.litres_per_100km) == (None, 15000.0, 6.0)
     open_page(at, "pages/dashboard.py")
-    assert any("Savings use your yearly consumption of 900 L" in text for text in captions(at))
+    assert any("Savings use your yearly consumption of 900\u202fL" in text for text in captions(at))
 
     sign_out(at)
     assert titles(at) == [WELCOME]
@@ -554,26 +555,26 @@ def test_dashboard_cheapest_first_savings_out_of_stock_and_old_prices(app):
     assert list(prices) == ["Gazole", "SP95"]
     gazole = prices["Gazole"]
     assert list(gazole["Station"]) == ["Cheapest", "Middle", "Dearest", "Old news", "Empty pumps"]
-    assert list(gazole["Price"]) == ["1.799 €", "1.849 €", "1.899 €", "1.599 €", "1.699 €"]
+    assert list(gazole["Price"]) == ["€1.799/L", "€1.849/L", "€1.899/L", "€1.599/L", "€1.699/L"]
     assert list(gazole[""][:3]) == ["", "", ""]
-    assert gazole[""][3] == "Old price (10 days ago): not counted"
+    assert gazole[""][3] == "Old price (1 wk ago): not counted"
     assert gazole[""][4] == "Out of stock (for now)"
     assert gazole["Address"][0] == "2 rue Centrale, 69000 Vienne"
     sp95 = prices["SP95"]
     assert list(sp95["Station"][:3]) == ["Cheapest", "Middle", "Dearest"]
-    assert list(sp95["Price"][:3]) == ["1.950 €", "1.970 €", "1.990 €"]
+    assert list(sp95["Price"][:3]) == ["€1.950/L", "€1.970/L", "€1.990/L"]
 
     savings = [text for text in markdowns(at) if "saves about" in text]
     assert savings == [
-        "Filling up at **Cheapest** rather than **Dearest** saves about **65.00 € a year**.",
-        "Filling up at **Cheapest** rather than **Dearest** saves about **26.00 € a year**.",
+        "Filling up at **Cheapest** rather than **Dearest** saves about **€65.00 a year**.",
+        "Filling up at **Cheapest** rather than **Dearest** saves about **€26.00 a year**.",
     ]
-    assert "(dearest 1.899 € − cheapest 1.799 €) × 650 L a year = 65.00 €" in captions(at)
+    assert "(dearest €1.899/L − cheapest €1.799/L) × 650\u202fL a year = €65.00" in captions(at)
     freshness = [text for text in captions(at) if text.startswith("Prices updated ")]
     newest = updated + dt.timedelta(minutes=12) - dt.timedelta(hours=1)  # the prices were declared an hour ago
     assert freshness == [  # Europe/Paris time
-        f"Prices updated {widgets.paris_time(updated)} (12 min ago); the newest price dates from "
-        f"{widgets.paris_time(newest)} (1 h ago)."
+        f"Prices updated {i18n.moment(updated)} (12 min ago); the newest price was declared "
+        f"{i18n.moment(newest)} (1 hr ago)."
     ]
     assert warnings(at) == []
 
@@ -602,7 +603,9 @@ def test_empty_states_no_prices_yet_and_no_stations(app):
     load_feed_a(app)
     open_page(at, "pages/dashboard.py")
     assert not any("still loading" in text for text in infos(at))
-    assert any(text.startswith("The official feed has not moved since ") for text in warnings(at)), "2024 prices"
+    assert any(text.startswith("The official feed's newest price was declared on ") for text in warnings(at)), (
+        "2024 prices"
+    )
     assert infos(at)[0].startswith("You don't follow any station yet.")
 
 
@@ -614,14 +617,16 @@ def test_demo_signed_out_keeps_changes_in_the_session_only(app):
     assert not at.exception
     assert titles(at) == ["Demo"]
     assert "kept only until you close this tab" in infos(at)[0]
-    assert any(text.startswith("The official feed has not moved since ") for text in warnings(at)), "2024 prices"
+    assert any(text.startswith("The official feed's newest price was declared on ") for text in warnings(at)), (
+        "2024 prices"
+    )
     prices = board(at)
     assert list(prices) == ["Gazole", "SP95"]
     names = list(prices["Gazole"]["Station"])
     assert len(names) == 3
     assert sorted(prices["SP95"]["Station"]) == sorted(names)
     for table in prices.values():
-        assert all(price.endswith(" €") for price in table["Price"]), "every demo station has both fuels"
+        assert all(price.endswith("/L") for price in table["Price"]), "every demo station has both fuels"
 
     removed = names[1]
     at.selectbox(key="demo-remove").set_value(removed).run()
@@ -708,7 +713,7 @@ def test_a_custom_name_with_html_or_markdown_is_shown_as_text(app):
     assert list(board(at)["Gazole"]["Station"]) == ["Plain", HOSTILE], "a table shows text as it is"
     escaped = widgets.escape_markdown(HOSTILE)
     (line,) = [element.value for element in at.markdown if "saves about" in element.value]
-    assert line == f"Filling up at **Plain** rather than **{escaped}** saves about **65\\.00 € a year**."
+    assert line == f"Filling up at **Plain** rather than **{escaped}** saves about **€65\\.00 a year**."
     assert "<b>" not in line and "](" not in line and "**x**" not in line
     # The sign-in cookie component injects one <style> element of its own; nothing of ours allows HTML.
     html = [element.proto.body for element in at.markdown if element.proto.allow_html]

@@ -8,6 +8,7 @@
     prices/                            the read side and each person's stations and fuels
     ingest/                            the price pipeline
     mailer, session, models            mail, the database, its tables
+    i18n                               the active language, the catalogs and how values are written
     settings, utils                    configuration and small pure helpers
 
 A module imports only from its own package and the layers below it. import-linter checks the
@@ -39,6 +40,7 @@ LAYERS = [
     {"mailer"},
     {"session"},
     {"models"},
+    {"i18n"},
     {"settings", "utils"},
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
@@ -128,7 +130,7 @@ def test_the_import_linter_contracts_catch_a_breach(tmp_path, module: str, upwar
 
 def test_the_modules_outside_the_packages_import_only_the_layers_below_them():
     outside = [path for path in project_modules() if owner(path) not in PACKAGES]
-    assert {owner(path) for path in outside} >= {"pages", "home", "etl", "session", "models", "utils"}
+    assert {owner(path) for path in outside} >= {"pages", "home", "etl", "session", "models", "i18n", "utils"}
     assert layer_breaches(outside) == []
 
 

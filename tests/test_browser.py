@@ -1063,18 +1063,18 @@ def test_find_two_stations_follow_them_and_see_them_cheapest_first(app, new_prof
     )
     mine = body.locator('[data-testid="stDataFrame"]').first
     expect(mine.locator('td[role="gridcell"][aria-colindex="2"]')).to_have_text([cheaper, dearer])
-    assert [row[0] for row in grid_rows(mine)] == [f"{price:.3f} €/L" for price in reversed(pick.prices)]
+    assert [row[0] for row in grid_rows(mine)] == [f"€{price:.3f}/L" for price in reversed(pick.prices)]
 
     go_to(page, "My prices", "My prices today")
     expect(body.locator("h2, h3").first).to_have_text(fuel)
     board = body.locator('[data-testid="stDataFrame"]').first
     expect(board.locator('td[role="gridcell"][aria-colindex="1"]')).to_have_text([cheaper, dearer])
-    prices = [f"{price:.3f} €" for price in pick.prices]
+    prices = [f"€{price:.3f}/L" for price in pick.prices]
     assert [[row[0], row[2]] for row in grid_rows(board)] == [[cheaper, prices[1]], [dearer, prices[0]]]
     if pick.fresh:  # old prices are shown but left out of the savings
         saving = (pick.prices[0] - pick.prices[1]) * Decimal(str(DEFAULT_YEARLY_LITRES))
         line = body.get_by_text(f"Filling up at {cheaper} rather than {dearer}").first
-        expect(line).to_contain_text(f"saves about {saving:.2f} € a year")
+        expect(line).to_contain_text(f"saves about €{saving:.2f} a year")
     fuels = body.locator("h3")  # one table per followed fuel: wait until each has drawn its rows
     expect(body.locator('[data-testid="stDataFrame"] table[role="grid"]')).to_have_count(fuels.count())
     for table in body.locator('[data-testid="stDataFrame"]').all():
@@ -1087,7 +1087,7 @@ def test_find_two_stations_follow_them_and_see_them_cheapest_first(app, new_prof
 
 # --------------------------------------------------------------------------- the finder, signed out
 
-PRICE = re.compile(r"^(\d+\.\d{3}) €/L$")
+PRICE = re.compile(r"^€(\d+\.\d{3})/L$")
 OPENING = re.compile(r"^(Open now, closes .+|Open 24 hours|Closed|Closed, opens .+|Hours unknown)")
 
 
@@ -1482,3 +1482,35 @@ def test_after_following_a_station_one_click_selects_another(app, new_profile):
     click_row_once(page, grid, titles.index(pick.titles[1]))
 
     expect(main(page).get_by_role("heading", name=pick.titles[1], exact=True)).to_be_visible(timeout=TIMEOUT_MS)
+
+
+# --------------------------------------------------------------------------- in French
+
+FRENCH_PRICE = re.compile(r"^\d,\d{3}\u00a0€/L$")  # "1,859 €/L", a no-break space before the euro sign
+
+
+@pytest.mark.parametrize("size", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_a_french_browser_reads_the_finder_in_french_with_french_prices(app, new_profile, size):
+    """The browser's Accept-Language (fr-FR) decides the first visit, whatever the server's default (en here)."""
+    page = new_profile(viewport=size, locale="fr-FR").context.new_page()
+    RUNS[page] = Runs(page)
+    page.goto(f"{app.url}/find")
+    loaded(page)
+    body = main(page)
+    expect(body.get_by_role("heading", name="Trouver une station", exact=True)).to_be_visible()
+    grid = results_grid(page)
+    found = body.get_by_text(re.compile(r"^\d+ stations? à Lyon \(.+\) et alentour, dans un rayon de 10\u202fkm\.$"))
+    box = body.locator('input[aria-label="Commune, code postal ou adresse"]')
+
+    def send() -> None:
+        box.click()
+        box.fill("Lyon")
+        box.press("Enter")
+
+    click_until(page, "search Lyon", send, found, grid)
+    expect(grid.locator('th[role="columnheader"]').first).to_have_text("Prix")
+    rows = grid_rows(grid)
+    assert rows and all(FRENCH_PRICE.match(row[0]) or row[0] in ("en rupture", "—") for row in rows), rows
+    assert any(re.fullmatch(r"\d+(,\d)?\u202fk?m", cell) for row in rows for cell in row), "distances in km or m"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    whole_page_screenshot(page, SCREENSHOTS / f"find-fr-{size['width']}.png")

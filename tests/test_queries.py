@@ -384,6 +384,7 @@ def test_a_users_data_holds_the_account_choices_and_trip_settings(session):
         "km_per_year": 15000.0,
         "litres_per_100km": 6.1,
         "litres_per_fill": 55.0,
+        "language": None,
     }
     assert data["alerts"] == [
         {

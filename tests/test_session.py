@@ -141,7 +141,7 @@ LATER_TABLES = {
     "alert_outbox",
 }
 # Added by later migrations to tables of the first schema.
-LATER_COLUMNS = {"users": ("tank_litres",), "stations": ("fingerprint",)}
+LATER_COLUMNS = {"users": ("tank_litres", "language"), "stations": ("fingerprint",)}
 
 
 def test_database_created_before_migrations_is_upgraded_without_losing_rows(fresh_engine):

@@ -23,6 +23,7 @@ from alerts.texts import KIND_NAMES
 from backups.archive import BackupError
 from backups.service import backup, restore
 from backups.targets import target_of
+from i18n import N_, _, moment, ngettext, number
 from ingest.progress import DONE, LOADING
 from ingest.scheduler import SchedulerError, SchedulerStatus
 from mailer import MailError
@@ -35,37 +36,41 @@ UPDATE_WAIT_SECONDS = 600.0
 UPDATE_POLL_SECONDS = 1.0
 BACKFILL_STALLED = dt.timedelta(minutes=10)  # a batch commits far more often than this
 ACCOUNT_ACTIONS = {
-    "E-mail a reset code": "send reset code",
-    "Lift a sign-in wait": "lift wait",
-    "Sign out everywhere": "sign out everywhere",
-    "Change the role": "change role",
-    "Delete the account": "delete account",
+    "send reset code": N_("E-mail a reset code"),
+    "lift wait": N_("Lift a sign-in wait"),
+    "sign out everywhere": N_("Sign out everywhere"),
+    "change role": N_("Change the role"),
+    "delete account": N_("Delete the account"),
 }
 
 
 def engagement(figures: Engagement) -> None:
     columns = st.columns(4)
-    columns[0].metric("Active, 7 days", f"{figures.active[7]:,}")
-    columns[1].metric("Active, 30 days", f"{figures.active[30]:,}")
-    columns[2].metric("With a station", f"{figures.with_stations:,}")
-    columns[3].metric("Stations followed", f"{figures.followed:,}")
+    columns[0].metric(_("Active, 7 days"), number(figures.active[7]))
+    columns[1].metric(_("Active, 30 days"), number(figures.active[30]))
+    columns[2].metric(_("With a station"), number(figures.with_stations))
+    columns[3].metric(_("Stations followed"), number(figures.followed))
     widgets.caption(
-        "Active: used a signed-in session in that time. Reset codes: {} still usable, {} expired or used.",
+        _("Active: used a signed-in session in that time. Reset codes: {} still usable, {} expired or used."),
         figures.codes_pending,
         figures.codes_spent,
     )
-    st.subheader("Sign-ups per week")
+    st.subheader(_("Sign-ups per week"))
+    week_of, sign_ups = _("Week of"), _("Sign-ups")
     weeks = pd.DataFrame(
-        {"Week of": [monday for monday, _ in figures.sign_ups], "Sign-ups": [n for _, n in figures.sign_ups]}
+        {week_of: [monday for monday, _n in figures.sign_ups], sign_ups: [n for _monday, n in figures.sign_ups]}
     )
-    st.bar_chart(weeks, x="Week of", y="Sign-ups", height=220)
-    st.subheader("Most followed stations")
+    st.bar_chart(weeks, x=week_of, y=sign_ups, height=220)
+    st.subheader(_("Most followed stations"))
     if not figures.most_followed:
-        st.caption("Nobody follows a station yet.")
+        st.caption(_("Nobody follows a station yet."))
         return
     st.dataframe(
         pd.DataFrame(
-            {"Station": [name for name, _ in figures.most_followed], "Followers": [n for _, n in figures.most_followed]}
+            {
+                _("Station"): [name for name, _n in figures.most_followed],
+                _("Followers"): [n for _name, n in figures.most_followed],
+            }
         ),
         hide_index=True,
         width="stretch",
@@ -88,49 +93,50 @@ def pipeline(
     status: SchedulerStatus, runs: Sequence[RunRow], log: tuple[Path | None, list[str]], autostart: bool
 ) -> None:
     if status.alive:
-        next_pass = widgets.paris_time(status.next_pass_at) if status.next_pass_at else "as soon as it wakes"
+        next_pass = moment(status.next_pass_at) if status.next_pass_at else _("as soon as it wakes")
         widgets.caption(
-            "The scheduler is running on {} (pid {}, since {}); next update {}.",
+            _("The scheduler is running on {} (pid {}, started {}); next update {}."),
             status.host,
             status.pid,
-            widgets.paris_time(status.started_at),
+            moment(status.started_at),
             next_pass,
         )
     elif autostart:
-        st.warning("The scheduler is not running on this machine: the next visitor's session starts it again.")
+        st.warning(_("The scheduler is not running on this machine: the next visitor's session starts it again."))
     else:
-        st.warning("The scheduler is not running, and ETL_AUTOSTART is off: start `python etl.py serve`.")
+        st.warning(_("The scheduler is not running, and ETL_AUTOSTART is off: start `python etl.py serve`."))
     if status.last_failure is not None:
         widgets.caption(
-            "Last failure: {} ({}): {}",
-            widgets.paris_time(status.last_failure.started_at),
+            _("Last failure {} ({}): {}"),
+            moment(status.last_failure.started_at),
             status.last_failure.kind,
             status.last_failure.error or "",
         )
     frame = pd.DataFrame(
         {
-            "Started": [widgets.paris_time(run.started_at) for run in runs],
-            "Kind": [run.kind for run in runs],
-            "Status": [run.status for run in runs],
-            "Stations": [run.stations for run in runs],
-            "Prices": [run.prices for run in runs],
-            "Changed": [run.changes for run in runs],
-            "Rejected": [run.rejected for run in runs],
-            "Seconds": [round(run.duration_seconds, 1) for run in runs],
-            "Error": [run.error or "" for run in runs],
+            _("Started"): [moment(run.started_at) for run in runs],
+            _("Kind"): [run.kind for run in runs],
+            _("Status"): [run.status for run in runs],
+            _("Stations"): [run.stations for run in runs],
+            _("Prices"): [run.prices for run in runs],
+            _("Changed"): [run.changes for run in runs],
+            _("Rejected"): [run.rejected for run in runs],
+            _("Seconds"): [round(run.duration_seconds, 1) for run in runs],
+            _("Error"): [run.error or "" for run in runs],
         }
     )
     st.dataframe(frame, hide_index=True, width="stretch")
     if len(runs) > 1:
-        st.subheader("Duration of the last runs (s)")
-        st.line_chart(frame.iloc[::-1].reset_index(drop=True)[["Seconds"]], height=200)
+        st.subheader(_("Duration of the last runs (s)"))
+        st.line_chart(frame.iloc[::-1].reset_index(drop=True)[[_("Seconds")]], height=200)
     path, lines = log
-    with st.expander(f"The scheduler's log: the last {len(lines)} lines" if path else "The scheduler's log"):
+    title = ngettext("The scheduler's log: the last line", "The scheduler's log: the last {} lines", len(lines))
+    with st.expander(title.format(len(lines)) if path else _("The scheduler's log")):
         if path is None:
-            st.caption("No log on this machine yet.")
+            st.caption(_("No log on this machine yet."))
         else:
             widgets.caption("{}", path.name)
-            st.code("".join(lines) or "(empty)", language=None)
+            st.code("".join(lines) or _("(empty)"), language=None)
 
 
 def backfill_progress(row: BackfillProgress | None, now: dt.datetime) -> None:
@@ -143,12 +149,14 @@ def backfill_progress(row: BackfillProgress | None, now: dt.datetime) -> None:
     if now - row.updated_at > BACKFILL_STALLED:
         widgets.caption(
             "No progress since {}: if it stopped, run the same backfill again; it resumes where it was.",
-            widgets.paris_time(row.updated_at),
+            moment(row.updated_at, now),
         )
 
 
 def update_button() -> bool:
-    return st.button("Update prices now", icon=":material/refresh:", help="Asks the running scheduler for a pass.")
+    return st.button(
+        _("Update prices now"), icon=":material/refresh:", help=_("Asks the running scheduler for a pass.")
+    )
 
 
 def follow_update(administration, request_id: int) -> UpdateRequest | None:
@@ -162,11 +170,11 @@ def follow_update(administration, request_id: int) -> UpdateRequest | None:
             shown.empty()
             return request
         if request.started_at is None:
-            shown.info("Waiting for the scheduler (it looks every few seconds)…", icon=":material/schedule:")
+            shown.info(_("Waiting for the scheduler (it looks every few seconds)…"), icon=":material/schedule:")
         else:
-            shown.info("The scheduler is loading the feed…", icon=":material/sync:")
+            shown.info(_("The scheduler is loading the feed…"), icon=":material/sync:")
         time.sleep(UPDATE_POLL_SECONDS)  # the script's own thread: leaving the page ends the wait
-    shown.warning("The scheduler has not answered yet. Is it running? The runs table shows the update once it ends.")
+    shown.warning(_("The scheduler has not answered yet. Is it running? The runs table shows the update once it ends."))
     return None
 
 
@@ -178,7 +186,7 @@ def done(kind: str, template: str, *values: object) -> None:
 
 def answered(request: UpdateRequest) -> None:
     if request.outcome and request.outcome.startswith("failed"):
-        done("error", "The update {}", request.outcome)
+        done("error", _("The update {}"), request.outcome)
     done("success", "{}", request.outcome or "")
 
 
@@ -189,38 +197,47 @@ def show_notice() -> None:
 
 
 SERVICE_ACTIONS = {
-    "Back up now": "back up",
-    "Restore a backup": "restore",
-    "Restart the scheduler": "restart",
-    "Remove expired and used reset codes": "flush",
+    "back up": N_("Back up now"),
+    "restore": N_("Restore a backup"),
+    "restart": N_("Restart the scheduler"),
+    "flush": N_("Remove expired and used reset codes"),
 }
+
+
+def _action_choice(actions: dict[str, str], key: str) -> str:
+    """A row of actions, each shown in the active language; the code of the one chosen."""
+    labels = {code: _(label) for code, label in actions.items()}
+    return st.radio(_("Action"), list(actions), format_func=labels.get, horizontal=True, key=key)
 
 
 def confirmed_service_action(backups: Sequence[str]) -> tuple[str, str | None] | None:
     """(action, the backup to restore) once confirmed; `backups`: the files of the backup target, newest first."""
     with st.form("service-action"):
-        label = st.radio("Action", list(SERVICE_ACTIONS), horizontal=True, key="service-choice")
+        action = _action_choice(SERVICE_ACTIONS, "service-choice")
         chosen = st.selectbox(
-            "Backup to restore (for “Restore a backup”)", backups, key="service-backup", placeholder="no backup yet"
+            _("Backup to restore (for “Restore a backup”)"),
+            backups,
+            key="service-backup",
+            placeholder=_("no backup yet"),
         )
-        sure = st.checkbox("I confirm", key="service-confirm")
-        sent = st.form_submit_button("Apply to the service")
+        sure = st.checkbox(_("I confirm"), key="service-confirm")
+        sent = st.form_submit_button(_("Apply to the service"))
     if sent and not sure:
-        st.error("Tick “I confirm” first.")
-    return (SERVICE_ACTIONS[label], chosen) if sent and sure else None
+        st.error(_("Tick “I confirm” first."))
+    return (action, chosen) if sent and sure else None
 
 
 def confirmed_account_action(people: Sequence[AccountRow]) -> tuple[str, str, str] | None:
     """(action, username, role) once confirmed."""
     with st.form("account-action"):
-        username = st.selectbox("Account", [person.username for person in people], key="admin-target")
-        label = st.radio("Action", list(ACCOUNT_ACTIONS), horizontal=True, key="account-choice")
-        role = st.selectbox("New role (for “Change the role”)", ROLES, key="account-role")
-        sure = st.checkbox("I confirm", key="account-confirm")
-        sent = st.form_submit_button("Apply to this account")
+        username = st.selectbox(_("Account"), [person.username for person in people], key="admin-target")
+        action = _action_choice(ACCOUNT_ACTIONS, "account-choice")
+        role = st.selectbox(_("New role (for “Change the role”)"), ROLES, key="account-role")
+        sure = st.checkbox(_("I confirm"), key="account-confirm")
+        sent = st.form_submit_button(_("Apply to this account"))
     if sent and not sure:
-        st.error("Tick “I confirm” first.")
-    return (ACCOUNT_ACTIONS[label], username, role) if sent and sure and username else None
+        st.error(_("Tick “I confirm” first."))
+    return (action, username, role) if sent and sure and username else None
 
 
 def carry_out(app, actor: str, chosen: tuple[str, str, str] | None, service: tuple[str, str | None] | None) -> None:
@@ -233,33 +250,42 @@ def carry_out(app, actor: str, chosen: tuple[str, str, str] | None, service: tup
                 changed = administration.change_role(actor, username, role)
                 done(
                     "success",
-                    "{} is now {}.",
+                    _("{} is now an administrator.") if changed.role == "admin" else _("{} is now a user."),
                     changed.username,
-                    "an administrator" if changed.role == "admin" else "a user",
                 )
             elif action == "send reset code":
                 if administration.send_reset_code(actor, username):
-                    done("success", "A reset code was sent to the address of {}.", username)
+                    done("success", _("A reset code was sent to the address of {}."), username)
                 else:
-                    done("warning", "No code was sent: {} already had 3 codes in the last hour.", username)
+                    done("warning", _("No code was sent: {} already had 3 codes in the last hour."), username)
             elif action == "lift wait":
                 administration.lift_wait(actor, username)
-                done("success", "{} can sign in again at once.", username)
+                done("success", _("{} can sign in again at once."), username)
             elif action == "sign out everywhere":
                 ended = administration.sign_out_everywhere(actor, username)
-                done("success", "{} is signed out everywhere ({} sessions ended).", username, ended)
+                done(
+                    "success",
+                    ngettext(
+                        "{} is signed out everywhere ({} session ended).",
+                        "{} is signed out everywhere ({} sessions ended).",
+                        ended,
+                    ),
+                    username,
+                    ended,
+                )
             elif action == "delete account":
                 administration.delete_account(actor, username)
-                done("success", "The account {} is deleted, with all its data.", username)
+                done("success", _("The account {} is deleted, with all its data."), username)
         action, backup_name = service or (None, None)
         if action == "restart":
-            done("success", "The scheduler runs again (pid {}).", administration.restart_scheduler(actor))
+            done("success", _("The scheduler runs again (pid {})."), administration.restart_scheduler(actor))
         elif action == "flush":
-            done("success", "{} reset codes removed.", administration.flush_codes(actor))
+            flushed = administration.flush_codes(actor)
+            done("success", ngettext("{} reset code removed.", "{} reset codes removed.", flushed), flushed)
         elif action == "back up":
             done("success", "{}", administration.carry_out(actor, "back up", lambda: backup(engine, settings)))
         elif action == "restore" and backup_name is None:
-            st.error("There is no backup to restore yet.")  # nothing changed: no need to draw the page again
+            st.error(_("There is no backup to restore yet."))  # nothing changed: no need to draw the page again
         elif action == "restore":
             source = target_of(settings.backup_location).where(backup_name)
             done("success", "{}", administration.carry_out(actor, "restore", lambda: restore(engine, settings, source)))
@@ -271,11 +297,11 @@ def accounts_table(people: Sequence[AccountRow]) -> None:
     st.dataframe(
         pd.DataFrame(
             {
-                "Username": [person.username for person in people],
-                "E-mail": [person.email for person in people],
-                "Role": [person.role for person in people],
-                "Created": [widgets.paris_time(person.created_at) for person in people],
-                "Stations": [person.stations for person in people],
+                _("Username"): [person.username for person in people],
+                _("E-mail"): [person.email for person in people],
+                _("Role"): [person.role for person in people],
+                _("Created"): [moment(person.created_at) for person in people],
+                _("Stations"): [person.stations for person in people],
             }
         ),
         hide_index=True,
@@ -285,16 +311,16 @@ def accounts_table(people: Sequence[AccountRow]) -> None:
 
 def audit_trail(rows: Sequence[AuditRow]) -> None:
     if not rows:
-        st.caption("No action yet.")
+        st.caption(_("No action yet."))
         return
     st.dataframe(
         pd.DataFrame(
             {
-                "When": [widgets.paris_time(row.at) for row in rows],
-                "Who": [row.actor for row in rows],
-                "What": [row.action for row in rows],
-                "On whom": [row.target for row in rows],
-                "Detail": [row.detail for row in rows],
+                _("When"): [moment(row.at) for row in rows],
+                _("Who"): [row.actor for row in rows],
+                _("What"): [row.action for row in rows],
+                _("On whom"): [row.target for row in rows],
+                _("Detail"): [row.detail for row in rows],
             }
         ),
         hide_index=True,

@@ -3,8 +3,9 @@
 Carburoam uses the library for two widgets (registration with its captcha, and the change of a
 detail) and its cookie component (extra-streamlit-components' CookieManager) to write the sign-in
 cookie. Everything that depends on how the library works inside lives here: its session-state
-keys, the in-memory credentials dict its widgets change, its messages, and how its cookie
-component reports back. A library upgrade touches this file only.
+keys, the in-memory credentials dict its widgets change, its messages (told in the active language,
+as are the labels its forms are given), and how its cookie component reports back. A library
+upgrade touches this file only.
 
 The sign-in cookie holds the session's random token, signed (a JWT with the credentials
 document's cookie key). Browsers only change cookies through the component, which runs a moment
@@ -39,26 +40,29 @@ from accounts.rules import (
     check_password_policy,
     check_username,
     passes,
+    say,
 )
 from accounts.service import EMAIL_TAKEN
 from accounts.store import Document
 from accounts.users import Account
+from i18n import N_, _
 
 PENDING_COOKIE = "cookie-pending"  # ("set", value, expires) or ("delete",), with a nonce for the component key
 JWT_ALGORITHM = "HS256"
 # Messages the library raises when an e-mail or username is taken: it says so before hashing the password.
 TAKEN = {"Email already taken", "Username/email already taken", "User already exists"}
+TAKEN_EITHER = N_("That username or e-mail address is already used by another account.")
 LIBRARY_MESSAGES = {
     "Username is not valid": USERNAME_RULE,
     "Email is not valid": EMAIL_INVALID,
-    "First name is not valid": f"Please enter your first name (at most {NAME_MAX_CHARS} characters).",
-    "Last name is not valid": f"Please enter your last name (at most {NAME_MAX_CHARS} characters).",
-    "Password/repeat password fields cannot be empty": "Please type the password twice.",
+    "First name is not valid": N_("Please enter your first name (at most {count} characters)."),
+    "Last name is not valid": N_("Please enter your last name (at most {count} characters)."),
+    "Password/repeat password fields cannot be empty": N_("Please type the password twice."),
     "Passwords do not match": PASSWORDS_DIFFER,
     "Email already taken": EMAIL_TAKEN,
-    "Username/email already taken": "That username or e-mail address is already used by another account.",
-    "User already exists": "That username or e-mail address is already used by another account.",
-    "New and current values are the same": "Nothing changed.",
+    "Username/email already taken": TAKEN_EITHER,
+    "User already exists": TAKEN_EITHER,
+    "New and current values are the same": N_("Nothing changed."),
 }
 
 
@@ -86,8 +90,10 @@ class AccountValidator(Validator):
 
 
 def explain(message: str) -> str:
-    """The library's terse messages in plain language (ours pass through unchanged)."""
-    return LIBRARY_MESSAGES.get(message, message)
+    """The library's terse messages in plain language, in the active language (ours pass through unchanged)."""
+    if message not in LIBRARY_MESSAGES:
+        return message
+    return _(LIBRARY_MESSAGES[message]).format(count=NAME_MAX_CHARS)
 
 
 # --------------------------------------------------------------------------- widgets
@@ -103,7 +109,7 @@ def _library(document: Document, account: Account | None) -> stauth.Authenticate
         cookie["expiry_days"],
         validator=AccountValidator(),
         auto_hash=False,
-        password_instructions=PASSWORD_HELP,
+        password_instructions=say(PASSWORD_HELP),
     )
     st.session_state.update(
         authentication_status=account is not None,
@@ -128,21 +134,21 @@ def registration_form(document: Document) -> tuple[str, Mapping[str, Any]] | Non
     """
     library = _library(document, None)
     try:
-        _, username, _ = library.register_user(
+        _email, username, _name = library.register_user(
             location="main",
             captcha=False,  # ui/captcha.py draws and checks its own, larger and renewable
             roles=["user"],
             password_hint=False,
             key="register",
             fields={
-                "Form name": "Your details",
-                "First name": "First name",
-                "Last name": "Last name",
-                "Email": "E-mail",
-                "Username": "Username",
-                "Password": "Password",
-                "Repeat password": "Repeat the password",
-                "Register": "Create my account",
+                "Form name": _("Your details"),
+                "First name": _("First name"),
+                "Last name": _("Last name"),
+                "Email": _("E-mail"),
+                "Username": _("Username"),
+                "Password": _("Password"),
+                "Repeat password": _("Repeat the password"),
+                "Register": _("Create my account"),
             },
         )
     except RegisterError as exc:
@@ -161,7 +167,15 @@ def details_form(document: Document, account: Account) -> Mapping[str, Any] | No
         changed = library.update_user_details(
             account.username,
             key="details",
-            fields={"Form name": "Change a detail", "Field": "Detail", "Email": "E-mail", "Update": "Save"},
+            fields={
+                "Form name": _("Change a detail"),
+                "Field": _("Detail"),
+                "First name": _("First name"),
+                "Last name": _("Last name"),
+                "Email": _("E-mail"),
+                "New value": _("New value"),
+                "Update": _("Save"),
+            },
         )
     except UpdateError as exc:
         raise RegistrationRefused(explain(str(exc))) from exc

@@ -16,24 +16,25 @@ import streamlit as st
 from captcha.image import ImageCaptcha
 
 from accounts.errors import RegistrationRefused
+from i18n import N_, _
 
 T = TypeVar("T")
 STATE_KEY = "captcha"  # (answer, round): the round names the widgets of the picture shown
 ALPHABET = "ACDEFHJKMNPRTUVWXY34679"  # no look-alikes: 0/O, 1/I/L, 2/Z, 5/S, 8/B
 LENGTH = 5
 WIDTH, HEIGHT = 300, 100  # the library's 120 x 75 cut characters off
-LABEL = "Type the characters in the picture"
-WRONG = "The characters typed don't match the picture; here is a new one."
+LABEL = N_("Type the characters in the picture")
+WRONG = N_("The characters typed don't match the picture; here is a new one.")
 
 
 def challenge() -> None:
     """The picture, a button for another one, and the box to type it in."""
     answer, round_ = _state()
     st.image(ImageCaptcha(width=WIDTH, height=HEIGHT).generate(answer).getvalue(), width=WIDTH)
-    if st.button("New picture", icon=":material/refresh:", key=f"captcha-new-{round_}"):
+    if st.button(_("New picture"), icon=":material/refresh:", key=f"captcha-new-{round_}"):
         _renew()
         st.rerun()
-    st.text_input(LABEL, key=f"captcha-typed-{round_}", max_chars=LENGTH, autocomplete="off")
+    st.text_input(_(LABEL), key=f"captcha-typed-{round_}", max_chars=LENGTH, autocomplete="off")
 
 
 def checked(form: Callable[[], T | None]) -> T | None:
@@ -69,4 +70,4 @@ def _renew() -> None:
 
 
 def _new_answer() -> str:
-    return "".join(secrets.choice(ALPHABET) for _ in range(LENGTH))
+    return "".join(secrets.choice(ALPHABET) for _position in range(LENGTH))

@@ -15,6 +15,7 @@ import pandas as pd
 import streamlit as st
 from streamlit_js_eval import get_geolocation
 
+from i18n import N_, _, age, distance, litres, moment, money, ngettext, number, price
 from prices import place_search
 from prices.detour import ROAD_FACTOR, Trip
 from prices.finder import FinderStation, Result, StationDetail, week_of
@@ -28,11 +29,12 @@ PLACE, FUEL, RADIUS, OPEN_NOW, AUTOMAT, BRAND, SORT = "q", "fuel", "radius", "op
 LATITUDE, LONGITUDE = "lat", "lon"
 LOCATING, CLEAR_PLACE, ORDER_KEY = "finder-locating", "finder-clear-place", "finder-order"
 DEFAULT_RADIUS_KM = 10
-SORT_LABELS = {"price": "Cheapest", "distance": "Nearest", "saving": "Biggest net saving"}
+SORT_LABELS = {"price": N_("Cheapest"), "distance": N_("Nearest"), "saving": N_("Biggest net saving")}
+POSITION_NOT_FOUND = N_("Your position could not be found.")
 GEOLOCATION_ERRORS = {
-    1: "Your browser did not share its position.",
-    2: "Your position could not be found.",
-    3: "Your browser took too long to find your position.",
+    1: N_("Your browser did not share its position."),
+    2: POSITION_NOT_FOUND,
+    3: N_("Your browser took too long to find your position."),
 }
 
 
@@ -83,15 +85,15 @@ def where(suggestions: Sequence[str]) -> str | None:
     place_column, locate_column = st.columns([4, 1], vertical_alignment="bottom")
     with place_column:
         place = st.selectbox(
-            "Town, postcode or address",
+            _("Town, postcode or address"),
             suggestions,
             index=None,
             key=PLACE,
             bind="query-params",
             accept_new_options=True,
-            placeholder="e.g. Lyon, 69003 or cours Gambetta Lyon",
+            placeholder=_("e.g. Lyon, 69003 or cours Gambetta Lyon"),
         )
-    if locate_column.button("Locate me", icon=":material/my_location:", width="stretch"):
+    if locate_column.button(_("Locate me"), icon=":material/my_location:", width="stretch"):
         st.session_state[LOCATING] = st.session_state.get(LOCATING, 0) + 1
     if st.session_state.get(LOCATING):
         _ask_the_browser(st.session_state[LOCATING])
@@ -102,7 +104,7 @@ def where(suggestions: Sequence[str]) -> str | None:
 def _ask_the_browser(attempt: int) -> None:
     answer = get_geolocation(component_key=f"geolocation-{attempt}")
     if answer is None:
-        st.caption("Waiting for your browser to share its position…")
+        st.caption(_("Waiting for your browser to share its position…"))
         return
     st.session_state[LOCATING] = 0
     coords = answer.get("coords") if isinstance(answer, dict) else None
@@ -113,8 +115,8 @@ def _ask_the_browser(attempt: int) -> None:
         st.rerun()
     code = answer.get("error", {}).get("code") if isinstance(answer, dict) else None
     widgets.warning(
-        "{} Type a town, a postcode or an address instead.",
-        GEOLOCATION_ERRORS.get(code, "Your position could not be found."),
+        _("{} Type a town, a postcode or an address instead."),
+        _(GEOLOCATION_ERRORS.get(code, POSITION_NOT_FOUND)),
     )
 
 
@@ -126,17 +128,19 @@ def forget_position() -> None:
 def what(fuels: Sequence[str], default_fuel: str, brands: Sequence[str]) -> Criteria:
     """Fuel, radius, filters and order, each kept in the URL."""
     fuel_column, radius_column = st.columns(2)
-    fuel = fuel_column.selectbox("Fuel", fuels, index=list(fuels).index(default_fuel), key=FUEL, bind="query-params")
-    radius = radius_column.slider("Within (km)", 2, 50, DEFAULT_RADIUS_KM, key=RADIUS, bind="query-params")
+    fuel = fuel_column.selectbox(_("Fuel"), fuels, index=list(fuels).index(default_fuel), key=FUEL, bind="query-params")
+    radius = radius_column.slider(_("Within (km)"), 2, 50, DEFAULT_RADIUS_KM, key=RADIUS, bind="query-params")
     chosen = sum(bool(st.session_state.get(name)) for name in (OPEN_NOW, AUTOMAT, BRAND))
     with st.expander(
-        f"Filters and order ({chosen} filter{'s' if chosen != 1 else ''} on)" if chosen else "Filters and order"
+        ngettext("Filters and order ({} filter on)", "Filters and order ({} filters on)", chosen).format(chosen)
+        if chosen
+        else _("Filters and order")
     ):
         open_column, automat_column, brand_column = st.columns([1, 1, 2], vertical_alignment="bottom")
-        open_now = open_column.toggle("Open now", key=OPEN_NOW, bind="query-params")
-        automat = automat_column.toggle("24/24 automat", key=AUTOMAT, bind="query-params")
+        open_now = open_column.toggle(_("Open now"), key=OPEN_NOW, bind="query-params")
+        automat = automat_column.toggle(_("24/24 automat"), key=AUTOMAT, bind="query-params")
         brand = brand_column.selectbox(
-            "Brand", brands, index=None, placeholder="All brands", key=BRAND, bind="query-params"
+            _("Brand"), brands, index=None, placeholder=_("All brands"), key=BRAND, bind="query-params"
         )
         sort = _order()
     return Criteria(fuel, int(radius), bool(open_now), bool(automat), brand, sort or "price")
@@ -147,7 +151,15 @@ def _order() -> str:
     asked = st.query_params.get(SORT)
     if ORDER_KEY not in st.session_state:
         st.session_state[ORDER_KEY] = asked if asked in SORT_LABELS else "price"
-    sort = st.segmented_control("Order", list(SORT_LABELS), format_func=SORT_LABELS.get, key=ORDER_KEY) or "price"
+    sort = (
+        st.segmented_control(
+            _("Order"),
+            list(SORT_LABELS),
+            format_func={code: _(label) for code, label in SORT_LABELS.items()}.get,
+            key=ORDER_KEY,
+        )
+        or "price"
+    )
     if sort == "price":
         st.query_params.pop(SORT, None)
     else:
@@ -155,37 +167,52 @@ def _order() -> str:
     return sort
 
 
-def _count(count: int) -> str:
-    return f"**{count}** station" if count == 1 else f"**{count}** stations"
-
-
 def understood(match: PlaceMatch | None, place: str | None, near_me: bool, criteria: Criteria, count: int) -> None:
     """One sentence saying what the search understood and found."""
     if near_me:
-        widgets.markdown(_count(count) + " within {} km of you.", criteria.radius_km)
+        widgets.markdown(
+            ngettext("**{}** station within {} of you.", "**{}** stations within {} of you.", count),
+            count,
+            distance(criteria.radius_km),
+        )
     elif match is None:
-        widgets.warning("No place called “{}” was found. Try a town, a postcode, or a street and its town.", place)
+        widgets.warning(_("No place called “{}” was found. Try a town, a postcode, or a street and its town."), place)
     elif match.kind == "street":
-        widgets.markdown("No town called “{}”: " + _count(count) + " whose address matches.", place)
+        widgets.markdown(
+            ngettext(
+                "No town called “{}”: **{}** station whose address matches.",
+                "No town called “{}”: **{}** stations whose address matches.",
+                count,
+            ),
+            place,
+            count,
+        )
     else:
-        widgets.markdown(_count(count) + " in and around {}, {} km around.", match.label, criteria.radius_km)
+        widgets.markdown(
+            ngettext(
+                "**{}** station in and around {}, {} around.", "**{}** stations in and around {}, {} around.", count
+            ),
+            count,
+            match.label,
+            distance(criteria.radius_km),
+        )
         if match.alternatives:
-            widgets.caption("Did you mean {}?", ", ".join(a.label for a in match.alternatives))
+            widgets.caption(_("Did you mean {}?"), ", ".join(a.label for a in match.alternatives))
 
 
 def _price(result: Result) -> str:
     station = result.station
     if station.out_of_stock:
-        return "out of stock"
-    return f"{station.price:.3f} €/L" if station.price is not None else "—"
+        return _("out of stock")
+    return price(station.price) if station.price is not None else "—"
 
 
 def _saving(result: Result) -> str:
     if result.nearest:
-        return "nearest selling it"
+        return _("nearest selling it")
     if result.saving is None:
         return ""
-    return f"saves {result.saving:.2f} € net" if result.saving > 0 else "not worth the detour"
+    return _("saves {} net").format(money(result.saving)) if result.saving > 0 else _("not worth the detour")
 
 
 def results_list(
@@ -194,22 +221,25 @@ def results_list(
     """The results, price first, then brand and name (or the name a person gave): both fit a phone's
     width. Returns the station picked."""
     names = names or {}
+    price_, station_ = _("Price"), _("Station")
     table = pd.DataFrame(
         {
-            "Price": [_price(r) for r in results],
-            "Station": [names.get(r.station.id, r.station.title) for r in results],
-            "km": [round(r.station.distance_km, 1) if r.station.distance_km is not None else None for r in results],
-            "Town": [r.station.town for r in results],
-            "Updated": [widgets.age(r.station.updated_at, now) if r.station.updated_at else "" for r in results],
-            "Open": [map_ui.opening_word(r.opening) for r in results],
-            "Detour": [_saving(r) for r in results],
-            "Motorway": ["motorway" if r.station.motorway else "" for r in results],
+            price_: [_price(r) for r in results],
+            station_: [names.get(r.station.id, r.station.title) for r in results],
+            _("Distance"): [
+                distance(r.station.distance_km) if r.station.distance_km is not None else "" for r in results
+            ],
+            _("Town"): [r.station.town for r in results],
+            _("Updated"): [age(r.station.updated_at, now) if r.station.updated_at else "" for r in results],
+            _("Open"): [map_ui.opening_word(r.opening) for r in results],
+            _("Detour"): [_saving(r) for r in results],
+            _("Motorway"): [_("motorway") if r.station.motorway else "" for r in results],
         }
     )
     config = {
-        "Price": st.column_config.TextColumn(width=90),
-        "Station": st.column_config.TextColumn(width=190),
-        "km": st.column_config.NumberColumn(format="%.1f", width=50),
+        price_: st.column_config.TextColumn(width=90),
+        station_: st.column_config.TextColumn(width=190),
+        _("Distance"): st.column_config.TextColumn(width=70),
     }
     event = st.dataframe(
         table,
@@ -226,11 +256,13 @@ def results_list(
 
 def detour_formula(trip: Trip) -> None:
     widgets.caption(
-        "Net saving = (price at the nearest station − price here) × {} L − 2 × extra distance × {} (roads are "
-        "longer than a straight line) × {} L/100 km × price here. Set your fill and consumption in your profile.",
-        f"{trip.tank_litres:g}",
-        f"{ROAD_FACTOR:g}",
-        f"{trip.litres_per_100km:g}",
+        _(
+            "Net saving = (price at the nearest station − price here) × {} − 2 × extra distance × {} (roads are "
+            "longer than a straight line) × {} L/100 km × price here. Set your fill and consumption in your profile."
+        ),
+        litres(trip.tank_litres),
+        number(ROAD_FACTOR, 2),
+        number(trip.litres_per_100km, 1),
     )
 
 
@@ -242,20 +274,19 @@ def station_detail(detail: StationDetail, now: dt.datetime) -> None:
     widgets.markdown("{}, {} {}", station.address, station.zip_code, station.town)
     facts = [opening.phrase()]
     if station.automat and opening.state == "open":  # otherwise the phrase names the automat already
-        facts.append("24/24 automat")
+        facts.append(_("24/24 automat"))
     if station.motorway:
-        facts.append("motorway")
+        facts.append(_("motorway"))
     widgets.markdown("**{}**", " · ".join(facts))
     fuels = pd.DataFrame(
         {
-            "Fuel": [f.fuel for f in detail.fuels],
-            "Price": [
-                ("out of stock" if f.rupture else f"{f.price:.3f} €/L" if f.price is not None else "—")
+            _("Fuel"): [f.fuel for f in detail.fuels],
+            _("Price"): [
+                (_("out of stock") if f.rupture else price(f.price) if f.price is not None else "—")
                 for f in detail.fuels
             ],
-            "Updated": [
-                f"{widgets.paris_time(f.updated_at)} ({widgets.age(f.updated_at, now)})" if f.updated_at else ""
-                for f in detail.fuels
+            _("Updated"): [
+                f"{moment(f.updated_at, now)} ({age(f.updated_at, now)})" if f.updated_at else "" for f in detail.fuels
             ],
         }
     )
@@ -266,25 +297,25 @@ def station_detail(detail: StationDetail, now: dt.datetime) -> None:
             with tab:
                 trends_ui.price_chart({fuel: days}, height=180, empty=trends_ui.TEXT["no_station_history"])
     else:
-        st.caption("This station declares no price at the moment.")
+        st.caption(_("This station declares no price at the moment."))
     days = week(week_of(station), now.astimezone(PARIS).date())
     widgets.markdown(
-        "  \n".join(("**{}: {}** (today)" if day.today else "{}: {}") for day in days),
+        "  \n".join((_("**{}: {}** (today)") if day.today else "{}: {}") for day in days),
         *[part for day in days for part in (day.name, day.text)],
     )
     if detail.services:
-        widgets.caption("Services: {}", ", ".join(detail.services))
+        widgets.caption(_("Services: {}"), ", ".join(detail.services))
 
 
 def follow_form(station: FinderStation) -> str | None:
     """'Follow this station' under a name the person chooses; the name when the form was sent."""
     with st.form("follow"):
         name = st.text_input(
-            f"Name it (1 to {NAME_MAX_CHARS} characters)",
+            _("Name it (1 to {} characters)").format(NAME_MAX_CHARS),
             value=default_name(station.brand or station.town, station.address),
             max_chars=NAME_MAX_CHARS,
         )
-        if st.form_submit_button("Follow this station", icon=":material/add:"):
+        if st.form_submit_button(_("Follow this station"), icon=":material/add:"):
             return name
     return None
 
@@ -294,11 +325,11 @@ def trip_form(trip: Trip) -> tuple[float, float] | None:
     with st.form("trip"):
         left, right = st.columns(2)
         tank = left.number_input(
-            "Litres per fill", min_value=0.0, value=float(trip.tank_litres), step=5.0, key="trip-litres"
+            _("Litres per fill"), min_value=0.0, value=float(trip.tank_litres), step=5.0, key="trip-litres"
         )
         per_100 = right.number_input(
-            "Consumption (L/100 km)", min_value=0.0, value=float(trip.litres_per_100km), step=0.1, key="trip-l100"
+            _("Consumption (L/100 km)"), min_value=0.0, value=float(trip.litres_per_100km), step=0.1, key="trip-l100"
         )
-        if st.form_submit_button("Save my fill and consumption"):
+        if st.form_submit_button(_("Save my fill and consumption")):
             return tank, per_100
     return None

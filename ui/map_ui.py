@@ -18,6 +18,8 @@ import pydeck as pdk
 import streamlit as st
 from pydeck.bindings.json_tools import default_serialize
 
+import i18n
+from i18n import _, age, price
 from prices import finder
 from prices.finder import FinderStation
 from prices.hours import OpeningStatus
@@ -34,7 +36,7 @@ MIN_ZOOM, MAX_ZOOM = 4.0, 14.0
 
 
 def opening_word(opening: OpeningStatus) -> str:
-    return {"open": "open", "closed": "closed"}.get(opening.state, "hours unknown")
+    return {"open": _("open"), "closed": _("closed")}.get(opening.state, _("hours unknown"))
 
 
 def _colour(price: Decimal | None, low: Decimal, high: Decimal) -> list[int]:
@@ -106,7 +108,9 @@ def _france_layout(_sessions, database_url: str, version: int, fuel_id: int) -> 
 
 
 @st.cache_resource(ttl=60, max_entries=reads.VERSIONS_KEPT * 6, show_spinner=False)  # shared, never copied: read only
-def _france(_sessions, database_url: str, version: int, fuel_id: int, map_provider: str) -> MapPoints:
+def _france(
+    _sessions, database_url: str, version: int, fuel_id: int, map_provider: str, language: str
+) -> MapPoints:  # tooltips are in `language`
     now = utcnow()
     layout = _france_layout(_sessions, database_url, version, fuel_id)
     points = _points(layout, finder.openings(layout.stations, now), now)
@@ -115,9 +119,10 @@ def _france(_sessions, database_url: str, version: int, fuel_id: int, map_provid
 
 def france(app, fuel_id: int) -> MapPoints:
     """Every station of France on the map: read and coloured once per pass; its tooltips, which say how old
-    each price is and whether the station is open, and its JSON are made again each minute."""
+    each price is and whether the station is open (in the session's language), and its JSON are made again
+    each minute."""
     version = reads.version(app)
-    return _france(app.Session, app.settings.database_url, version, fuel_id, app.settings.map_provider)
+    return _france(app.Session, app.settings.database_url, version, fuel_id, app.settings.map_provider, i18n.language())
 
 
 class _CompactDeck(pdk.Deck):
@@ -150,7 +155,7 @@ def _deck(points: MapPoints, selected: int | None, here: tuple[float, float] | N
     if marks:
         layers.append(_ring(marks, "selected", (20, 20, 20), 12))
     if here is not None:
-        layers.append(_ring([{"p": [here[1], here[0]], "t": "You are here"}], "here", HERE, 9, filled=True))
+        layers.append(_ring([{"p": [here[1], here[0]], "t": _("You are here")}], "here", HERE, 9, filled=True))
     deck = _CompactDeck(
         layers=layers,
         initial_view_state=_view([point["p"] for point in data], here),
@@ -175,10 +180,10 @@ def price_map(
     event = st.pydeck_chart(deck, on_select="rerun", selection_mode="single-object", key=key, height=460)
     if points.low < points.high:
         widgets.caption(
-            "Colours: green {} and cheaper, amber {}, red {} and dearer, grey no price.",
-            f"{points.low:.3f} €/L",
-            f"{(points.low + points.high) / 2:.3f} €/L",
-            f"{points.high:.3f} €/L",
+            _("Colours: green {} and cheaper, amber {}, red {} and dearer, grey no price."),
+            price(points.low),
+            price((points.low + points.high) / 2),
+            price(points.high),
         )
     chosen = event.selection.get("indices", {}).get(MAP_LAYER) if event else None
     return points.ids[chosen[0]] if chosen else None
@@ -204,13 +209,13 @@ def _ring(data: list[dict], layer_id: str, colour: tuple[int, int, int], radius:
 def _tooltip(station: FinderStation, opening: OpeningStatus | None, now: dt.datetime) -> str:
     """Brand (or town), price and its age, open or not: short, as 10,000 of them travel with the map."""
     if station.out_of_stock:
-        price = "out of stock"
+        shown = _("out of stock")
     elif station.price is not None:
-        price = f"{station.price:.3f} €/L, {widgets.age(station.updated_at, now)}"
+        shown = f"{price(station.price)}, {age(station.updated_at, now)}"
     else:
-        price = "no price"
+        shown = _("no price")
     status = f"\n{opening_word(opening)}" if opening is not None else ""
-    return f"{station.brand or station.town}\n{price}{status}"
+    return f"{station.brand or station.town}\n{shown}{status}"
 
 
 def _view(positions: Sequence[list[float]], here: tuple[float, float] | None) -> pdk.ViewState:

@@ -1,8 +1,10 @@
-"""The app's frame, run before every page: resources, the scheduler check, sign-in, navigation, sidebar.
+"""The app's frame, run before every page: language, resources, the scheduler check, sign-in, navigation, sidebar.
 
 `home.py` calls these in order on every run; pages ask `current_account()`, `resources()` and the
 `require_*` guards. Who is signed in is decided on every run from the server-side session the
 browser's token opens (`Accounts.resume`), never from what the browser or the session state kept.
+
+Every run speaks the session's language, set at the top of the run (ui/language.py).
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from accounts.service import Accounts, CookieSettings, SignedIn
 from accounts.sessions import session_id
 from accounts.store import CredentialStore, StoreError, credential_store
 from accounts.users import Account
+from i18n import N_, _
 from ingest import scheduler
 from session import init_db, make_engine, session_factory, writer
 from settings import Settings, load_settings
-from ui import authenticator, widgets
+from ui import authenticator, language, widgets
 from utils import first_line
 
 log = logging.getLogger(__name__)
@@ -44,10 +47,10 @@ if (window.matchMedia("(max-width: 768px)").matches) {
 }
 </script>"""
 FLASH_KEY = "flash"  # a confirmation shown after the rerun that follows a change of session
-SESSION_ENDED = "Your session has ended (signed out elsewhere, or too long unused): please sign in again."
+SESSION_ENDED = N_("Your session has ended (signed out elsewhere, or too long unused): please sign in again.")
 PAGES_DIR = "pages"
 FIND_PAGE = f"{PAGES_DIR}/find.py"
-WELCOME_NEW_ACCOUNT = (
+WELCOME_NEW_ACCOUNT = N_(
     "Welcome to Carburoam: your account is ready and you are signed in. Find your stations and follow them."
 )
 
@@ -76,7 +79,7 @@ def rerun_first_run(page: st.Page) -> None:
         st.switch_page(page, query_params=st.query_params.to_dict())
 
 
-@st.cache_resource(show_spinner="Opening the database…")
+@st.cache_resource(show_spinner=False)
 def _open_resources() -> Resources:
     settings = load_settings()
     engine = make_engine(settings.database_url)
@@ -102,17 +105,19 @@ def through_the_frame() -> None:
     if PagesManager.uses_pages_directory and not st.session_state.get(STARTED_KEY):
         PagesManager.uses_pages_directory = False
         st.rerun()
+    language.speak()
 
 
 def resources() -> Resources:
     """The process-wide settings, database and account services; a clear stop when they cannot open."""
     through_the_frame()
     try:
-        return _open_resources()
+        with st.spinner(_("Opening the database…")):
+            return _open_resources()
     except ValueError as exc:
-        widgets.error("Carburoam is not configured correctly: {}", exc)
+        widgets.error(_("Carburoam is not configured correctly: {}"), exc)
     except SQLAlchemyError as exc:
-        widgets.error("The database cannot be opened: {}", first_line(exc))
+        widgets.error(_("The database cannot be opened: {}"), first_line(exc))
     except StoreError as exc:
         widgets.error("{}", exc)
     st.stop()
@@ -152,11 +157,12 @@ def sign_in(app: Resources) -> Account | None:
     _warn_of_a_store_outage(app.store)
     if token is not None and account is None:
         end_session(cookie)
-        flash(SESSION_ENDED, "info")
+        flash(_(SESSION_ENDED), "info")
     if account is not None:
         st.session_state[TOKEN_KEY] = token
         st.session_state[ACCOUNT_KEY] = account
-        if st.sidebar.button("Sign out", key="sign-out"):
+        language.take_up_profile_language(app, account)
+        if st.sidebar.button(_("Sign out"), key="sign-out"):
             sign_out(app)
     else:
         st.session_state.pop(ACCOUNT_KEY, None)
@@ -170,7 +176,7 @@ def _say_accounts_are_unreachable(exc: StoreError | SQLAlchemyError) -> None:
         widgets.error("{}", exc, where=st.sidebar)
     else:
         log.exception("the database refused a sign-in operation")
-        st.sidebar.error("The database is not answering right now; please try again in a moment.")
+        st.sidebar.error(_("The database is not answering right now; please try again in a moment."))
 
 
 def _warn_of_a_store_outage(store: CredentialStore) -> None:
@@ -181,7 +187,7 @@ def _warn_of_a_store_outage(store: CredentialStore) -> None:
         except StoreError:
             log.warning("the credentials store is still unreachable")
     if store.degraded:
-        st.sidebar.warning("The account service is unreachable; signing in works, changes to accounts don't.")
+        st.sidebar.warning(_("The account service is unreachable; signing in works, changes to accounts don't."))
 
 
 def _token(cookie: CookieSettings) -> str | None:
@@ -197,10 +203,10 @@ def _token(cookie: CookieSettings) -> str | None:
 
 def _sign_in_form(app: Resources, cookie: CookieSettings, where=st.sidebar, key: str = "sign-in") -> None:
     with where.form(key, clear_on_submit=False):
-        st.subheader("Sign in")
-        username = st.text_input("Username", autocomplete="username")
-        password = st.text_input("Password", type="password", autocomplete="current-password")
-        submitted = st.form_submit_button("Sign in", width="stretch")
+        st.subheader(_("Sign in"))
+        username = st.text_input(_("Username"), autocomplete="username")
+        password = st.text_input(_("Password"), type="password", autocomplete="current-password")
+        submitted = st.form_submit_button(_("Sign in"), width="stretch")
     if not submitted:
         return
     try:
@@ -297,41 +303,42 @@ def remember(account: Account) -> None:
 
 def pages_for(account: Account | None) -> list[st.Page]:
     """The pages this person may open; the admin page exists only for admins."""
-    about = st.Page(f"{PAGES_DIR}/about.py", title="About", icon=":material/info:", url_path="about")
-    find = st.Page(FIND_PAGE, title="Find a station", icon=":material/search:", url_path="find")
+    about = st.Page(f"{PAGES_DIR}/about.py", title=_("About"), icon=":material/info:", url_path="about")
+    find = st.Page(FIND_PAGE, title=_("Find a station"), icon=":material/search:", url_path="find")
     # Opened from the link of an alert e-mail, signed in or not; never in the menu.
     stop_mail = st.Page(
-        f"{PAGES_DIR}/unsubscribe.py", title="Alert e-mails", url_path="unsubscribe", visibility="hidden"
+        f"{PAGES_DIR}/unsubscribe.py", title=_("Alert e-mails"), url_path="unsubscribe", visibility="hidden"
     )
     if account is None:
         return [
             find,
-            st.Page(f"{PAGES_DIR}/welcome.py", title="Welcome", icon=":material/home:", default=True),
-            st.Page(f"{PAGES_DIR}/demo.py", title="Demo", icon=":material/play_circle:", url_path="demo"),
-            st.Page(f"{PAGES_DIR}/register.py", title="Create an account", icon=":material/person_add:"),
-            st.Page(f"{PAGES_DIR}/forgot.py", title="Forgot password", icon=":material/key:"),
+            st.Page(f"{PAGES_DIR}/welcome.py", title=_("Welcome"), icon=":material/home:", default=True),
+            st.Page(f"{PAGES_DIR}/demo.py", title=_("Demo"), icon=":material/play_circle:", url_path="demo"),
+            st.Page(f"{PAGES_DIR}/register.py", title=_("Create an account"), icon=":material/person_add:"),
+            st.Page(f"{PAGES_DIR}/forgot.py", title=_("Forgot password"), icon=":material/key:"),
             about,
             stop_mail,
         ]
     pages = [
-        st.Page(f"{PAGES_DIR}/dashboard.py", title="My prices", icon=":material/local_gas_station:", default=True),
+        st.Page(f"{PAGES_DIR}/dashboard.py", title=_("My prices"), icon=":material/local_gas_station:", default=True),
         find,
-        st.Page(f"{PAGES_DIR}/stations.py", title="My stations", icon=":material/map:"),
-        st.Page(f"{PAGES_DIR}/trends.py", title="Price trends", icon=":material/show_chart:", url_path="trends"),
-        st.Page(f"{PAGES_DIR}/profile.py", title="Profile", icon=":material/person:"),
+        st.Page(f"{PAGES_DIR}/stations.py", title=_("My stations"), icon=":material/map:"),
+        st.Page(f"{PAGES_DIR}/trends.py", title=_("Price trends"), icon=":material/show_chart:", url_path="trends"),
+        st.Page(f"{PAGES_DIR}/profile.py", title=_("Profile"), icon=":material/person:"),
         about,
         stop_mail,
     ]
     if account.role == "admin":
-        pages.insert(5, st.Page(f"{PAGES_DIR}/admin.py", title="Admin", icon=":material/admin_panel_settings:"))
+        pages.insert(5, st.Page(f"{PAGES_DIR}/admin.py", title=_("Admin"), icon=":material/admin_panel_settings:"))
     return pages
 
 
-def draw_sidebar(account: Account | None) -> None:
+def draw_sidebar(app: Resources, account: Account | None) -> None:
+    language.picker(app, account)
     if account is not None:
-        widgets.caption("Signed in as {}", account.username, where=st.sidebar)
+        widgets.caption(_("Signed in as {}"), account.username, where=st.sidebar)
     st.sidebar.caption(
-        "Prices: prix-carburants.gouv.fr, Licence Ouverte 2.0. Brands: © les contributeurs d'OpenStreetMap, ODbL."
+        _("Prices: prix-carburants.gouv.fr, Licence Ouverte 2.0. Brands: © les contributeurs d'OpenStreetMap, ODbL.")
     )
 
 
@@ -339,7 +346,7 @@ def require_account() -> Account:
     """The signed-in account; the page stops here for anyone signed out (checked on the server)."""
     account = current_account()
     if account is None:
-        st.warning("Please sign in to see this page.")
+        st.warning(_("Please sign in to see this page."))
         sign_in_here()
         st.stop()
     return account
@@ -348,6 +355,6 @@ def require_account() -> Account:
 def require_admin(account: Account | None) -> Account:
     """Refuse the page server-side unless the session belongs to an admin."""
     if account is None or account.role != "admin":
-        st.error("This page is for administrators.")
+        st.error(_("This page is for administrators."))
         st.stop()
     return account

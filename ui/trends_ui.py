@@ -13,7 +13,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from prices.hours import DAY_NAMES
+from i18n import weekday_in_sentence
 from prices.market import NATIONAL, CheapestWeekday, MarketDay
 from ui import widgets
 
@@ -97,7 +97,9 @@ def weekday_sentence(finding: CheapestWeekday | None) -> None:
     if finding is None:
         widgets.caption(TEXT["no_weekday"])
     else:
-        sentence = TEXT["weekday"].format(weekday=DAY_NAMES[finding.weekday], cents=finding.cents, weeks=finding.weeks)
+        sentence = TEXT["weekday"].format(
+            weekday=weekday_in_sentence(finding.weekday), cents=finding.cents, weeks=finding.weeks
+        )
         widgets.markdown(sentence)
 
 

@@ -19,14 +19,14 @@ import streamlit as st
 from sqlalchemy.orm import Session, sessionmaker
 
 from accounts.sessions import SessionRow
+from i18n import N_, _, age, cents, litres, moment, money, ordinal, price
 from prices.preferences import PreferenceError
 from prices.queries import BoardRow, Freshness
 from prices.savings import Savings
 from prices.trends import NEARBY_KM, Trend
-from utils import PARIS
 
 _ASCII_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # CommonMark lets a backslash escape each of them
-_WHITESPACE = re.compile(r"\s+")
+_WHITESPACE = re.compile(r"[^\S\u00a0\u2007\u202f]+")  # no-break spaces stay: "1 200 L", "1,859 €/L"
 _INVISIBLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
 # Streamlit's renderer turns URLs, e-mail addresses and :shortcodes: into links and emoji after the
 # escapes are read, so no escape stops it: an invisible word joiner after each ':' and '@', and inside
@@ -88,28 +88,8 @@ def save_choice(writer: sessionmaker[Session], change: Callable[[Session], objec
     return True
 
 
-def paris_time(moment: dt.datetime) -> str:
-    return moment.astimezone(PARIS).strftime("%d/%m/%Y %H:%M")
-
-
-def age(moment: dt.datetime, now: dt.datetime) -> str:
-    """'just now', '12 min ago', '3 h ago', '4 days ago'."""
-    seconds = max(0, int((now - moment).total_seconds()))
-    if seconds < 60:
-        return "just now"
-    if seconds < 3600:
-        return f"{seconds // 60} min ago"
-    if seconds < 2 * 86400:
-        return f"{seconds // 3600} h ago"
-    return f"{seconds // 86400} days ago"
-
-
-def euros(price: Decimal) -> str:
-    return f"{price:.3f} €"
-
-
-FEED_UNREACHABLE = "The official price feed could not be reached; prices will appear as soon as it answers."
-PRICES_LOADING = "Prices are still loading: the first download takes a minute or two. Come back shortly."
+FEED_UNREACHABLE = N_("The official price feed could not be reached; prices will appear as soon as it answers.")
+PRICES_LOADING = N_("Prices are still loading: the first download takes a minute or two. Come back shortly.")
 
 
 def nothing_to_search_yet(fresh: Freshness) -> bool:
@@ -118,7 +98,7 @@ def nothing_to_search_yet(fresh: Freshness) -> bool:
     if fresh.stations:
         return False
     st.info(
-        "No station can be searched until the prices are loaded. Your search will work then.",
+        _("No station can be searched until the prices are loaded. Your search will work then."),
         icon=":material/hourglass_top:",
     )
     return True
@@ -132,53 +112,56 @@ def show_freshness(fresh: Freshness, interval_seconds: int, now: dt.datetime, *,
     """
     if fresh.last_success_at is None:
         if fresh.last_run_failed and technical:
-            warning("The prices could not be downloaded yet ({}). Carburoam will retry.", fresh.last_run_error)
+            warning(_("The prices could not be downloaded yet ({}). Carburoam will retry."), fresh.last_run_error)
         elif fresh.last_run_failed:
-            st.warning(FEED_UNREACHABLE)
+            st.warning(_(FEED_UNREACHABLE))
         else:
-            st.info(PRICES_LOADING)
+            st.info(_(PRICES_LOADING))
         return
-    checked = (paris_time(fresh.last_success_at), age(fresh.last_success_at, now))
+    checked = (moment(fresh.last_success_at, now), age(fresh.last_success_at, now))
     newest = fresh.newest_price_at
     if newest is not None and now - newest > FEED_STILL_AFTER:
         warning(
-            "The official feed has not moved since {} ({}): these prices may be out of date. Last update {} ({}).",
-            paris_time(newest),
+            _(
+                "The official feed's newest price was declared {} ({}): these prices may be out of date. "
+                "Last update {} ({})."
+            ),
+            moment(newest, now),
             age(newest, now),
             *checked,
         )
     elif fresh.last_run_failed and technical:
         warning(
-            "Prices updated {} ({}). The latest update failed ({}); these prices may be out of date.",
+            _("Prices updated {} ({}). The latest update failed ({}); these prices may be out of date."),
             *checked,
             fresh.last_run_error,
         )
     elif fresh.last_run_failed:
         warning(
-            "Prices updated {} ({}). The latest update could not be made; these prices may be out of date.", *checked
+            _("Prices updated {} ({}). The latest update could not be made; these prices may be out of date."), *checked
         )
     elif (now - fresh.last_success_at).total_seconds() > 2 * interval_seconds:
-        warning("Prices updated {} ({}). That is longer ago than usual; these prices may be out of date.", *checked)
+        warning(_("Prices updated {} ({}). That is longer ago than usual; these prices may be out of date."), *checked)
     elif newest is not None:
         caption(
-            "Prices updated {} ({}); the newest price dates from {} ({}).",
+            _("Prices updated {} ({}); the newest price was declared {} ({})."),
             *checked,
-            paris_time(newest),
+            moment(newest, now),
             age(newest, now),
         )
     else:
-        caption("Prices updated {} ({}).", *checked)
+        caption(_("Prices updated {} ({})."), *checked)
 
 
 def _status(row: BoardRow, now: dt.datetime, stale_after: dt.timedelta) -> str:
     if row.rupture == "definitive":
-        return "Out of stock (for good)"
+        return _("Out of stock (for good)")
     if row.out_of_stock:
-        return "Out of stock (for now)"
+        return _("Out of stock (for now)")
     if row.price is None:
-        return "No price declared"
+        return _("No price declared")
     if row.is_stale(now, stale_after):
-        return f"Old price ({age(row.updated_at, now)}): not counted"
+        return _("Old price ({}): not counted").format(age(row.updated_at, now))
     return ""
 
 
@@ -205,32 +188,35 @@ def show_board(
         st.subheader(fuel)
         ordered = sorted(fuel_rows, key=lambda row: _board_order(row, now, stale_after))
         columns = {
-            "Station": [row.name for row in ordered],
-            "Address": [f"{row.address}, {row.zip_code} {row.town}" for row in ordered],
-            "Price": [euros(row.price) if row.price is not None else "—" for row in ordered],
+            _("Station"): [row.name for row in ordered],
+            _("Address"): [f"{row.address}, {row.zip_code} {row.town}" for row in ordered],
+            _("Price"): [price(row.price) if row.price is not None else "—" for row in ordered],
         }
+        last_30_days = _("Last 30 days")
         if trends is not None:
             shown = [trends.get((row.station_id, row.fuel_id)) for row in ordered]
-            columns["7 days"] = [change_in_cents(trend.change) if trend else "" for trend in shown]
-            columns["Last 30 days"] = [trend.days if trend else [] for trend in shown]
-            columns[f"Within {NEARBY_KM:g} km"] = [rank_phrase(trend) if trend else "" for trend in shown]
-        columns["Updated"] = [
-            f"{paris_time(row.updated_at)} ({age(row.updated_at, now)})" if row.updated_at else "—" for row in ordered
+            columns[_("7 days")] = [change_in_cents(trend.change) if trend else "" for trend in shown]
+            columns[last_30_days] = [trend.days if trend else [] for trend in shown]
+            columns[_("Within {} km").format(f"{NEARBY_KM:g}")] = [
+                rank_phrase(trend) if trend else "" for trend in shown
+            ]
+        columns[_("Updated")] = [
+            f"{moment(row.updated_at, now)} ({age(row.updated_at, now)})" if row.updated_at else "—" for row in ordered
         ]
         columns[""] = [_status(row, now, stale_after) for row in ordered]
-        config = {"Last 30 days": st.column_config.LineChartColumn(width="small")} if trends is not None else None
+        config = {last_30_days: st.column_config.LineChartColumn(width="small")} if trends is not None else None
         st.dataframe(pd.DataFrame(columns), hide_index=True, width="stretch", column_config=config)
         show_savings(savings.get(fuel))
 
 
 def change_in_cents(change: Decimal | None) -> str:
-    """'−3.2 cts', '+0.5 cts', 'no change', or '' when there was no price to compare with."""
+    """'−3.2 ct', '+0.5 ct', 'no change', or '' when there was no price to compare with."""
     if change is None:
         return ""
-    cents = (change * 100).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
-    if cents == 0:
-        return "no change"
-    return f"{'+' if cents > 0 else '−'}{abs(cents)} cts"
+    in_cents = (change * 100).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+    if in_cents == 0:
+        return _("no change")
+    return cents(in_cents)
 
 
 def rank_phrase(trend: Trend) -> str:
@@ -238,33 +224,28 @@ def rank_phrase(trend: Trend) -> str:
     if trend.rank is None:
         return ""
     if trend.among == 1:
-        return "the only one"
+        return _("the only one")
     if trend.rank == 1:
-        return f"cheapest of {trend.among}"
-    return f"{_ordinal(trend.rank)} cheapest of {trend.among}"
-
-
-def _ordinal(number: int) -> str:
-    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
-    return f"{number}{suffix}"
+        return _("cheapest of {}").format(trend.among)
+    return _("{} cheapest of {}").format(ordinal(trend.rank), trend.among)
 
 
 def show_savings(saving: Savings | None) -> None:
     if saving is None:
-        st.caption("Follow at least two stations with a recent price for this fuel to see what you can save.")
+        st.caption(_("Follow at least two stations with a recent price for this fuel to see what you can save."))
         return
     markdown(
-        "Filling up at **{}** rather than **{}** saves about **{} € a year**.",
+        _("Filling up at **{}** rather than **{}** saves about **{} a year**."),
         saving.cheapest.name,
         saving.dearest.name,
-        f"{saving.amount:.2f}",
+        money(saving.amount),
     )
     caption(
-        "(dearest {} − cheapest {}) × {} L a year = {} €",
-        euros(saving.dearest.price),
-        euros(saving.cheapest.price),
-        f"{saving.litres:,.0f}",
-        f"{saving.amount:.2f}",
+        _("(dearest {} − cheapest {}) × {} a year = {}"),
+        price(saving.dearest.price),
+        price(saving.cheapest.price),
+        litres(saving.litres),
+        money(saving.amount),
     )
 
 
@@ -284,11 +265,11 @@ def remember_latest_pick(key: str, *picks: int | None) -> None:
 def password_change_form(help_text: str) -> tuple[str, str, str] | None:
     """The change-password form; (current, new, repeated new) when it was submitted."""
     with st.form("change-password", clear_on_submit=True):
-        st.subheader("Change my password")
-        current = st.text_input("Current password", type="password", autocomplete="current-password")
-        new = st.text_input("New password", type="password", autocomplete="new-password", help=help_text)
-        repeat = st.text_input("Repeat the new password", type="password", autocomplete="new-password")
-        submitted = st.form_submit_button("Change my password")
+        st.subheader(_("Change my password"))
+        current = st.text_input(_("Current password"), type="password", autocomplete="current-password")
+        new = st.text_input(_("New password"), type="password", autocomplete="new-password", help=help_text)
+        repeat = st.text_input(_("Repeat the new password"), type="password", autocomplete="new-password")
+        submitted = st.form_submit_button(_("Change my password"))
     return (current, new, repeat) if submitted else None
 
 
@@ -297,14 +278,15 @@ def session_list(rows: Sequence[SessionRow], this_device: str | None, now: dt.da
     ended = None
     for row in rows:
         left, right = st.columns([4, 1], vertical_alignment="center")
-        here = " (this device)" if row.id == this_device else ""
         markdown(
-            "**{}**" + here + " — signed in {}, last used {}",
+            _("**{}** (this device) — signed in {}, last used {}")
+            if row.id == this_device
+            else _("**{}** — signed in {}, last used {}"),
             row.device,
-            paris_time(row.created_at),
+            moment(row.created_at, now),
             age(row.last_seen_at, now),
             where=left,
         )
-        if right.button("Sign out", key=f"end-{row.id}"):
+        if right.button(_("Sign out"), key=f"end-{row.id}"):
             ended = row.id
     return ended
