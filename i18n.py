@@ -32,10 +32,10 @@ from decimal import Decimal
 from pathlib import Path
 
 from babel import Locale
-from babel.dates import format_skeleton, format_time, format_timedelta, get_day_names
+from babel.dates import format_skeleton, format_time, format_timedelta, get_day_names, get_month_names
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from babel.numbers import format_currency, format_decimal
+from babel.numbers import format_currency, format_decimal, format_percent, get_decimal_symbol, get_group_symbol
 from babel.units import format_unit
 
 from settings import LANGUAGES, LOCALES_DIR, PROJECT_DIR
@@ -148,6 +148,11 @@ def price(value: Decimal) -> str:
     return format_currency(value, "EUR", format=pattern, locale=_region(), currency_digits=False) + "/L"
 
 
+def percent(share: float) -> str:
+    """A share, to the percent: '45 %' in French (a narrow no-break space), '45%' in English."""
+    return format_percent(share, locale=_region())
+
+
 def money(value: Decimal | float) -> str:
     """An amount of euros, to the cent: '100,10 €', '€100.10'."""
     return format_currency(value, "EUR", locale=_region())
@@ -165,10 +170,10 @@ def distance(km: float) -> str:
     return format_unit(km, "length-kilometer", "short", format="#,##0.#", locale=_region())
 
 
-def cents(change: Decimal) -> str:
-    """A change of price in cents, signed: '+0,5 ct', '−3,2 ct'."""
-    signed = format_decimal(change, format="+#,##0.0;−#,##0.0", locale=_region())
-    return _("{} ct").format(signed)
+def cents(change: Decimal, signed: bool = True) -> str:
+    """A change of price in cents, signed: '+0,5 ct', '−3,2 ct'; unsigned, an amount: '5 ct', '5,5 ct'."""
+    pattern = "+#,##0.0;−#,##0.0" if signed else "#,##0.#"
+    return _("{} ct").format(format_decimal(change, format=pattern, locale=_region()))
 
 
 def ordinal(rank: int) -> str:
@@ -208,6 +213,33 @@ def day_name(weekday: int) -> str:
 def weekday_in_sentence(weekday: int) -> str:
     """The day's name inside a sentence: 'lundi' in French, 'Monday' in English."""
     return get_day_names("wide", locale=_region())[weekday]
+
+
+def chart_conventions() -> dict:
+    """How a chart (Vega, in the browser) writes numbers, months and days in the active language: d3's
+    number and time locale definitions, from the same CLDR data as the rest ("1,85", "5 juin")."""
+    region = _region()
+    days = get_day_names("wide", locale=region)
+    short_days = get_day_names("abbreviated", locale=region)
+    sunday_first = [6, 0, 1, 2, 3, 4, 5]
+    return {
+        "number": {
+            "decimal": get_decimal_symbol(region),
+            "thousands": get_group_symbol(region),
+            "grouping": [3],
+            "currency": ["", ""],
+        },
+        "time": {
+            "dateTime": "%d/%m/%Y %H:%M",
+            "date": "%d/%m/%Y",
+            "time": "%H:%M:%S",
+            "periods": ["AM", "PM"],
+            "days": [days[n] for n in sunday_first],
+            "shortDays": [short_days[n] for n in sunday_first],
+            "months": [get_month_names("wide", locale=region)[n] for n in range(1, 13)],
+            "shortMonths": [get_month_names("abbreviated", locale=region)[n] for n in range(1, 13)],
+        },
+    }
 
 
 # --------------------------------------------------------------------------- the catalogs' upkeep

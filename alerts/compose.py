@@ -1,7 +1,8 @@
 """The alert mails: one mail per person and pass, in plain text and simple HTML with every value escaped.
 
-A line is a template of texts.py and its values; the plain text fills it as it is, the HTML fills it with
-each value escaped, so nothing a feed or a person wrote can become markup.
+A line is a template of texts.py, translated, and its values; the plain text fills it as it is, the HTML fills
+it with each value escaped, so nothing a feed or a person wrote can become markup. Everything here speaks the
+active language: the caller makes it the recipient's (i18n.using) around a mail's lines and composition.
 """
 
 from __future__ import annotations
@@ -15,14 +16,16 @@ from typing import NamedTuple
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+import i18n
 from alerts import texts
 from alerts.evaluate import Fired
-from alerts.rules import AREA_BELOW, DIGEST, DROP, cents, euros
+from alerts.rules import AREA_BELOW, DIGEST, DROP, cents
+from i18n import _, distance, price
 from models import CustomStation, GasType, Station
 from prices.queries import favourites_board
 from prices.trends import board_trends
 
-Line = tuple[str, dict[str, str]]  # a template of texts.py and its values
+Line = tuple[str, dict[str, str]]  # a template of texts.py in the active language, and its values
 
 
 class Mail(NamedTuple):
@@ -66,14 +69,19 @@ def fired_line(fired: Fired, names: Labels) -> Line:
     values = {
         "fuel": names.fuels.get(found.fuel_id, ""),
         "station": names.station(found.user_id, found.station_id),
-        "price": euros(found.price) if found.price is not None else "",
-        "threshold": euros(found.threshold) if found.threshold is not None else "",
+        "price": price(found.price) if found.price is not None else "",
+        "threshold": price(found.threshold) if found.threshold is not None else "",
     }
     if found.kind == DROP:
-        values |= {"cents": cents(found.reference - found.price), "reference": euros(found.reference)}
+        values |= {"cents": cents(found.reference - found.price), "reference": price(found.reference)}
     if found.kind == AREA_BELOW:
-        values |= {"radius": f"{found.radius_km:g}", "place": found.place or "", "distance": f"{found.distance_km:.1f}"}
-    return texts.FIRED["rupture_back" if fired.back else found.kind], values
+        values |= {
+            "radius": distance(found.radius_km),
+            "place": found.place or "",
+            "distance": distance(found.distance_km),
+        }
+    template = texts.FIRED["rupture_back" if fired.back else found.kind]
+    return _(template), values
 
 
 def digest_lines(session: Session, user_id: int, now: dt.datetime, stale_after: dt.timedelta) -> list[Line]:
@@ -83,22 +91,22 @@ def digest_lines(session: Session, user_id: int, now: dt.datetime, stale_after: 
     lines: list[Line] = []
     for row in sorted(board, key=lambda row: (row.name, row.fuel)):
         if row.out_of_stock:
-            lines.append((texts.DIGEST_LINE_OUT, {"station": row.name, "fuel": row.fuel}))
+            lines.append((_(texts.DIGEST_LINE_OUT), {"station": row.name, "fuel": row.fuel}))
         elif row.price is not None:
             change = trends[(row.station_id, row.fuel_id)].change
             lines.append(
                 (
-                    texts.DIGEST_LINE,
-                    {"station": row.name, "fuel": row.fuel, "price": euros(row.price), "change": change_words(change)},
+                    _(texts.DIGEST_LINE),
+                    {"station": row.name, "fuel": row.fuel, "price": price(row.price), "change": change_words(change)},
                 )
             )
-    return lines or [(texts.DIGEST_NOTHING, {})]
+    return lines or [(_(texts.DIGEST_NOTHING), {})]
 
 
 def change_words(change: Decimal | None) -> str:
     if not change:
-        return texts.CHANGE_SAME
-    return (texts.CHANGE_UP if change > 0 else texts.CHANGE_DOWN).format(cents=cents(abs(change)))
+        return _(texts.CHANGE_SAME)
+    return i18n.cents(change * 100)
 
 
 def compose(
@@ -107,24 +115,23 @@ def compose(
     """One mail: the alerts that fired, the weekly summary if due, the daily cap's notice when `cap` is reached."""
     if alerts:
         subject = (
-            texts.SUBJECT_ONE.format(line=_text(alerts[0]))
-            if len(alerts) == 1
-            else texts.SUBJECT_MANY.format(count=len(alerts))
+            _(texts.SUBJECT_ONE).format(line=_text(alerts[0])) if len(alerts) == 1 else texts.subject_many(len(alerts))
         )
     else:
-        subject = texts.SUBJECT_DIGEST
-    blocks: list[list[Line]] = [[(texts.GREETING, {"name": name})], list(alerts)]
+        subject = _(texts.SUBJECT_DIGEST)
+    blocks: list[list[Line]] = [[(_(texts.GREETING), {"name": name})], list(alerts)]
     if digest:
-        blocks.append([(texts.DIGEST_TITLE, {}), *digest])
+        blocks.append([(_(texts.DIGEST_TITLE), {}), *digest])
     if cap is not None:
-        blocks.append([(texts.CAP_REACHED, {"cap": str(cap)})])
+        blocks.append([("{notice}", {"notice": texts.cap_reached(cap)})])
     text = "\n\n".join("\n".join(_text(line) for line in block) for block in blocks if block)
-    text += "\n\n-- \n" + texts.FOOTER.format(url=unsubscribe_url) + "\n"
-    link = f'<a href="{html.escape(unsubscribe_url)}">{html.escape(texts.UNSUBSCRIBE_LINK)}</a>'
+    text += "\n\n-- \n" + _(texts.FOOTER).format(url=unsubscribe_url) + "\n"
+    link = f'<a href="{html.escape(unsubscribe_url)}">{html.escape(_(texts.UNSUBSCRIBE_LINK))}</a>'
     body = "".join(_html_block(block) for block in blocks if block)
     page = (
-        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(subject)}</title></head>'
-        f"<body>{body}<hr><p><small>{html.escape(texts.FOOTER_HTML).format(link=link)}</small></p></body></html>\n"
+        f'<!DOCTYPE html>\n<html lang="{i18n.language()}"><head><meta charset="utf-8">'
+        f"<title>{html.escape(subject)}</title></head>"
+        f"<body>{body}<hr><p><small>{html.escape(_(texts.FOOTER_HTML)).format(link=link)}</small></p></body></html>\n"
     )
     return Mail(subject[:200], text, page)
 

@@ -3,7 +3,8 @@
 `after_pass` is the job `etl.py serve` hands the scheduler. The evaluation, the new states and the composed
 mails are written in one transaction, so a mail is composed exactly once per change; the mails then wait in
 the outbox until the mail server takes them. A server that is down costs nothing but time: the pass is
-done, the mails stay, and the next pass sends them.
+done, the mails stay, and the next pass sends them. Each mail is composed in its recipient's language
+(users.language, else CARBUROAM_LANGUAGE); the log lines stay English.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session
 from accounts.store import StoreError, credential_store
 from alerts import compose, texts, unsubscribe
 from alerts.evaluate import Fired, changes, evaluate
+from i18n import _, using
 from mailer import MailError, Message, send_mail
 from models import AlertMailDay, AlertOutbox, AlertRule, User
 from session import dialect_insert, session_factory, writer
@@ -74,14 +76,17 @@ def compose_mails(engine: Engine, settings: Settings, now: dt.datetime, key: Cal
                 continue
             last = used.get(user.id, 0) + 1 == settings.alert_max_mails_per_day
             items = by_user[user.id]
-            lines = [compose.fired_line(item, names) for item in items if not compose.is_digest(item)]
-            digest = (
-                compose.digest_lines(session, user.id, now, stale_after) if any(map(compose.is_digest, items)) else []
-            )
             url = unsubscribe.link(settings.public_url, key(), user.id, user.created_at)
-            mail = compose.compose(
-                user.name or user.username, lines, digest, url, settings.alert_max_mails_per_day if last else None
-            )
+            with using(user.language or settings.language):  # the recipient's language
+                lines = [compose.fired_line(item, names) for item in items if not compose.is_digest(item)]
+                digest = (
+                    compose.digest_lines(session, user.id, now, stale_after)
+                    if any(map(compose.is_digest, items))
+                    else []
+                )
+                mail = compose.compose(
+                    user.name or user.username, lines, digest, url, settings.alert_max_mails_per_day if last else None
+                )
             made.append(
                 {
                     "user_id": user.id,
@@ -136,9 +141,11 @@ def send_test(session: Session, settings: Settings, key: bytes, user_id: int) ->
     user = session.get(User, user_id)
     count = session.scalar(select(func.count()).where(AlertRule.user_id == user_id))
     url = unsubscribe.link(settings.public_url, key, user.id, user.created_at)
-    mail = compose.compose(user.name or user.username, [(texts.TEST_LINE, {"count": str(count)})], [], url)
+    with using(user.language or settings.language):  # the recipient's language, whoever clicked
+        mail = compose.compose(user.name or user.username, [("{line}", {"line": texts.sample_line(count)})], [], url)
+        subject = _(texts.SUBJECT_TEST)
     headers = (("List-Unsubscribe", f"<{url}>"), ONE_CLICK)
-    message = Message(user.email, texts.SUBJECT_TEST, mail.text, user.username, mail.html, headers)
+    message = Message(user.email, subject, mail.text, user.username, mail.html, headers)
     send_mail(settings, message)
 
 

@@ -13,7 +13,9 @@ from typing import NamedTuple
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+import i18n
 from alerts import texts
+from i18n import _, distance, price
 from models import AlertRule, AlertState, CustomStation, GasType, Station
 from prices.place_search import SearchTooLong, resolve_place
 
@@ -27,7 +29,7 @@ MAX_RULES_PER_USER = 50
 
 
 class AlertRefused(ValueError):
-    """An alert not saved; the message says why in words a person understands."""
+    """An alert not saved; the message says why in words a person understands, in the active language."""
 
 
 class RuleView(NamedTuple):
@@ -59,11 +61,11 @@ def create(
         raise ValueError(f"unknown alert kind {kind!r}")
     count = session.scalar(select(func.count()).where(AlertRule.user_id == user_id))
     if count >= MAX_RULES_PER_USER:
-        raise AlertRefused(texts.TOO_MANY.format(count=count))
+        raise AlertRefused(_(texts.TOO_MANY).format(count=count))
     rule = AlertRule(user_id=user_id, kind=kind, created_at=now, paused=False)
     if kind == DIGEST:
         if session.scalar(select(AlertRule.id).where(AlertRule.user_id == user_id, AlertRule.kind == DIGEST)):
-            raise AlertRefused(texts.ONE_DIGEST)
+            raise AlertRefused(_(texts.ONE_DIGEST))
     else:
         rule.gastype_id = _fuel(session, fuel_id)
     if kind in STATION_KINDS:
@@ -86,7 +88,7 @@ def set_paused(session: Session, user_id: int, rule_id: int, paused: bool) -> No
         update(AlertRule).where(AlertRule.id == rule_id, AlertRule.user_id == user_id).values(paused=paused)
     )
     if done.rowcount == 0:
-        raise AlertRefused(texts.NOT_FOUND)
+        raise AlertRefused(_(texts.NOT_FOUND))
     if not paused:
         session.execute(delete(AlertState).where(AlertState.rule_id == rule_id))
 
@@ -95,7 +97,7 @@ def remove(session: Session, user_id: int, rule_id: int) -> None:
     session.execute(delete(AlertState).where(AlertState.rule_id == rule_id, AlertState.user_id == user_id))
     done = session.execute(delete(AlertRule).where(AlertRule.id == rule_id, AlertRule.user_id == user_id))
     if done.rowcount == 0:
-        raise AlertRefused(texts.NOT_FOUND)
+        raise AlertRefused(_(texts.NOT_FOUND))
 
 
 def pause_all(session: Session, user_id: int) -> int:
@@ -122,31 +124,26 @@ def rules_of(session: Session, user_id: int) -> list[RuleView]:
     views = []
     for rule, fuel, address, town in rows:
         station = names.get(rule.station_id) or (f"{address}, {town}" if address else "")
-        description = texts.RULE[rule.kind].format(
+        description = _(texts.RULE[rule.kind]).format(
             fuel=fuel or "",
             station=station,
-            threshold=euros(rule.threshold) if rule.threshold is not None else "",
+            threshold=price(rule.threshold) if rule.threshold is not None else "",
             cents=cents(rule.threshold) if rule.threshold is not None else "",
-            radius=f"{rule.radius_km:g}" if rule.radius_km is not None else "",
+            radius=distance(rule.radius_km) if rule.radius_km is not None else "",
             place=rule.place or "",
         )
         views.append(RuleView(rule.id, rule.kind, description, rule.paused))
     return views
 
 
-def euros(price: Decimal) -> str:
-    """'1.689 €/L'."""
-    return f"{price:.3f} €/L"
-
-
 def cents(amount: Decimal) -> str:
-    """'5 cts', '2.5 cts'."""
-    return f"{(amount * 100).normalize():f} cts"
+    """An amount in euros said in cents: '5 ct', '5,5 ct'."""
+    return i18n.cents(amount * 100, signed=False)
 
 
 def _fuel(session: Session, fuel_id: int | None) -> int:
     if fuel_id is None or session.get(GasType, fuel_id) is None:
-        raise AlertRefused(texts.NEED_FUEL)
+        raise AlertRefused(_(texts.NEED_FUEL))
     return fuel_id
 
 
@@ -155,37 +152,39 @@ def _my_station(session: Session, user_id: int, station_id: int | None) -> int:
         select(CustomStation.station_id).where(CustomStation.user_id == user_id, CustomStation.station_id == station_id)
     )
     if station_id is None or followed is None:
-        raise AlertRefused(texts.NOT_MY_STATION)
+        raise AlertRefused(_(texts.NOT_MY_STATION))
     return station_id
 
 
 def _price(threshold: Decimal | None) -> Decimal:
     if threshold is None or not PRICE_RANGE[0] <= Decimal(threshold) <= PRICE_RANGE[1]:
-        raise AlertRefused(texts.NEED_THRESHOLD)
+        raise AlertRefused(_(texts.NEED_THRESHOLD).format(low=price(PRICE_RANGE[0]), high=price(PRICE_RANGE[1])))
     return Decimal(threshold).quantize(Decimal("0.001"))
 
 
 def _drop(threshold: Decimal | None) -> Decimal:
     low, high = (Decimal(n) / 100 for n in DROP_CENTS_RANGE)
     if threshold is None or not low <= Decimal(threshold) <= high:
-        raise AlertRefused(texts.NEED_DROP)
+        raise AlertRefused(_(texts.NEED_DROP).format(low=cents(low), high=cents(high)))
     return Decimal(threshold).quantize(Decimal("0.001"))
 
 
 def _radius(radius_km: float | None) -> float:
     if radius_km is None or not RADIUS_KM_RANGE[0] <= radius_km <= RADIUS_KM_RANGE[1]:
-        raise AlertRefused(texts.NEED_RADIUS)
+        raise AlertRefused(
+            _(texts.NEED_RADIUS).format(low=distance(RADIUS_KM_RANGE[0]), high=distance(RADIUS_KM_RANGE[1]))
+        )
     return float(radius_km)
 
 
 def _place(session: Session, place: str | None) -> tuple[str, float, float]:
     """The place's label and centre, read as the finder reads its place box."""
     if not place or not place.strip():
-        raise AlertRefused(texts.NEED_PLACE)
+        raise AlertRefused(_(texts.NEED_PLACE))
     try:
         match = resolve_place(session, place)
     except SearchTooLong as exc:
         raise AlertRefused(str(exc)) from exc
     if match is None or match.latitude is None or match.longitude is None:
-        raise AlertRefused(texts.PLACE_NOT_FOUND.format(place=place.strip()))
+        raise AlertRefused(_(texts.PLACE_NOT_FOUND).format(place=place.strip()))
     return match.label[:120], match.latitude, match.longitude

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from accounts.store import CredentialStore, document_secret
 from alerts import texts
 from alerts.rules import pause_all
+from i18n import _
 from models import AlertOutbox, User
 
 DOCUMENT_FIELD = "unsubscribe_key"  # where the credentials document keeps the secret
@@ -28,10 +29,10 @@ SIGNATURE_BYTES = 16
 
 
 class TokenRefused(ValueError):
-    """The token was cut or changed; the message says so to the person who opened the link."""
+    """The token was cut or changed; the message says so to the person who opened the link, in the active language."""
 
     def __init__(self, message: str = texts.LINK_REFUSED) -> None:
-        super().__init__(message)
+        super().__init__(_(message))
 
 
 class Unsubscribed(NamedTuple):
@@ -53,7 +54,7 @@ def link(public_url: str, key: bytes, user_id: int, created_at: dt.datetime) -> 
 
 def unsubscribe(session: Session, key: bytes, presented: str) -> Unsubscribed:
     """Stop the alert mails of the account `presented` was made for; TokenRefused when it is not genuine."""
-    user_part, _, signature = (presented or "").strip().partition(".")
+    user_part, _dot, signature = (presented or "").strip().partition(".")
     if not user_part.isdigit() or not signature:
         raise TokenRefused()
     user = session.get(User, int(user_part))

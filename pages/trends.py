@@ -2,6 +2,7 @@ import datetime as dt
 
 import streamlit as st
 
+from i18n import _
 from prices import market, queries
 from prices.trends import daily_prices
 from ui import shell, trends_ui, widgets
@@ -14,7 +15,7 @@ account = shell.require_account()
 now = utcnow()
 today = now.astimezone(PARIS).date()
 
-st.title("Price trends")
+st.title(_("Price trends"))
 days = trends_ui.period_picker("trends-period")
 with app.Session() as session:
     favourites = dict(queries.user_favourites(session, account.user_id))
@@ -26,23 +27,23 @@ with app.Session() as session:
     figures = market.market_days(session, scopes, fuel_ids, today - dt.timedelta(days=days - 1), today)
 
 if not favourites:
-    st.info("You don't follow any station yet. Follow a few, and how their prices move appears here.")
-    st.page_link("pages/find.py", label="Find a station", icon=":material/search:")
+    st.info(_("You don't follow any station yet. Follow a few, and how their prices move appears here."))
+    st.page_link("pages/find.py", label=_("Find a station"), icon=":material/search:")
     st.stop()
 if not fuel_ids:
-    st.info("Choose the fuels you buy, and how their prices move appears here.")
-    st.page_link("pages/profile.py", label="Choose my fuels", icon=":material/person:")
+    st.info(_("Choose the fuels you buy, and how their prices move appears here."))
+    st.page_link("pages/profile.py", label=_("Choose my fuels"), icon=":material/person:")
     st.stop()
-if not any(price is not None for series in history.values() for _, price in series) and not figures:
-    widgets.info(trends_ui.TEXT["no_history"], icon=":material/hourglass_empty:")
+if not any(price is not None for series in history.values() for _day, price in series) and not figures:
+    widgets.info(trends_ui.say("no_history"), icon=":material/hourglass_empty:")
     st.stop()
 
 for fuel_id in fuel_ids:
     st.header(fuel_names[fuel_id])
     mine = {favourites[station]: history[(station, fuel)][-days:] for station, fuel in pairs if fuel == fuel_id}
-    st.subheader(trends_ui.TEXT["mine"])
+    st.subheader(trends_ui.say("mine"))
     trends_ui.price_chart(mine)
-    st.subheader(trends_ui.TEXT["market"])
+    st.subheader(trends_ui.say("market"))
     trends_ui.market_chart([row for row in figures if row.fuel_id == fuel_id])
     weekday = market.cheapest_weekday(
         [history[pair][-WEEKDAY_DAYS:] for pair in pairs if pair[1] == fuel_id],

@@ -2,14 +2,15 @@ import streamlit as st
 
 from alerts import texts
 from alerts.unsubscribe import TokenRefused, secret, unsubscribe
+from i18n import _
 from ui import alerts_ui, shell, widgets
 
 app = shell.resources()
 
-st.title("Alert e-mails")
+st.title(_("Alert e-mails"))
 token = st.query_params.get("token")
 if not token:
-    st.info(texts.LINK_MISSING)
+    st.info(_(texts.LINK_MISSING))
     st.stop()
 try:
     with app.Writer.begin() as session:

@@ -119,7 +119,7 @@ def test_the_admin_page_shows_a_backfill_under_way_and_one_that_stopped(monkeypa
 
     (bar,) = at.get("progress")
     assert r"Reading the archive (25\%)" in bar.proto.text and bar.proto.value == 25  # Markdown, escaped
-    assert not [caption for caption in at.caption if "No progress since" in caption.value]
+    assert not [caption for caption in at.caption if "Last progress" in caption.value]
 
     with app.session() as session, session.begin():
         session.get(BackfillProgress, 1).updated_at = started

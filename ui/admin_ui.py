@@ -23,7 +23,7 @@ from alerts.texts import KIND_NAMES
 from backups.archive import BackupError
 from backups.service import backup, restore
 from backups.targets import target_of
-from i18n import N_, _, moment, ngettext, number
+from i18n import N_, _, age, moment, ngettext, number, percent
 from ingest.progress import DONE, LOADING
 from ingest.scheduler import SchedulerError, SchedulerStatus
 from mailer import MailError
@@ -79,14 +79,17 @@ def engagement(figures: Engagement) -> None:
 
 def alerts(figures: AlertFigures) -> None:
     """How many price alerts people set, of which kinds, and the alert e-mails of today."""
-    st.subheader("Price alerts")
+    st.subheader(_("Price alerts"))
     columns = st.columns(4)
-    columns[0].metric("Alerts set", f"{figures.rules:,}")
-    columns[1].metric("People with alerts", f"{figures.people:,}")
-    columns[2].metric("Alert e-mails today", f"{figures.sent_today:,}")
-    columns[3].metric("Waiting to be sent", f"{figures.waiting:,}")
-    kinds = ", ".join(f"{KIND_NAMES[kind].lower()}: {n:,}" for kind, n in sorted(figures.by_kind.items()))
-    widgets.caption("{} paused. By kind: {}.", f"{figures.paused:,}", kinds or "none yet")
+    columns[0].metric(_("Alerts set"), number(figures.rules))
+    columns[1].metric(_("People with alerts"), number(figures.people))
+    columns[2].metric(_("Alert e-mails today"), number(figures.sent_today))
+    columns[3].metric(_("Waiting to be sent"), number(figures.waiting))
+    kinds = ", ".join(
+        _("{kind}: {count}").format(kind=_(KIND_NAMES[kind]).lower(), count=number(n))
+        for kind, n in sorted(figures.by_kind.items())
+    )
+    widgets.caption(_("{} paused. By kind: {}."), number(figures.paused), kinds or _("none yet"))
 
 
 def pipeline(
@@ -144,12 +147,12 @@ def backfill_progress(row: BackfillProgress | None, now: dt.datetime) -> None:
     if row is None or row.phase == DONE:
         return
     share = row.done / row.total if row.total else 0.0
-    what = "Reading the archive" if row.phase == LOADING else "Computing the daily figures"
-    st.progress(min(share, 1.0), text=widgets.md("Backfill of {}: {} ({}).", row.source, what, f"{share:.0%}"))
+    what = _("Reading the archive") if row.phase == LOADING else _("Computing the daily figures")
+    st.progress(min(share, 1.0), text=widgets.md(_("Backfill of {}: {} ({})."), row.source, what, percent(share)))
     if now - row.updated_at > BACKFILL_STALLED:
         widgets.caption(
-            "No progress since {}: if it stopped, run the same backfill again; it resumes where it was.",
-            moment(row.updated_at, now),
+            _("Last progress {}: if it stopped, run the same backfill again; it resumes where it was."),
+            age(row.updated_at, now),
         )
 
 

@@ -292,10 +292,10 @@ def station_detail(detail: StationDetail, now: dt.datetime) -> None:
     )
     if detail.fuels:
         st.dataframe(fuels, hide_index=True, width="stretch")
-        widgets.caption(trends_ui.TEXT["last_30_days"])
+        widgets.caption(trends_ui.say("last_30_days"))
         for tab, (fuel, days) in zip(st.tabs(list(detail.days)), detail.days.items(), strict=True):
             with tab:
-                trends_ui.price_chart({fuel: days}, height=180, empty=trends_ui.TEXT["no_station_history"])
+                trends_ui.price_chart({fuel: days}, height=180, empty="no_station_history")
     else:
         st.caption(_("This station declares no price at the moment."))
     days = week(week_of(station), now.astimezone(PARIS).date())

@@ -1,81 +1,93 @@
 """The price-history charts: a period picker, a station's or several stations' daily prices, France's and
 departments' daily median and average, and the sentence about the cheapest weekday.
 
-Every sentence shown is in TEXT, whole, with named placeholders, so that it can be translated as one.
+Every sentence shown is in TEXT, whole, with named placeholders, marked for the catalogs and translated where it
+is shown (`say(key)`). The charts write numbers, months and days in the session's language (i18n's chart
+conventions), and their tooltips say each day and price as the rest of the app does.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
-from i18n import weekday_in_sentence
+import i18n
+from i18n import N_, _, price, weekday_in_sentence
 from prices.market import NATIONAL, CheapestWeekday, MarketDay
 from ui import widgets
 
 PERIODS = (7, 30, 90, 365)
 TEXT = {
-    "period": "Period",
-    "days": "{days} days",
-    "day": "Day",
-    "price": "€/L",
-    "line": "Line",
-    "no_history": (
+    "period": N_("Period"),
+    "days": N_("{days} days"),
+    "day": N_("Day"),
+    "price": N_("€/L"),
+    "line": N_("Line"),
+    "no_history": N_(
         "No price history yet. Each price update adds to it: charts fill in over the coming days. "
         "An administrator can also load past years with “python etl.py backfill --year 2025”."
     ),
-    "no_station_history": "No price of this fuel over the last 30 days.",
-    "last_30_days": "Prices over the last 30 days:",
-    "no_market": "No daily figures for France or your departments over this period yet.",
-    "mine": "My stations",
-    "market": "France and my departments",
-    "national_median": "France, median",
-    "national_mean": "France, average",
-    "department_median": "Department {department}, median",
-    "department_mean": "Department {department}, average",
-    "weekday": (
-        "Over the last 90 days, {weekday} was the cheapest day at your stations: {cents:.1f} cts/L below the other "
+    "no_station_history": N_("No price of this fuel over the last 30 days."),
+    "last_30_days": N_("Prices over the last 30 days:"),
+    "no_market": N_("No daily figures for France or your departments over this period yet."),
+    "mine": N_("My stations"),
+    "market": N_("France and my departments"),
+    "national_median": N_("France, median"),
+    "national_mean": N_("France, average"),
+    "department_median": N_("Department {department}, median"),
+    "department_mean": N_("Department {department}, average"),
+    "weekday": N_(
+        "Over the last 90 days, {weekday} was the cheapest day at your stations: {cents} a litre below the other "
         "days of the same week on average, over {weeks} weeks."
     ),
-    "no_weekday": "Over the last 90 days, no day of the week was reliably cheaper than the others at your stations.",
-    "weekday_method": (
+    "no_weekday": N_(
+        "Over the last 90 days, no day of the week was reliably cheaper than the others at your stations."
+    ),
+    "weekday_method": N_(
         "How this is worked out: for each station and whole week, each day's price is compared with that "
         "station's average of the week; a day is named only if it was lower than the rest of its week often and "
         "clearly enough that chance would explain it less than once in 20 times (an exact sign-flip test over the "
         "weeks, allowing for having picked the lowest of seven days)."
     ),
-    "market_method": (
+    "market_method": N_(
         "Each day's figure counts every station's price in force at the end of the day (its latest price, for up "
         "to 30 days), in France and in the department of each of your stations."
     ),
 }
 
 
+def say(key: str) -> str:
+    """The sentence TEXT[key] in the session's language."""
+    return _(TEXT[key])
+
+
 def period_picker(key: str, default: int = 30) -> int:
     picked = st.segmented_control(
-        TEXT["period"],
+        say("period"),
         PERIODS,
         default=default,
-        format_func=lambda days: TEXT["days"].format(days=days),
+        format_func=lambda days: say("days").format(days=days),
         key=key,
     )
     return picked or default
 
 
 def price_chart(
-    series: Mapping[str, Sequence[tuple[dt.date, float | None]]], height: int = 320, empty: str = TEXT["no_history"]
+    series: Mapping[str, Sequence[tuple[dt.date, float | None]]], height: int = 320, empty: str = "no_history"
 ) -> None:
-    """One line per name: its price each day. Days without a price are left out; without any, `empty` is said."""
+    """One line per name: its price each day. Days without a price are left out; without any, `empty` (a key
+    of TEXT) is said."""
     frame = pd.DataFrame(
         [(name, day, price) for name, days in series.items() for day, price in days if price is not None],
         columns=["line", "day", "price"],
     )
     if frame.empty:
-        widgets.info(empty)
+        widgets.info(say(empty))
         return
     _line_chart(frame, height)
 
@@ -88,31 +100,33 @@ def market_chart(rows: Sequence[MarketDay], height: int = 320) -> None:
         columns=["line", "day", "price"],
     )
     if frame.empty:
-        widgets.caption(TEXT["no_market"])
+        widgets.caption(say("no_market"))
         return
     _line_chart(frame, height)
 
 
 def weekday_sentence(finding: CheapestWeekday | None) -> None:
     if finding is None:
-        widgets.caption(TEXT["no_weekday"])
+        widgets.caption(say("no_weekday"))
     else:
-        sentence = TEXT["weekday"].format(
-            weekday=weekday_in_sentence(finding.weekday), cents=finding.cents, weeks=finding.weeks
+        sentence = say("weekday").format(
+            weekday=weekday_in_sentence(finding.weekday),
+            cents=i18n.cents(round(finding.cents, 1), signed=False),
+            weeks=i18n.number(finding.weeks),
         )
         widgets.markdown(sentence)
 
 
 def methods() -> None:
     """How the market's figures and the cheapest weekday are worked out, said once under the charts."""
-    widgets.caption(TEXT["market_method"])
-    widgets.caption(TEXT["weekday_method"])
+    widgets.caption(say("market_method"))
+    widgets.caption(say("weekday_method"))
 
 
 def _scope_line(scope: str, figure: str) -> str:
     if scope == NATIONAL:
-        return TEXT[f"national_{figure}"]
-    return TEXT[f"department_{figure}"].format(department=scope)
+        return say(f"national_{figure}")
+    return say(f"department_{figure}").format(department=scope)
 
 
 def _line_chart(frame: pd.DataFrame, height: int) -> None:
@@ -120,24 +134,26 @@ def _line_chart(frame: pd.DataFrame, height: int) -> None:
     margin = max((high - low) * 0.1, 0.005)
     lines = frame["line"].nunique()
     legend = alt.Legend(orient="bottom", columns=2, labelLimit=170) if lines > 1 else None
+    frame = frame.assign(shown=[price(Decimal(str(value))) for value in frame["price"]])
     chart = (
         alt.Chart(frame)
         .mark_line(point=len(frame["day"].unique()) <= 31, interpolate="step-after")
         .encode(
-            x=alt.X("day:T", title=TEXT["day"], axis=alt.Axis(format="%d %b")),
+            x=alt.X("day:T", title=say("day"), axis=alt.Axis(format="%d %b")),
             y=alt.Y(
                 "price:Q",
-                title=TEXT["price"],
+                title=say("price"),
                 scale=alt.Scale(domain=[low - margin, high + margin]),
                 axis=alt.Axis(format=".2f", tickCount=4),
             ),
             color=alt.Color("line:N", title=None, legend=legend),
             tooltip=[
-                alt.Tooltip("line:N", title=TEXT["line"]),
-                alt.Tooltip("day:T", title=TEXT["day"], format="%d/%m/%Y"),
-                alt.Tooltip("price:Q", title=TEXT["price"], format=".3f"),
+                alt.Tooltip("line:N", title=say("line")),
+                alt.Tooltip("day:T", title=say("day"), format="%d/%m/%Y"),
+                alt.Tooltip("shown:N", title=_("Price")),
             ],
         )
         .properties(height=height)
+        .configure(locale=i18n.chart_conventions())
     )
     st.altair_chart(chart, width="stretch")
