@@ -57,11 +57,11 @@ def test_an_alert_is_set_paused_resumed_and_deleted_from_the_profile(app):
     button(at, "Save the alert").click().run()
     assert not at.exception
     assert rules_of(app, account.user_id) == [("price_below", False)]
-    assert "Gazole at Gare at 1.850 €/L or less" in markdowns(at)
+    assert "Gazole at Gare at €1.850/L or less" in markdowns(at)
 
     button(at, "Pause").click().run()
     assert rules_of(app, account.user_id) == [("price_below", True)]
-    assert "Gazole at Gare at 1.850 €/L or less (paused)" in markdowns(at)
+    assert "Gazole at Gare at €1.850/L or less (paused)" in markdowns(at)
     button(at, "Resume").click().run()
     assert rules_of(app, account.user_id) == [("price_below", False)]
     button(at, "Delete").click().run()

@@ -31,6 +31,7 @@ from session import session_factory, writer
 from utils import PARIS, utcnow
 
 PASSWORD = "correct horse battery"
+NBSP = "\u00a0"  # French puts a no-break space before "€"
 HOME, WORK, FAR = 75001001, 75002001, 13001001
 GAZOLE, SP95, E10 = 1, 2, 5
 FUEL_NAMES = {1: "Gazole", 2: "SP95", 3: "E85", 4: "GPLc", 5: "E10", 6: "SP98"}
@@ -157,10 +158,10 @@ def test_each_kind_fires_once_per_change_of_state_and_alerts_firing_together_mak
     scheduled_pass(engine, mail_settings, feed(tmp_path, fired, out={HOME: {E10}}))
     assert len(inbox.received) == 1, "four alerts at once: one mail"
     first = bodies(inbox)[0]
-    assert "Gazole is at 1.640 €/L at Home <b>&</b> (your alert: 1.650 €/L or less)." in first
-    assert "SP95 dropped by 6 cts in 24 hours at Home <b>&</b>: 1.800 €/L → 1.740 €/L." in first
+    assert "Gazole is at €1.640/L at Home <b>&</b> (your alert: €1.650/L or less)." in first
+    assert "SP95 dropped by 6 ct in 24 hours at Home <b>&</b>: €1.800/L → €1.740/L." in first
     assert "Home <b>&</b> has run out of E10." in first
-    assert "The cheapest Gazole within 10 km of Paris (75001–75002) is 1.600 €/L, at Work (0.5 km away)." in first
+    assert "The cheapest Gazole within 10 km of Paris (75001–75002) is €1.600/L, at Work (460 m away)." in first
     assert inbox.received[0]["Subject"] == "Carburoam: 4 price alerts"
     html = inbox.received[0].get_body(("html",)).get_content()
     assert "Home &lt;b&gt;&amp;&lt;/b&gt;" in html and "<b>&</b>" not in html
@@ -176,7 +177,7 @@ def test_each_kind_fires_once_per_change_of_state_and_alerts_firing_together_mak
 
     scheduled_pass(engine, mail_settings, feed(tmp_path, with_prices(a=(HOME, GAZOLE, "1.640"))))
     assert len(inbox.received) == 3, "true again after being false: a new mail"
-    assert "Gazole is at 1.640 €/L at Home" in bodies(inbox)[2] and "E10" not in bodies(inbox)[2]
+    assert "Gazole is at €1.640/L at Home" in bodies(inbox)[2] and "E10" not in bodies(inbox)[2]
 
 
 def test_a_drop_counts_against_the_highest_price_of_the_24_hours_before(
@@ -189,7 +190,7 @@ def test_a_drop_counts_against_the_highest_price_of_the_24_hours_before(
     assert inbox.received == [], "3 cents down from 1.800: not enough"
     scheduled_pass(engine, mail_settings, feed(tmp_path, with_prices(a=(HOME, SP95, "1.745"))))
     assert len(inbox.received) == 1
-    assert "SP95 dropped by 5.5 cts in 24 hours at Home <b>&</b>: 1.800 €/L → 1.745 €/L." in bodies(inbox)[0]
+    assert "SP95 dropped by 5.5 ct in 24 hours at Home <b>&</b>: €1.800/L → €1.745/L." in bodies(inbox)[0]
 
 
 def test_the_daily_cap_stops_mails_and_the_last_one_says_so(alice, engine, mail_settings, smtp_inbox, tmp_path):
@@ -201,9 +202,41 @@ def test_the_daily_cap_stops_mails_and_the_last_one_says_so(alice, engine, mail_
         scheduled_pass(engine, capped, feed(tmp_path, with_prices(a=(HOME, GAZOLE, price))))
 
     assert len(inbox.received) == 2, "three changes to true, two mails a day"
-    assert texts.CAP_REACHED.format(cap=2) not in bodies(inbox)[0]
-    assert texts.CAP_REACHED.format(cap=2) in bodies(inbox)[1]
+    assert texts.cap_reached(2) not in bodies(inbox)[0]
+    assert texts.cap_reached(2) in bodies(inbox)[1]
     assert count(engine, AlertOutbox) == 0, "what the cap stops is not kept for later"
+
+
+def test_a_french_recipient_reads_the_alert_mail_in_french(
+    alice, accounts, engine, mail_settings, smtp_inbox, tmp_path
+):
+    """Each mail speaks its recipient's language (the profile's), whatever the service's default (English here)."""
+    _, inbox = smtp_inbox
+    bob = accounts.register("bob", "bob@example.org", "Bob", "Durand", PASSWORD, PASSWORD)
+    with session_factory(writer(engine)).begin() as session:
+        preferences.set_language(session, alice.user_id, "fr")
+        preferences.follow_station(session, bob.user_id, HOME, "Maison")
+    add_rule(engine, alice.user_id, rules.PRICE_BELOW, station_id=HOME, fuel_id=GAZOLE, threshold=Decimal("1.650"))
+    add_rule(engine, alice.user_id, rules.DROP, station_id=HOME, fuel_id=SP95, threshold=Decimal("0.05"))
+    add_rule(engine, bob.user_id, rules.PRICE_BELOW, station_id=HOME, fuel_id=GAZOLE, threshold=Decimal("1.650"))
+
+    scheduled_pass(
+        engine, mail_settings, feed(tmp_path, with_prices(a=(HOME, GAZOLE, "1.640"), b=(HOME, SP95, "1.740")))
+    )
+
+    mails = {message["To"]: message for message in inbox.received}
+    french = mails["alice@example.org"]
+    assert french["Subject"] == "Carburoam : 2 alertes de prix"
+    text = french.get_body(("plain",)).get_content()
+    assert text.startswith("Bonjour Alice Martin,")
+    assert f"Le Gazole est à 1,640{NBSP}€/L à Home <b>&</b> (votre alerte : 1,650{NBSP}€/L ou moins)." in text
+    assert f"Le SP95 a baissé de 6 ct en 24 heures à Home <b>&</b> : 1,800{NBSP}€/L → 1,740{NBSP}€/L." in text
+    assert "Pour ne plus recevoir d'e-mails d'alerte, ouvrez : http" in text
+    html = french.get_body(("html",)).get_content()
+    assert '<html lang="fr">' in html and "Se désabonner de ces e-mails</a>" in html
+    assert mails["bob@example.org"]["Subject"] == (
+        "Carburoam: Gazole is at €1.640/L at Maison (your alert: €1.650/L or less)."
+    ), "a person who chose no language reads the service's default"
 
 
 def test_two_people_get_a_mail_each(alice, accounts, engine, mail_settings, smtp_inbox, tmp_path):
@@ -298,7 +331,7 @@ def test_a_mail_server_that_is_down_delays_the_mail_without_failing_the_pass(
         failures = session.scalar(select(func.count()).where(EtlRun.status == "failed"))
     assert newest.status == "success" and failures == 0
     assert [(mail.attempts, mail.subject) for mail in waiting] == [
-        (1, "Carburoam: Gazole is at 1.640 €/L at Home <b>&</b> (your alert: 1.650 €/L or less).")
+        (1, "Carburoam: Gazole is at €1.640/L at Home <b>&</b> (your alert: €1.650/L or less).")
     ]
 
     up = dataclasses.replace(down, smtp_port=port)
@@ -325,8 +358,16 @@ def test_alerts_refuse_what_cannot_be_watched(alice, engine):
     cases = [
         (rules.PRICE_BELOW, {"station_id": FAR, "fuel_id": GAZOLE, "threshold": Decimal("1.5")}, texts.NOT_MY_STATION),
         (rules.PRICE_BELOW, {"station_id": HOME, "fuel_id": 99, "threshold": Decimal("1.5")}, texts.NEED_FUEL),
-        (rules.PRICE_BELOW, {"station_id": HOME, "fuel_id": GAZOLE, "threshold": Decimal("15")}, texts.NEED_THRESHOLD),
-        (rules.DROP, {"station_id": HOME, "fuel_id": GAZOLE, "threshold": Decimal("2")}, texts.NEED_DROP),
+        (
+            rules.PRICE_BELOW,
+            {"station_id": HOME, "fuel_id": GAZOLE, "threshold": Decimal("15")},
+            "Give a price in euros per litre, between €0.100/L and €5.000/L.",
+        ),
+        (
+            rules.DROP,
+            {"station_id": HOME, "fuel_id": GAZOLE, "threshold": Decimal("2")},
+            "Give a drop in cents, between 1 ct and 100 ct.",
+        ),
         (
             rules.AREA_BELOW,
             {"fuel_id": GAZOLE, "threshold": Decimal("1.6"), "place": "Zzyzx Qwerty", "radius_km": 5},
@@ -335,7 +376,7 @@ def test_alerts_refuse_what_cannot_be_watched(alice, engine):
         (
             rules.AREA_BELOW,
             {"fuel_id": GAZOLE, "threshold": Decimal("1.6"), "place": "Paris", "radius_km": 500},
-            texts.NEED_RADIUS,
+            "Give a distance between 1 km and 50 km.",
         ),
     ]
     for kind, values, message in cases:
@@ -360,7 +401,7 @@ def test_a_resumed_alert_says_what_is_true_now(alice, engine, mail_settings, smt
     with session_factory(writer(engine)).begin() as session:
         rules.set_paused(session, alice.user_id, rule, False)
         assert [view.description for view in rules.rules_of(session, alice.user_id)] == [
-            "Gazole at Home <b>&</b> at 1.650 €/L or less"
+            "Gazole at Home <b>&</b> at €1.650/L or less"
         ]
     scheduled_pass(engine, mail_settings, feed(tmp_path, with_prices(a=(HOME, GAZOLE, "1.640"))))
     assert len(inbox.received) == 1
@@ -374,7 +415,7 @@ def test_a_test_mail_goes_at_once_with_its_unsubscribe_link(alice, engine, mail_
     _, inbox = smtp_inbox
     with session_factory(engine)() as session:
         send_test(session, mail_settings, secret(accounts_store(mail_settings)), alice.user_id)
-    assert inbox.received[0]["Subject"] == texts.SUBJECT_TEST
+    assert inbox.received[0]["Subject"] == "Carburoam: a test of your alerts"
     assert "This is a test" in bodies(inbox)[0] and unsubscribe_link(inbox.received[0])
 
 
