@@ -9,6 +9,7 @@ as between a number and its unit ("5 km"), and puts a no-break space (U+00A0) be
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from decimal import Decimal
 
@@ -19,6 +20,8 @@ from babel.messages.pofile import read_po
 import i18n
 from app_helpers import (
     PASSWORD,
+    add_price,
+    add_station,
     button,
     captions,
     errors,
@@ -31,10 +34,12 @@ from app_helpers import (
     titles,
 )
 from conftest import ROOT
-from models import User
+from ingest import aggregates
+from models import PriceHistory, User
 from prices import preferences
 from test_app import follow, two_fresh_stations
 from ui import language, widgets
+from utils import utcnow
 
 NNBSP, NBSP = "\u202f", "\u00a0"
 NOW = dt.datetime(2026, 6, 5, 10, 21, tzinfo=dt.UTC)  # 12:21 in Paris (summer time)
@@ -218,8 +223,8 @@ def seed(app) -> None:
     follow(app, alice.user_id, {101: "Gare", 102: "Jaures"})
 
 
-SIGNED_OUT_PAGES = ["welcome", "find", "demo", "register", "forgot", "about"]
-SIGNED_IN_PAGES = ["dashboard", "find", "stations", "profile", "admin", "about"]
+SIGNED_OUT_PAGES = ["welcome", "find", "demo", "register", "forgot", "about", "unsubscribe"]
+SIGNED_IN_PAGES = ["dashboard", "find", "stations", "trends", "profile", "admin", "about"]
 FRENCH_TITLES = {
     "welcome": "Carburoam",
     "find": "Trouver une station",
@@ -231,6 +236,8 @@ FRENCH_TITLES = {
     "stations": "Mes stations",
     "profile": "Profil",
     "admin": "Administration",
+    "trends": "Évolution des prix",
+    "unsubscribe": "E-mails d'alerte",
 }
 
 
@@ -266,6 +273,38 @@ def test_the_dashboard_speaks_french_with_french_numbers(monkeypatch, data_dir):
         text.startswith(f"Les économies utilisent votre consommation annuelle de 650{NNBSP}L") for text in captions(at)
     )
     assert [widget.label for widget in at.sidebar.button] == ["Se déconnecter"]
+
+
+def test_the_trends_page_speaks_french_and_its_charts_write_french_numbers_and_months(monkeypatch, data_dir):
+    app = open_app(monkeypatch, data_dir, CARBUROAM_LANGUAGE="fr")
+    alice, now = app.register("alice"), utcnow()
+    with app.session() as session, session.begin():
+        add_station(session, 201, "1 rue du Test", "Lyon", "69001")
+        for days_ago in (20, 5):
+            when = now - dt.timedelta(days=days_ago)
+            session.add(PriceHistory(station_id=201, gastype_id=1, updated_at=when, price=Decimal("1.800")))
+        add_price(session, 201, 1, "1.800", now - dt.timedelta(days=5))
+        preferences.follow_station(session, alice.user_id, 201, "Maison")
+        preferences.set_fuels(session, alice.user_id, [1])
+    with app.engine.begin() as conn:
+        aggregates.refresh_after_run(conn, now)
+    at = new_app().run()
+    sign_in_in_french(at, "alice")
+    open_page(at, "pages/trends.py")
+
+    assert not at.exception
+    assert titles(at) == ["Évolution des prix"]
+    assert [subheader.value for subheader in at.subheader] == ["Mes stations", "La France et mes départements"]
+    assert any(text.startswith("Sur les 90 derniers jours, aucun jour de la semaine") for text in captions(at))
+    assert any(text.startswith("Le chiffre de chaque jour compte le prix") for text in captions(at))
+    [period] = [widget for widget in at.get("button_group") if widget.key == "trends-period"]
+    assert period.label == "Période" and "30 jours" in period.options
+    mine, _market = (json.loads(chart.proto.spec) for chart in at.get("vega_lite_chart"))
+    conventions = mine["config"]["locale"]
+    assert conventions["number"]["decimal"] == "," and conventions["number"]["thousands"] == NNBSP
+    assert conventions["time"]["months"][5] == "juin" and conventions["time"]["days"][1] == "lundi"
+    assert mine["encoding"]["x"]["title"] == "Jour"
+    assert [tooltip["title"] for tooltip in mine["encoding"]["tooltip"]] == ["Courbe", "Jour", "Prix"]
 
 
 def test_the_picker_switches_the_language_and_the_profile_keeps_it_for_the_next_sign_in(monkeypatch, data_dir):

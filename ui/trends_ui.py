@@ -67,11 +67,12 @@ def say(key: str) -> str:
 
 
 def period_picker(key: str, default: int = 30) -> int:
+    days_template = say("days")  # translated now, in this run's language
     picked = st.segmented_control(
         say("period"),
         PERIODS,
         default=default,
-        format_func=lambda days: say("days").format(days=days),
+        format_func=lambda days: days_template.format(days=days),
         key=key,
     )
     return picked or default
