@@ -3,6 +3,9 @@ tests' app_server) how the app is served and Chromium launched."""
 
 from __future__ import annotations
 
+import argparse
+import logging
+import os
 import statistics
 import subprocess
 import sys
@@ -66,3 +69,22 @@ def signed_in_app(username: str, password: str):
     whole_app()
     assert at.title[0].value == "My prices today", [t.value for t in at.title]
     return at, whole_app
+
+
+def bench_arguments(doc: str, **extra: int) -> argparse.Namespace | None:
+    """The options --stations (10,000), --runs (20) and `extra` (integers and their defaults); None, with the reason
+    on stderr, when the feed generator is absent. Logging below warnings is silenced for the measures."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, default in {"stations": 10_000, **extra, "runs": 20}.items():
+        parser.add_argument(f"--{name}", type=int, default=default)
+    args = parser.parse_args()
+    if not GEN_FEED.exists():
+        print(f"needs {GEN_FEED} (the shared feed generator)", file=sys.stderr)
+        return None
+    logging.disable(logging.WARNING)
+    return args
+
+
+def quiet_app_environment(data_dir: str) -> None:
+    """The app's settings for a benchmark: its own data dir, no scheduler, no captcha, no map tiles."""
+    os.environ.update(CARBUROAM_DATA_DIR=data_dir, ETL_AUTOSTART="off", REGISTRATION_CAPTCHA="off", MAP_PROVIDER="none")

@@ -15,16 +15,13 @@ The finder page (pages/find.py) has its own benchmark: bench/finder_bench.py.
 
 from __future__ import annotations
 
-import argparse
-import logging
-import os
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from common import GEN_FEED, load_generated_feed, median_ms, signed_in_app  # noqa: E402
+from common import bench_arguments, load_generated_feed, median_ms, quiet_app_environment, signed_in_app  # noqa: E402
 
 PAGE_TARGET_MS, QUERY_TARGET_MS = 250, 20
 PASSWORD = "bench password 1"
@@ -59,17 +56,12 @@ def prepare(work: Path, stations: int) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stations", type=int, default=10_000)
-    parser.add_argument("--runs", type=int, default=20)
-    args = parser.parse_args()
-    if not GEN_FEED.exists():
-        print(f"needs {GEN_FEED} (the shared feed generator)", file=sys.stderr)
+    args = bench_arguments(__doc__)
+    if args is None:
         return 2
-    logging.disable(logging.WARNING)
 
     with tempfile.TemporaryDirectory(prefix="carburoam-pages-") as tmp:
-        os.environ.update(CARBUROAM_DATA_DIR=tmp, ETL_AUTOSTART="off", REGISTRATION_CAPTCHA="off", MAP_PROVIDER="none")
+        quiet_app_environment(tmp)
         user_id = prepare(Path(tmp), args.stations)
 
         from prices import finder, queries

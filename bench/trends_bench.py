@@ -16,10 +16,7 @@ and, once, how long the aggregates of one day take (what a backfill pays per day
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import logging
-import os
 import random
 import sqlite3
 import statistics
@@ -30,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from common import GEN_FEED, load_generated_feed, median_ms, signed_in_app  # noqa: E402
+from common import bench_arguments, load_generated_feed, median_ms, quiet_app_environment, signed_in_app  # noqa: E402
 
 CHART_TARGET_MS, DASHBOARD_TARGET_MS, AGGREGATES_TARGET_MS = 20, 300, 1000
 PASSWORD = "bench password 1"
@@ -82,18 +79,12 @@ def a_pass(engine, now: dt.datetime, rng: random.Random) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stations", type=int, default=10_000)
-    parser.add_argument("--rows", type=int, default=15_000_000)
-    parser.add_argument("--runs", type=int, default=20)
-    args = parser.parse_args()
-    if not GEN_FEED.exists():
-        print(f"needs {GEN_FEED} (the shared feed generator)", file=sys.stderr)
+    args = bench_arguments(__doc__, rows=15_000_000)
+    if args is None:
         return 2
-    logging.disable(logging.WARNING)
 
     with tempfile.TemporaryDirectory(prefix="carburoam-trends-") as tmp:
-        os.environ.update(CARBUROAM_DATA_DIR=tmp, ETL_AUTOSTART="off", REGISTRATION_CAPTCHA="off", MAP_PROVIDER="none")
+        quiet_app_environment(tmp)
         from sqlalchemy import func, select
 
         from accounts.service import Accounts

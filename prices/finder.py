@@ -26,7 +26,6 @@ from utils import bounding_box, haversine_km
 
 SORTS = ("price", "distance", "saving")
 MAX_RADIUS_KM = 50
-OPENINGS_KEPT = 8192  # (week, automat, minute) statuses: a few minutes of every distinct week of a feed
 
 
 class FinderStation(NamedTuple):
@@ -183,17 +182,25 @@ def results(
 def openings(stations: Iterable[FinderStation], at: dt.datetime) -> dict[int, hours.OpeningStatus]:
     """Whether each station is open at `at`, by station id."""
     minute = at.replace(second=0, microsecond=0)
-    return {station.id: _status(station.opening_hours, station.automat, minute) for station in stations}
+    statuses = _statuses_of(minute)
+    found = {}
+    for station in stations:
+        # A feed holds a couple of thousand distinct weeks for 10,000 stations: each is worked out once a minute.
+        key = (station.opening_hours, station.automat)
+        status = statuses.get(key)
+        if status is None:
+            status = statuses[key] = hours.opening_status(week_of(station), station.automat, minute)
+        found[station.id] = status
+    return found
 
 
-@functools.lru_cache(maxsize=OPENINGS_KEPT)
-def _status(opening_hours: str | None, automat: bool, minute: dt.datetime) -> hours.OpeningStatus:
-    """A week of hours at a minute: the same all minute long, as stored hours are whole minutes.
+@functools.lru_cache(maxsize=1)
+def _statuses_of(minute: dt.datetime) -> dict[tuple[str | None, bool], hours.OpeningStatus]:
+    """The statuses worked out in `minute` by every page and person of the process; the last minute's are dropped.
 
-    A feed holds a couple of thousand distinct weeks for 10,000 stations: each is worked out once a
-    minute for every page and person of the process, not once per station and page drawn.
+    A status is the same all minute long, as stored hours are whole minutes.
     """
-    return hours.opening_status(json.loads(opening_hours) if opening_hours else None, automat, minute)
+    return {}
 
 
 def week_of(station: FinderStation) -> list[dict] | None:
