@@ -80,9 +80,9 @@ def test_the_change_over_seven_days_is_against_the_price_in_force_a_week_ago(see
 
     assert trends[(HOME, GAZOLE)].change == Decimal("-0.032")  # 1.818 now, 1.850 in force a week ago
     assert trends[(HOME, SP95)].change is None, "no price was known a week ago"
-    assert change_in_cents(trends[(HOME, GAZOLE)].change) == "−3.2 cts"
+    assert change_in_cents(trends[(HOME, GAZOLE)].change) == "−3.2 ct"
     assert change_in_cents(None) == "" and change_in_cents(Decimal("0.0004")) == "no change"
-    assert change_in_cents(Decimal("0.005")) == "+0.5 cts"
+    assert change_in_cents(Decimal("0.005")) == "+0.5 ct"
 
 
 def test_the_chart_holds_the_price_in_force_at_the_end_of_each_of_the_last_30_days(seeded):
