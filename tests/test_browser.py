@@ -778,8 +778,8 @@ def test_the_admin_page_opened_first_after_a_start_by_a_signed_in_admin_shows_th
             context.close()
 
 
-def test_the_trends_page_draws_my_stations_and_the_market_at_desktop_and_phone_widths(app, new_profile):
-    username, password = "fermat.browser", "Little-Theorem-1640"
+def trends_reader(app, username: str, password: str) -> None:
+    """A person following one station for Gazole."""
     app.register(username, password)
     engine = make_engine(app.database_url)
     try:
@@ -790,6 +790,11 @@ def test_the_trends_page_draws_my_stations_and_the_market_at_desktop_and_phone_w
             preferences.set_fuels(session, user_id, [1])
     finally:
         engine.dispose()
+
+
+def test_the_trends_page_draws_my_stations_and_the_market_at_desktop_and_phone_widths(app, new_profile):
+    username, password = "fermat.browser", "Little-Theorem-1640"
+    trends_reader(app, username, password)
     page = open_signed_in(new_profile(), app, username, password)
     for width, height in ((1366, 900), (PHONE["width"], PHONE["height"])):
         page.set_viewport_size({"width": width, "height": height})
@@ -807,6 +812,30 @@ def test_the_trends_page_draws_my_stations_and_the_market_at_desktop_and_phone_w
             assert box is not None and box["width"] <= width and box["height"] > 100, (width, box)
         page.get_by_text("365 days", exact=True).click()
         expect(body.locator('[data-testid="stVegaLiteChart"]')).to_have_count(2, timeout=TIMEOUT_MS)
+
+
+def test_the_trends_page_in_french_draws_its_charts_with_french_conventions(app, new_profile):
+    """The charts carry French number and time conventions (Vega's locale): Chromium still draws them."""
+    username, password = "curie.browser", "Radium-Polonium-1898"
+    trends_reader(app, username, password)
+    page = open_signed_in(new_profile(), app, username, password)
+    sidebar(page).get_by_text("Français", exact=True).click()  # kept in the profile for the next page
+    expect(sidebar(page).get_by_role("button", name="Se déconnecter")).to_be_visible()
+    RUNS[page].forget()
+    page.goto(f"{app.url}/trends")
+    loaded(page)
+    body = main(page)
+    expect(body.get_by_role("heading", name="Évolution des prix", exact=True)).to_be_visible()
+    charts = body.locator('[data-testid="stVegaLiteChart"]')
+    expect(charts).to_have_count(2, timeout=TIMEOUT_MS)
+    for chart in charts.all():
+        chart.scroll_into_view_if_needed()
+        expect(chart.locator("canvas, svg").first).to_be_visible(timeout=TIMEOUT_MS)
+    expect(body.locator('[data-testid="stException"]')).to_have_count(0)
+    page.get_by_text("365 jours", exact=True).click()
+    expect(body.locator('[data-testid="stVegaLiteChart"]')).to_have_count(2, timeout=TIMEOUT_MS)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    whole_page_screenshot(page, SCREENSHOTS / "trends-fr.png")
 
 
 # --------------------------------------------------------------------------- the map in pixels
