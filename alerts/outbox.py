@@ -32,7 +32,6 @@ from utils import PARIS, utcnow
 log = logging.getLogger("alerts")
 FAILURES = (StoreError,)  # the secret of the unsubscribe links could not be read: mails wait for the next pass
 MAIL_KEPT = dt.timedelta(days=1)
-ONE_CLICK = ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
 
 
 class Figures(NamedTuple):
@@ -124,7 +123,7 @@ def send_waiting(engine: Engine, settings: Settings, key: Callable[[], bytes]) -
             body=mail.text_body,
             html=mail.html_body,
             account=user.username,
-            headers=(("List-Unsubscribe", f"<{url}>"), ONE_CLICK),
+            headers=_unsubscribe_headers(url),
         )
         try:
             send_mail(settings, message)
@@ -144,9 +143,14 @@ def send_test(session: Session, settings: Settings, key: bytes, user_id: int) ->
     with using(user.language or settings.language):  # the recipient's language, whoever clicked
         mail = compose.compose(user.name or user.username, [("{line}", {"line": texts.sample_line(count)})], [], url)
         subject = _(texts.SUBJECT_TEST)
-    headers = (("List-Unsubscribe", f"<{url}>"), ONE_CLICK)
-    message = Message(user.email, subject, mail.text, user.username, mail.html, headers)
+    message = Message(user.email, subject, mail.text, user.username, mail.html, _unsubscribe_headers(url))
     send_mail(settings, message)
+
+
+def _unsubscribe_headers(url: str) -> tuple[tuple[str, str], ...]:
+    # No List-Unsubscribe-Post (RFC 8058): it promises that a POST to the link unsubscribes, and Streamlit answers
+    # a POST with 405. Without it, a mail client opens the link, whose page unsubscribes.
+    return (("List-Unsubscribe", f"<{url}>"),)
 
 
 def figures(session: Session, now: dt.datetime) -> Figures:

@@ -2,8 +2,10 @@
 
 A backup holds every account's `users` row (username, e-mail, name, role, created_at and its
 settings: yearly consumption, L/100 km, tank), its fuels (`user_gastypes`), its followed stations
-with their custom names (`custom_stations`), and the `stations` rows those point to, so that a
-restore into an empty database keeps its foreign keys (the next price pass brings them up to date).
+with their custom names (`custom_stations`), its price alerts (`alert_rules`), and the `stations`
+rows those point to, so that a restore into an empty database keeps its foreign keys (the next price
+pass brings them up to date). What the alerts last found (`alert_states`) is not kept: after a
+restore, an alert that holds at the next pass is mailed once, as a new alert would be.
 
 It holds no sessions (`user_sessions`): a session restored from a backup could be one its owner
 ended since ("sign out everywhere" after losing a phone) and would let that browser back in, and
@@ -17,35 +19,52 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import Connection, Select, Table, delete, select, text
 from sqlalchemy.orm import Session
+from sqlalchemy.types import TypeEngine
 
 from accounts.entries import Entry, email_of, name_of, role_of
 from backups.archive import BackupError, Payload
-from models import CustomStation, Station, User, UserGasType, UTCDateTime
+from models import AlertRule, CustomStation, Euros, Station, User, UserGasType, UTCDateTime
 from session import dialect_insert
 
 Row = dict[str, Any]
-ACCOUNT_TABLES: tuple[Table, ...] = (User.__table__, UserGasType.__table__, CustomStation.__table__)
+ACCOUNT_TABLES: tuple[Table, ...] = (
+    User.__table__,
+    UserGasType.__table__,
+    CustomStation.__table__,
+    AlertRule.__table__,
+)
+# A table filled with its own ids leaves its sequence behind on PostgreSQL: the next insert would collide.
+SEQUENCES_AFTER_RESTORE = (
+    "SELECT setval(pg_get_serial_sequence('users', 'id'), (SELECT max(id) FROM users))",
+    "SELECT setval(pg_get_serial_sequence('alert_rules', 'id'), (SELECT coalesce(max(id), 1) FROM alert_rules))",
+)
 STATION_COLUMNS = [column for column in Station.__table__.columns if column.name != "fingerprint"]
 
 
 def dump(conn: Connection) -> dict[str, list[Row]]:
     """The backed-up rows of every table, as JSON values, ordered by primary key."""
     tables = {table.name: _json_rows(conn, select(table).order_by(*table.primary_key)) for table in ACCOUNT_TABLES}
-    followed = select(CustomStation.station_id).distinct()
+    followed = select(CustomStation.station_id).union(
+        select(AlertRule.station_id).where(AlertRule.station_id.is_not(None))
+    )
     stations = select(*STATION_COLUMNS).where(Station.id.in_(followed)).order_by(Station.id)
     tables[Station.__tablename__] = _json_rows(conn, stations)
     return tables
 
 
 def _json_rows(conn: Connection, query: Select) -> list[Row]:
-    return [
-        {key: value.isoformat() if isinstance(value, dt.datetime) else value for key, value in row.items()}
-        for row in conn.execute(query).mappings()
-    ]
+    return [{key: _json_value(value) for key, value in row.items()} for row in conn.execute(query).mappings()]
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return str(value) if isinstance(value, Decimal) else value  # an alert's threshold: no float's rounding
 
 
 @dataclass(frozen=True)
@@ -55,6 +74,7 @@ class Content:
     users: list[Row]
     fuels: list[Row]
     followed: list[Row]
+    alerts: list[Row]
     stations: list[Row]
 
     @classmethod
@@ -62,8 +82,8 @@ class Content:
         tables = payload.get("tables")
         if not isinstance(tables, dict):
             raise BackupError("the backup holds no tables")
-        users, fuels, followed = (_typed_rows(tables, table) for table in ACCOUNT_TABLES)
-        return cls(users, fuels, followed, _typed_rows(tables, Station.__table__))
+        users, fuels, followed, alerts = (_typed_rows(tables, table) for table in ACCOUNT_TABLES)
+        return cls(users, fuels, followed, alerts, _typed_rows(tables, Station.__table__))
 
 
 def _typed_rows(tables: dict, table: Table) -> list[Row]:
@@ -77,17 +97,17 @@ def _typed_rows(tables: dict, table: Table) -> list[Row]:
             f"the backup's {table.name} rows have columns this version lacks: {', '.join(sorted(unknown))}"
         )
     try:
-        return [
-            {
-                key: dt.datetime.fromisoformat(value)
-                if isinstance(columns[key].type, UTCDateTime) and isinstance(value, str)
-                else value
-                for key, value in row.items()
-            }
-            for row in rows
-        ]
-    except ValueError as exc:
-        raise BackupError(f"the backup's {table.name} table holds a bad time: {exc}") from None
+        return [{key: _typed_value(columns[key].type, value) for key, value in row.items()} for row in rows]
+    except (ValueError, InvalidOperation) as exc:
+        raise BackupError(f"the backup's {table.name} table holds a bad time or amount: {exc}") from None
+
+
+def _typed_value(kind: TypeEngine, value: Any) -> Any:
+    if isinstance(value, str) and isinstance(kind, UTCDateTime):
+        return dt.datetime.fromisoformat(value)
+    if isinstance(value, str) and isinstance(kind, Euros):
+        return Decimal(value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -101,8 +121,8 @@ def put_back(session: Session, content: Content, entries: Mapping[str, Entry]) -
     """Restore the rows of the accounts in `entries` (username -> the credentials entry they will have).
 
     Each account's users row is updated, or created with its backed-up id when that id is free; its
-    e-mail, name and role follow `entries`, its settings the backup. Its fuels and followed stations
-    become the backup's; stations missing from the database are added. Other accounts are untouched.
+    e-mail, name and role follow `entries`, its settings the backup. Its fuels, followed stations and
+    alerts become the backup's; stations missing from the database are added. Other accounts are untouched.
     """
     current = {user.username: user for user in session.scalars(select(User))}
     taken = {user.id for user in current.values()}
@@ -133,19 +153,34 @@ def put_back(session: Session, content: Content, entries: Mapping[str, Entry]) -
     session.flush()
     fuels = [{**row, "user_id": ids[row["user_id"]]} for row in content.fuels if row["user_id"] in ids]
     followed = [{**row, "user_id": ids[row["user_id"]]} for row in content.followed if row["user_id"] in ids]
-    for model in (UserGasType, CustomStation):
+    for model in (UserGasType, CustomStation, AlertRule):
         session.execute(delete(model).where(model.user_id.in_(ids.values())))
-    needed = {row["station_id"] for row in followed}
+    alerts = _alerts(session, content.alerts, ids)
+    needed = {row["station_id"] for row in followed} | {row["station_id"] for row in alerts if row["station_id"]}
     stations = [row for row in content.stations if row["id"] in needed]
     if stations:
         added = dialect_insert(session.get_bind().dialect.name, Station).on_conflict_do_nothing(
             index_elements=[Station.id]
         )
         session.execute(added, stations)
-    for model, rows in ((UserGasType, fuels), (CustomStation, followed)):
+    kept_ids, new_ids = [a for a in alerts if "id" in a], [a for a in alerts if "id" not in a]  # one shape a batch
+    for model, rows in ((UserGasType, fuels), (CustomStation, followed), (AlertRule, kept_ids), (AlertRule, new_ids)):
         if rows:
             session.execute(model.__table__.insert(), rows)
     if session.get_bind().dialect.name == "postgresql" and ids:
-        # Rows inserted with their own ids leave the sequence behind: the next sign-up would collide.
-        session.execute(text("SELECT setval(pg_get_serial_sequence('users', 'id'), (SELECT max(id) FROM users))"))
+        for statement in SEQUENCES_AFTER_RESTORE:
+            session.execute(text(statement))
     return Restored(accounts=len(ids), fuels=len(fuels), stations=len(followed))
+
+
+def _alerts(session: Session, rows: list[Row], ids: dict[int, int]) -> list[Row]:
+    """The backed-up alerts of the restored accounts, with their owners' ids now; each keeps its id when free."""
+    taken = set(session.scalars(select(AlertRule.id)))
+    alerts = []
+    for row in rows:
+        if row["user_id"] in ids:
+            alert = {**row, "user_id": ids[row["user_id"]]}
+            if alert["id"] in taken:
+                del alert["id"]
+            alerts.append(alert)
+    return alerts

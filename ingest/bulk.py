@@ -37,7 +37,6 @@ from session import dialect_insert
 from utils import fold
 
 BATCH_ROWS = 5_000
-ROWS_PER_INSERT = 100  # on SQLite, 100 rows of at most 14 values: under its limit of 32,766 parameters
 _COPIES = itertools.count(1)
 
 
@@ -132,27 +131,7 @@ def upsert(
         stmt = _on_conflict(stmt, target, update_columns, where).execution_options(preserve_rowcount=True)
         return conn.execute(stmt).rowcount
     stmt = dialect_insert(conn.dialect.name, target).values({name: bindparam(name) for name in names})
-    return _insert_many(conn, _on_conflict(stmt, target, update_columns, where), names, rows)
-
-
-def _insert_many(conn: Connection, stmt, names: Sequence[str], rows: Iterable[tuple]) -> int:
-    """As `_execute_many`, with ROWS_PER_INSERT rows in each INSERT's VALUES: SQLite runs one such statement for
-    about half the driver's and its own work of as many one-row statements. The rest go one a statement."""
-    compiled = stmt.compile(dialect=conn.dialect)
-    sql, row_values = str(compiled), "(" + ", ".join("?" * len(names)) + ")"
-    if not compiled.positional or sql.count("?") != len(names) or f"VALUES {row_values}" not in sql:
-        return _execute_many(conn, stmt, names, rows)  # not the one-row INSERT this expects
-    many = sql.replace(f"VALUES {row_values}", "VALUES " + ", ".join([row_values] * ROWS_PER_INSERT), 1)
-    in_order = operator.itemgetter(*(names.index(name) for name in compiled.positiontup))
-    changed, flatten = 0, itertools.chain.from_iterable
-    for batch in batches(rows):
-        whole = len(batch) - len(batch) % ROWS_PER_INSERT
-        if whole:
-            chunks = (batch[start : start + ROWS_PER_INSERT] for start in range(0, whole, ROWS_PER_INSERT))
-            changed += conn.exec_driver_sql(many, [tuple(flatten(map(in_order, chunk))) for chunk in chunks]).rowcount
-        if whole < len(batch):
-            changed += conn.exec_driver_sql(sql, [in_order(row) for row in batch[whole:]]).rowcount
-    return changed
+    return _execute_many(conn, _on_conflict(stmt, target, update_columns, where), names, rows)
 
 
 def _on_conflict(stmt, target: Table, update_columns: Sequence[str], where):

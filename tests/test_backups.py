@@ -16,6 +16,7 @@ import logging
 import subprocess
 import sys
 from collections.abc import Iterator
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import delete, event, select, text, update
@@ -25,20 +26,22 @@ from sqlalchemy.exc import OperationalError
 import etl
 from accounts.service import Accounts
 from accounts.store import LocalCredentialStore, StoreUnavailable, credential_store
+from alerts import rules as alert_rules
 from backups import archive, service
 from backups.archive import BackupError
 from backups.targets import BACKUP_NAME, backup_name, target_of
 from conftest import ROOT
 from ingest import passes
-from models import Base, CustomStation, GasType, Station, User, UserGasType
+from models import AlertRule, Base, CustomStation, GasType, Station, User, UserGasType
 from prices import preferences
 from session import session_factory, writer
 from settings import Settings
 from test_credentials import aws_env, create_bucket, s3_client, start_moto
+from utils import utcnow
 
 PASSWORD = "correct horse battery"
 PEOPLE = ("alice", "bob", "carol")
-ACCOUNT_TABLES = (User, UserGasType, CustomStation)
+ACCOUNT_TABLES = (User, UserGasType, CustomStation, AlertRule)
 T0 = dt.datetime(2026, 11, 30, 3, 0, tzinfo=dt.UTC)
 
 
@@ -82,6 +85,14 @@ def people(engine: Engine, settings: Settings) -> None:
         preferences.set_fuels(session, ids["bob"], [1, 3])
         preferences.set_consumption(session, ids["alice"], km_per_year=15000, litres_per_100km=5.5)
         preferences.set_trip(session, ids["bob"], tank_litres=55, litres_per_100km=7.2)
+        now = utcnow()
+        alert_rules.create(
+            session, ids["alice"], "price_below", now, station_id=stations[0], fuel_id=6, threshold=Decimal("1.799")
+        )
+        alert_rules.create(
+            session, ids["bob"], "drop", now, station_id=stations[1], fuel_id=1, threshold=Decimal("0.05")
+        )
+        alert_rules.create(session, ids["bob"], "digest", now)
 
 
 def user_data(engine: Engine) -> dict[str, list[tuple]]:
@@ -164,7 +175,8 @@ def test_the_backup_file_is_gzip_json_with_its_format_and_checksum(settings: Set
     assert (document["format"], document["version"]) == ("carburoam-backup", 1)
     assert document["sha256"] == archive.checksum(document["payload"])
     payload = document["payload"]
-    assert set(payload["tables"]) == {"users", "user_gastypes", "custom_stations", "stations"}
+    assert set(payload["tables"]) == {"users", "user_gastypes", "custom_stations", "alert_rules", "stations"}
+    assert [row["threshold"] for row in payload["tables"]["alert_rules"]] == ["1.799", "0.050", None], "exact amounts"
     assert "user_sessions" not in payload["tables"], "sessions are not backed up"
     assert set(payload["credentials"]["credentials"]["usernames"]) == set(PEOPLE)
     assert [row["tank_litres"] for row in payload["tables"]["users"]] == [None, 55, None]
@@ -213,6 +225,12 @@ def _alter_payload(document: dict) -> None:
     document["payload"]["tables"]["users"][0]["tank_litres"] = 99.0
 
 
+def _bad_amount(document: dict) -> None:
+    """A file whose checksum was recomputed after an edit: well formed, but an amount that is no number."""
+    document["payload"]["tables"]["alert_rules"][0]["threshold"] = "cheap"
+    document["sha256"] = archive.checksum(document["payload"])
+
+
 def _newer_format(document: dict) -> None:
     document["version"] = 2
     document["sha256"] = archive.checksum(document["payload"])
@@ -234,6 +252,10 @@ BAD_FILES = {
         "it was written by a newer Carburoam (backup format 2; this one reads up to 1)",
     ),
     "not-a-backup": (lambda data: gzip.compress(b'{"hello": "world"}'), "it is not a Carburoam backup"),
+    "bad-amount": (
+        lambda data: _rewritten(data, _bad_amount),
+        "the backup's alert_rules table holds a bad time or amount",
+    ),
 }
 
 

@@ -740,13 +740,13 @@ def test_the_admin_page_opened_by_its_url_in_a_new_tab_shows_the_admin_page(app,
     profile = new_profile()
     first = open_app(profile, app)
     send_sign_in(first, username, password)()
-    expect(sidebar(first).get_by_text(f"Signed in as {username}")).to_be_visible()
+    expect(sidebar(first).get_by_text(f"Signed in as {username}")).to_be_visible(timeout=TIMEOUT_MS)
     wait_for_auth_cookie(first)
     page = profile.context.new_page()  # a new tab: a new Streamlit session, signed in by the cookie
     RUNS[page] = Runs(page)
     page.goto(f"{app.url}/admin")
     loaded(page)
-    expect(main(page).get_by_role("heading", name="Administration", exact=True)).to_be_visible()
+    expect(main(page).get_by_role("heading", name="Administration", exact=True)).to_be_visible(timeout=TIMEOUT_MS)
     expect(page.get_by_text("Page not found")).to_have_count(0)
     assert page.url == f"{app.url}/admin"
 
@@ -759,7 +759,7 @@ def test_the_admin_page_opened_first_after_a_start_by_a_signed_in_admin_shows_th
     app.register(username, password, admin=True)
     first = open_app(new_profile(), app)
     send_sign_in(first, username, password)()
-    expect(sidebar(first).get_by_text(f"Signed in as {username}")).to_be_visible()
+    expect(sidebar(first).get_by_text(f"Signed in as {username}")).to_be_visible(timeout=TIMEOUT_MS)
     cookie = wait_for_auth_cookie(first)
     with serve(app.environ, tmp_path / "streamlit.log") as url:  # the same data, a fresh process
         context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
@@ -771,7 +771,9 @@ def test_the_admin_page_opened_first_after_a_start_by_a_signed_in_admin_shows_th
             RUNS[page] = Runs(page)
             page.goto(f"{url}/admin")
             loaded(page)
-            expect(main(page).get_by_role("heading", name="Administration", exact=True)).to_be_visible()
+            expect(main(page).get_by_role("heading", name="Administration", exact=True)).to_be_visible(
+                timeout=TIMEOUT_MS
+            )
             expect(page.get_by_text("Page not found")).to_have_count(0)
             assert page.url == f"{url}/admin"
         finally:

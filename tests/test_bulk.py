@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, func, insert, select, text
+from sqlalchemy import event, insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy_utils import create_database, drop_database
@@ -18,8 +18,7 @@ from sqlalchemy_utils import create_database, drop_database
 from conftest import FIXTURES, PG_URL, postgres_available
 from db_snapshot import contents, etl_runs
 from ingest import load, passes
-from ingest.bulk import ROWS_PER_INSERT
-from models import Price, PriceHistory, Station
+from models import Price
 from session import bulk_writer, init_db, make_engine
 from settings import load_settings
 from utils import utcnow
@@ -197,31 +196,6 @@ def test_a_first_load_reads_no_stored_row(engine, settings):
     data_reads = [s for s in reads if any(f"FROM {table}" in s for table in data_tables)]
     assert all("LIMIT" in s and "FROM stations" in s for s in data_reads)
     assert contents(engine)["stations"]
-
-
-def test_a_load_of_more_rows_than_one_insert_carries_writes_each_row_once(engine, settings, tmp_path):
-    """SQLite gets ROWS_PER_INSERT rows an INSERT and the rest one a statement: every station and price arrives once."""
-    count = 2 * ROWS_PER_INSERT + 37
-    stations = "".join(
-        f'<pdv id="{75000000 + i}" latitude="4885000" longitude="235000" cp="75001" pop="R">'
-        f"<adresse>{i} rue de Rivoli</adresse><ville>Paris</ville>"
-        f'<prix nom="Gazole" id="1" maj="2024-05-08 10:51:04" valeur="1.{i:03d}"/></pdv>'
-        for i in range(1, count + 1)
-    )
-    feed = _zipped(
-        tmp_path / "many.zip", f'<?xml version="1.0" encoding="ISO-8859-1"?>\n<pdv_liste>{stations}</pdv_liste>'
-    )
-
-    summary = passes.run_pass(engine, settings, str(feed))
-
-    assert (summary.stations, summary.prices) == (count, count)
-    with engine.connect() as conn:
-        prices = dict(conn.execute(select(Price.station_id, Price.price)).all())
-        towns = conn.execute(select(Station.town, func.count()).group_by(Station.town)).all()
-        history = conn.scalar(select(func.count()).select_from(PriceHistory))
-    assert prices == {75000000 + i: Decimal(f"1.{i:03d}") for i in range(1, count + 1)}
-    assert towns == [("Paris", count)]
-    assert history == count
 
 
 def test_sqlite_bulk_writer_still_refuses_an_orphan_row_and_keeps_foreign_keys_on(sqlite_settings):
