@@ -794,6 +794,16 @@ def trends_reader(app, username: str, password: str) -> None:
         engine.dispose()
 
 
+def drawn_charts(body: Locator) -> list[Locator]:
+    """The Trends page's two charts (my station; France and its department), once each one is drawn."""
+    charts = body.locator('[data-testid="stVegaLiteChart"]')
+    expect(charts).to_have_count(2, timeout=TIMEOUT_MS)
+    for chart in charts.all():
+        chart.scroll_into_view_if_needed()
+        expect(chart.locator("canvas, svg").first).to_be_visible(timeout=TIMEOUT_MS)
+    return charts.all()
+
+
 def test_the_trends_page_draws_my_stations_and_the_market_at_desktop_and_phone_widths(app, new_profile):
     username, password = "fermat.browser", "Little-Theorem-1640"
     trends_reader(app, username, password)
@@ -805,11 +815,7 @@ def test_the_trends_page_draws_my_stations_and_the_market_at_desktop_and_phone_w
         loaded(page)
         body = main(page)
         expect(body.get_by_role("heading", name="Price trends", exact=True)).to_be_visible()
-        charts = body.locator('[data-testid="stVegaLiteChart"]')
-        expect(charts).to_have_count(2, timeout=TIMEOUT_MS)  # my station; France and its department
-        for chart in charts.all():
-            chart.scroll_into_view_if_needed()
-            expect(chart.locator("canvas, svg").first).to_be_visible(timeout=TIMEOUT_MS)
+        for chart in drawn_charts(body):
             box = chart.bounding_box()
             assert box is not None and box["width"] <= width and box["height"] > 100, (width, box)
         page.get_by_text("365 days", exact=True).click()
@@ -828,11 +834,7 @@ def test_the_trends_page_in_french_draws_its_charts_with_french_conventions(app,
     loaded(page)
     body = main(page)
     expect(body.get_by_role("heading", name="Évolution des prix", exact=True)).to_be_visible()
-    charts = body.locator('[data-testid="stVegaLiteChart"]')
-    expect(charts).to_have_count(2, timeout=TIMEOUT_MS)
-    for chart in charts.all():
-        chart.scroll_into_view_if_needed()
-        expect(chart.locator("canvas, svg").first).to_be_visible(timeout=TIMEOUT_MS)
+    drawn_charts(body)
     expect(body.locator('[data-testid="stException"]')).to_have_count(0)
     page.get_by_text("365 jours", exact=True).click()
     expect(body.locator('[data-testid="stVegaLiteChart"]')).to_have_count(2, timeout=TIMEOUT_MS)
