@@ -734,14 +734,20 @@ def test_a_page_opened_by_its_url_right_after_signing_in_shows_that_page(app, ne
         assert page.url == f"{app.url}/{path}"
 
 
+def sign_in_as_admin(page: Page, username: str, password: str) -> dict:
+    """Sign in with the sidebar form (an admin's menu differs from SIGNED_IN_PAGES); returns the cookie."""
+    click_until(
+        page, "sign in", send_sign_in(page, username, password), sidebar(page).get_by_text(f"Signed in as {username}")
+    )
+    expect(nav_links(page)).to_contain_text(["Admin"])
+    return wait_for_auth_cookie(page)
+
+
 def test_the_admin_page_opened_by_its_url_in_a_new_tab_shows_the_admin_page(app, new_profile):
     username, password = "hopper.browser", "Compiler-Pioneer-1952"
     app.register(username, password, admin=True)
     profile = new_profile()
-    first = open_app(profile, app)
-    send_sign_in(first, username, password)()
-    expect(sidebar(first).get_by_text(f"Signed in as {username}")).to_be_visible(timeout=TIMEOUT_MS)
-    wait_for_auth_cookie(first)
+    sign_in_as_admin(open_app(profile, app), username, password)
     page = profile.context.new_page()  # a new tab: a new Streamlit session, signed in by the cookie
     RUNS[page] = Runs(page)
     page.goto(f"{app.url}/admin")
@@ -757,10 +763,7 @@ def test_the_admin_page_opened_first_after_a_start_by_a_signed_in_admin_shows_th
     """An administrator's bookmark, opened after the server restarted: the first run knows nobody yet."""
     username, password = "lovelace.browser", "Analytical-Engine-1843"
     app.register(username, password, admin=True)
-    first = open_app(new_profile(), app)
-    send_sign_in(first, username, password)()
-    expect(sidebar(first).get_by_text(f"Signed in as {username}")).to_be_visible(timeout=TIMEOUT_MS)
-    cookie = wait_for_auth_cookie(first)
+    cookie = sign_in_as_admin(open_app(new_profile(), app), username, password)
     with serve(app.environ, tmp_path / "streamlit.log") as url:  # the same data, a fresh process
         context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
         context.set_default_timeout(TIMEOUT_MS)
