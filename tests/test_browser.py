@@ -744,7 +744,7 @@ def sign_in_as_admin(page: Page, username: str, password: str) -> dict:
 
 
 def test_the_admin_page_opened_by_its_url_in_a_new_tab_shows_the_admin_page(app, new_profile):
-    username, password = "hopper.browser", "Compiler-Pioneer-1952"
+    username, password = "mcclintock.browser", "Jumping-Genes-1948"
     app.register(username, password, admin=True)
     profile = new_profile()
     sign_in_as_admin(open_app(profile, app), username, password)
@@ -761,7 +761,7 @@ def test_the_admin_page_opened_first_after_a_start_by_a_signed_in_admin_shows_th
     app, new_profile, browser, tmp_path
 ):
     """An administrator's bookmark, opened after the server restarted: the first run knows nobody yet."""
-    username, password = "lovelace.browser", "Analytical-Engine-1843"
+    username, password = "franklin.browser", "Photo-Fifty-One-1952"
     app.register(username, password, admin=True)
     cookie = sign_in_as_admin(open_app(new_profile(), app), username, password)
     with serve(app.environ, tmp_path / "streamlit.log") as url:  # the same data, a fresh process
