@@ -45,6 +45,9 @@ SOURCE_LANGUAGE = "en"  # the language of the strings in the code
 REGIONS = {"fr": "fr_FR", "en": "en_GB"}  # whose conventions write numbers and dates in each language
 NARROW_NBSP, NBSP = "\u202f", "\u00a0"
 JUST_NOW = dt.timedelta(minutes=1)
+SHORT_AGES = dt.timedelta(
+    days=1
+)  # ages in minutes and hours read well abbreviated ('12 min', '3 h'), longer ones do not
 _ACTIVE: contextvars.ContextVar[str] = contextvars.ContextVar("language", default=SOURCE_LANGUAGE)
 _LANGUAGE_RANGE = re.compile(r"^\s*([A-Za-z]{1,8})(?:-[A-Za-z0-9]{1,8})*\s*(?:;\s*q\s*=\s*([0-9.]+))?\s*$")
 
@@ -198,10 +201,12 @@ def moment(value: dt.datetime, now: dt.datetime | None = None) -> str:
 
 
 def age(value: dt.datetime, now: dt.datetime) -> str:
-    """How long ago: 'à l'instant', 'il y a 12 min', 'il y a 3 h', 'il y a 4 j'; '12 min ago' in English."""
+    """How long ago: 'à l'instant', 'il y a 12 min', 'il y a 3 h', then in words: 'il y a 4 jours', 'il y a 3 ans';
+    '12 min ago', '3 years ago' in English. CLDR's short forms past a day ('3 j', '2 m.', '3 a') read as riddles."""
     if now - value < JUST_NOW:
         return _("just now")
-    return format_timedelta(value - now, add_direction=True, format="short", locale=_region())
+    form = "short" if now - value < SHORT_AGES else "long"
+    return format_timedelta(value - now, add_direction=True, format=form, locale=_region())
 
 
 def day_name(weekday: int) -> str:

@@ -557,7 +557,7 @@ def test_dashboard_cheapest_first_savings_out_of_stock_and_old_prices(app):
     assert list(gazole["Station"]) == ["Cheapest", "Middle", "Dearest", "Old news", "Empty pumps"]
     assert list(gazole["Price"]) == ["€1.799/L", "€1.849/L", "€1.899/L", "€1.599/L", "€1.699/L"]
     assert list(gazole[""][:3]) == ["", "", ""]
-    assert gazole[""][3] == "Old price (1 wk ago): not counted"
+    assert gazole[""][3] == "Old price (1 week ago): not counted"
     assert gazole[""][4] == "Out of stock (for now)"
     assert gazole["Address"][0] == "2 rue Centrale, 69000 Vienne"
     sp95 = prices["SP95"]
