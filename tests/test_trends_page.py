@@ -4,6 +4,7 @@ the cheapest weekday, named only when the history shows one."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 from decimal import Decimal
 
@@ -15,6 +16,7 @@ from ingest import aggregates
 from models import DailyAggregate, PriceHistory
 from prices import finder, market, preferences
 from prices.trends import daily_prices
+from ui import trends_ui
 from utils import PARIS, utcnow
 
 GAZOLE = 1
@@ -154,3 +156,39 @@ def test_the_station_detail_holds_each_fuels_last_30_days(stations):
     assert days[-1] == (dt.date(2026, 3, 31), 1.75) and days[-3] == (dt.date(2026, 3, 29), 1.75)
     assert days[-4] == (dt.date(2026, 3, 28), 1.8) and days[-12] == (dt.date(2026, 3, 20), 1.8)
     assert days[-13] == (dt.date(2026, 3, 19), None)
+
+
+def chart_axes(at, index: int = 0) -> tuple[list[str], list[dt.date], list[float]]:
+    """A chart's price labels as it writes them (two decimals), its day ticks, and its price axis's ends."""
+    spec = json.loads(at.get("vega_lite_chart")[index].proto.spec)
+    price, day = spec["encoding"]["y"], spec["encoding"]["x"]
+    labels = [f"{value:.2f}" for value in price["axis"]["values"]]
+    days = [dt.date(tick["year"], tick["month"], tick["date"]) for tick in day["axis"]["values"]]
+    return labels, days, price["scale"]["domain"]
+
+
+def test_a_steady_price_has_distinct_price_labels_around_it_and_one_label_a_day_at_most(stations):
+    app, now = stations, utcnow()
+    with app.session() as session, session.begin():
+        when = now - dt.timedelta(days=2)
+        session.add(PriceHistory(station_id=HOME, gastype_id=GAZOLE, updated_at=when, price=Decimal("1.790")))
+        add_price(session, HOME, GAZOLE, "1.790", when)
+
+    at = signed_in_with(app)
+
+    labels, days, (low, high) = chart_axes(at)
+    assert labels == ["1.78", "1.79", "1.80"], "a flat line between two round prices, each label once"
+    assert (low, high) == (1.78, 1.8)
+    today = now.astimezone(PARIS).date()
+    assert days == [today - dt.timedelta(days=2), today - dt.timedelta(days=1), today], "one label per day, no hours"
+
+
+def test_a_year_of_prices_labels_its_axes_with_round_prices_and_months():
+    assert trends_ui.price_ticks(1.55, 1.95) == [1.5, 1.6, 1.7, 1.8, 1.9, 2.0]
+    assert trends_ui.price_ticks(1.789, 1.801) == [1.78, 1.79, 1.8, 1.81]
+    year = trends_ui.day_ticks(dt.date(2025, 6, 6), dt.date(2026, 6, 5))
+    firsts = [(2025, 7), (2025, 9), (2025, 11), (2026, 1), (2026, 3), (2026, 5)]
+    assert year == [dt.date(y, m, 1) for y, m in firsts], "the first of every other month"
+    month = trends_ui.day_ticks(dt.date(2026, 5, 7), dt.date(2026, 6, 5))
+    assert month[-1] == dt.date(2026, 6, 5) and len(month) <= trends_ui.MAX_DAY_LABELS
+    assert len(set(month)) == len(month)

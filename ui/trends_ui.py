@@ -9,6 +9,7 @@ conventions), and their tooltips say each day and price as the rest of the app d
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
@@ -22,6 +23,10 @@ from prices.market import NATIONAL, CheapestWeekday, MarketDay
 from ui import widgets
 
 PERIODS = (7, 30, 90, 365)
+PRICE_STEPS_CENTS = (1, 2, 5, 10, 20, 50, 100)  # the steps between a price axis's labels, at two decimals
+PRICE_PAD = 0.002  # €/L kept between a line and its chart's edge
+MAX_PRICE_STEPS = 6  # between the labels of the price axis
+MAX_DAY_LABELS = 6  # room for them at 390 px
 TEXT = {
     "period": N_("Period"),
     "days": N_("{days} days"),
@@ -130,9 +135,31 @@ def _scope_line(scope: str, figure: str) -> str:
     return say(f"department_{figure}").format(department=scope)
 
 
+def price_ticks(low: float, high: float) -> list[float]:
+    """The price axis's labels, its first and last its ends: round prices a little beyond `low` and `high`, a
+    cent or a coarser step apart, so that no two read alike at two decimals and a flat line has two around it."""
+    low_cents, high_cents = (low - PRICE_PAD) * 100, (high + PRICE_PAD) * 100
+    for step in PRICE_STEPS_CENTS:
+        first, last = math.floor(low_cents / step), math.ceil(high_cents / step)
+        if last - first <= MAX_PRICE_STEPS:
+            break
+    return [round((first + n) * step / 100, 2) for n in range(last - first + 1)]
+
+
+def day_ticks(first: dt.date, last: dt.date) -> list[dt.date]:
+    """The day axis's labels: one per day at most, up to the last day; over two months, the first of months."""
+    span = (last - first).days
+    if span <= 60:
+        step = max(1, math.ceil(span / (MAX_DAY_LABELS - 1)))
+        return [last - dt.timedelta(days=n * step) for n in range(span // step, -1, -1)]
+    months = [dt.date(year, month, 1) for year in range(first.year, last.year + 1) for month in range(1, 13)]
+    months = [day for day in months if first <= day <= last]
+    return months[:: math.ceil(len(months) / MAX_DAY_LABELS)]
+
+
 def _line_chart(frame: pd.DataFrame, height: int) -> None:
-    low, high = frame["price"].min(), frame["price"].max()
-    margin = max((high - low) * 0.1, 0.005)
+    prices = price_ticks(frame["price"].min(), frame["price"].max())
+    days = [alt.DateTime(year=day.year, month=day.month, date=day.day) for day in day_ticks(*_day_range(frame))]
     lines = frame["line"].nunique()
     legend = alt.Legend(orient="bottom", columns=2, labelLimit=170) if lines > 1 else None
     frame = frame.assign(shown=[price(Decimal(str(value))) for value in frame["price"]])
@@ -140,12 +167,12 @@ def _line_chart(frame: pd.DataFrame, height: int) -> None:
         alt.Chart(frame)
         .mark_line(point=len(frame["day"].unique()) <= 31, interpolate="step-after")
         .encode(
-            x=alt.X("day:T", title=say("day"), axis=alt.Axis(format="%d %b")),
+            x=alt.X("day:T", title=say("day"), axis=alt.Axis(format="%d %b", values=days)),
             y=alt.Y(
                 "price:Q",
                 title=say("price"),
-                scale=alt.Scale(domain=[low - margin, high + margin]),
-                axis=alt.Axis(format=".2f", tickCount=4),
+                scale=alt.Scale(domain=[prices[0], prices[-1]]),
+                axis=alt.Axis(format=".2f", values=prices),
             ),
             color=alt.Color("line:N", title=None, legend=legend),
             tooltip=[
@@ -158,3 +185,7 @@ def _line_chart(frame: pd.DataFrame, height: int) -> None:
         .configure(locale=i18n.chart_conventions())
     )
     st.altair_chart(chart, width="stretch")
+
+
+def _day_range(frame: pd.DataFrame) -> tuple[dt.date, dt.date]:
+    return frame["day"].min(), frame["day"].max()
