@@ -54,6 +54,21 @@ def link(public_url: str, key: bytes, user_id: int, created_at: dt.datetime) -> 
 
 def unsubscribe(session: Session, key: bytes, presented: str) -> Unsubscribed:
     """Stop the alert mails of the account `presented` was made for; TokenRefused when it is not genuine."""
+    user = _recipient(session, key, presented)
+    paused = pause_all(session, user.id)
+    session.execute(delete(AlertOutbox).where(AlertOutbox.user_id == user.id))
+    return Unsubscribed(user.email, already=paused == 0)
+
+
+def recipient_language(session: Session, key: bytes, presented: str) -> str | None:
+    """The language the account `presented` was made for reads (its profile's); None for a token not genuine."""
+    try:
+        return _recipient(session, key, presented).language
+    except TokenRefused:
+        return None
+
+
+def _recipient(session: Session, key: bytes, presented: str) -> User:
     user_part, _dot, signature = (presented or "").strip().partition(".")
     if not user_part.isdigit() or not signature:
         raise TokenRefused()
@@ -62,9 +77,7 @@ def unsubscribe(session: Session, key: bytes, presented: str) -> Unsubscribed:
         raise TokenRefused(texts.NO_ACCOUNT)
     if not hmac.compare_digest(signature, _signature(key, user.id, user.created_at)):
         raise TokenRefused()
-    paused = pause_all(session, user.id)
-    session.execute(delete(AlertOutbox).where(AlertOutbox.user_id == user.id))
-    return Unsubscribed(user.email, already=paused == 0)
+    return user
 
 
 def _signature(key: bytes, user_id: int, created_at: dt.datetime) -> str:

@@ -7,8 +7,10 @@ from ui import alerts_ui, shell, widgets
 
 app = shell.resources()
 
-st.title(_("Alert e-mails"))
 token = st.query_params.get("token")
+if token:
+    alerts_ui.speak_to_recipient(app, token)
+st.title(_("Alert e-mails"))
 if not token:
     st.info(_(texts.LINK_MISSING))
     st.stop()

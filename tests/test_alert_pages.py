@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+import i18n
 from alerts import texts
 from alerts.unsubscribe import secret, token
 from app_helpers import (
@@ -100,6 +101,27 @@ def test_the_unsubscribe_page_works_signed_out_and_refuses_a_changed_link(app):
     assert rules_of(app, account.user_id) == [("digest", True)]
     open_page(page, "pages/unsubscribe.py")
     assert successes(page) == [texts.ALREADY_UNSUBSCRIBED.format(email="alice@example.org")]
+
+
+def test_the_unsubscribe_page_speaks_the_recipients_language_not_the_browsers(app):
+    account, _ = profile_of(app)
+    with app.session() as session, session.begin():
+        session.add(AlertRule(user_id=account.user_id, kind="digest", created_at=utcnow()))
+        user = session.get(User, account.user_id)
+        user.language = "fr"
+        genuine = token(secret(app.accounts.store), user.id, user.created_at)
+
+    page = new_app().run()  # a browser that asks for no language: English here
+    page.query_params["token"] = genuine
+    open_page(page, "pages/unsubscribe.py")
+
+    with i18n.using("fr"):
+        assert page.title[0].value == i18n._("Alert e-mails")
+        assert successes(page) == [i18n._(texts.UNSUBSCRIBED).format(email="alice@example.org")]
+    page.query_params["token"] = genuine[:-1] + ("A" if genuine[-1] != "A" else "B")
+    open_page(page, "pages/unsubscribe.py")
+    assert errors(page) == [texts.LINK_REFUSED], "a changed link names nobody: the browser's language"
+    assert page.title[0].value == "Alert e-mails"
 
 
 def test_the_admin_page_counts_the_alerts(app):

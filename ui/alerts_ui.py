@@ -1,6 +1,6 @@
 """The profile's price alerts: the list with pause, resume and delete, the form for a new one, a test e-mail;
-and the unsubscribe page's answer. Sentences come from alerts/texts.py or are marked here, and are shown in the
-session's language; every value shown goes through `md()`.
+and the unsubscribe page's answer, in its recipient's language. Sentences come from alerts/texts.py or are marked
+here, and are shown in the session's language; every value shown goes through `md()`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any
 
 import streamlit as st
 
+import i18n
 from accounts.users import Account
 from alerts import outbox, rules, texts, unsubscribe
 from alerts.rules import RuleView
@@ -117,6 +118,15 @@ def _change(app, account: Account, action: str, value: Any) -> bool:
         widgets.error("{}", exc)
         return False
     return True
+
+
+def speak_to_recipient(app, token: str) -> None:
+    """Write the rest of this run in the language of the account a genuine unsubscribe `token` names, when its
+    profile has one; else in the session's (the browser's). The next run starts in the session's again."""
+    with app.Session() as session:
+        language = unsubscribe.recipient_language(session, unsubscribe.secret(app.store), token)
+    if language is not None:
+        i18n.activate(language)
 
 
 def unsubscribed(done: unsubscribe.Unsubscribed) -> None:
