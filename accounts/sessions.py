@@ -21,13 +21,14 @@ from typing import NamedTuple
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
+from i18n import N_
 from models import User, UserSession
 
 TOKEN_BYTES = 32
 TOUCH_EVERY = dt.timedelta(minutes=1)  # last_seen_at is written at most this often
 DEAD_ROWS_KEPT = dt.timedelta(days=1)  # revoked or ended sessions are pruned this long after
 DEVICE_MAX_CHARS = 80
-UNKNOWN_DEVICE = "Unknown device"
+UNKNOWN_DEVICE = N_("Unknown device")  # stored as it is; the profile shows it translated
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ReadTimeoutError
 from botocore.exceptions import ConnectionError as S3ConnectionError
 
+from i18n import N_, _
 from settings import Settings
 from utils import first_line, lock_beside
 
@@ -135,14 +136,15 @@ def _check_document(document: object) -> Document:
 
 
 def _parse(data: bytes, where: str) -> Document:
+    """The document in `data`; StoreUnavailable naming `where` (a message of the catalogs, already filled)."""
     try:
         return _check_document(yaml.load(data, Loader=SAFE_LOADER))  # noqa: S506 (a safe loader)
     except (yaml.YAMLError, ValueError) as exc:
-        problem = first_line(exc)
-        raise StoreUnavailable(
-            f"{where} is not a valid credentials document ({problem}). It was left untouched: "
+        message = _(
+            "{where} is not a valid credentials document ({problem}). It was left untouched: "
             "fix it or restore it from a backup."
-        ) from exc
+        )
+        raise StoreUnavailable(message.format(where=where, problem=first_line(exc))) from exc
 
 
 def _dump(document: Document) -> bytes:
@@ -206,7 +208,8 @@ class LocalCredentialStore:
             try:
                 held.enter_context(lock_beside(self.path))
             except OSError as exc:
-                raise StoreUnavailable(f"The credentials file {self.path} cannot be locked: {exc.strerror}") from exc
+                message = _("The credentials file {path} cannot be locked: {reason}")
+                raise StoreUnavailable(message.format(path=self.path, reason=exc.strerror)) from exc
             yield
 
     def _read(self) -> Snapshot:
@@ -218,15 +221,17 @@ class LocalCredentialStore:
             log.info("created the credentials file %s with a new random cookie key", self.path)
             return Snapshot(document, version)
         except OSError as exc:
-            raise StoreUnavailable(f"The credentials file {self.path} cannot be read: {exc.strerror}") from exc
-        return Snapshot(_parse(data, f"The credentials file {self.path}"), _sha256(data))
+            message = _("The credentials file {path} cannot be read: {reason}")
+            raise StoreUnavailable(message.format(path=self.path, reason=exc.strerror)) from exc
+        return Snapshot(_parse(data, _("The credentials file {path}").format(path=self.path)), _sha256(data))
 
     def _write(self, document: Document) -> str:
         data = _dump(document)
         try:
             _write_atomically(self.path, data)
         except OSError as exc:
-            raise StoreUnavailable(f"The credentials file {self.path} cannot be written: {exc.strerror}") from exc
+            message = _("The credentials file {path} cannot be written: {reason}")
+            raise StoreUnavailable(message.format(path=self.path, reason=exc.strerror)) from exc
         return _sha256(data)
 
 
@@ -284,9 +289,8 @@ class S3CredentialStore:
             log.debug("s3://%s/%s changed since it was read (attempt %d), retrying", self.bucket, self.key, attempt + 1)
             # Jitter spreads out writers that collided so that they do not collide again.
             time.sleep(random.uniform(0, min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt)))  # noqa: S311
-        raise StoreConflict(
-            f"The accounts were changed by others {self.attempts} times while saving; please try again."
-        )
+        message = _("The accounts were changed by others {attempts} times while saving; please try again.")
+        raise StoreConflict(message.format(attempts=self.attempts))
 
     def _fetch(self) -> Snapshot:
         """The newest document, creating the object on first use."""
@@ -298,7 +302,7 @@ class S3CredentialStore:
             else:
                 log.info("created s3://%s/%s with a new random cookie key", self.bucket, self.key)
         if snapshot is None:
-            raise StoreConflict("The accounts document was deleted while being created; please try again.")
+            raise StoreConflict(_("The accounts document was deleted while being created; please try again."))
         return snapshot
 
     def _get(self) -> Snapshot | None:
@@ -312,7 +316,8 @@ class S3CredentialStore:
             raise self._unavailable(exc) from exc
         except BotoCoreError as exc:
             raise self._unavailable(exc) from exc
-        snapshot = Snapshot(_parse(data, f"The credentials object s3://{self.bucket}/{self.key}"), response["ETag"])
+        where = _("The credentials object {url}").format(url=f"s3://{self.bucket}/{self.key}")
+        snapshot = Snapshot(_parse(data, where), response["ETag"])
         self._remember(snapshot)
         return snapshot
 
@@ -339,24 +344,28 @@ class S3CredentialStore:
         self.degraded = False
 
     def _unavailable(self, exc: ClientError | BotoCoreError) -> StoreUnavailable:
+        """The error to raise for `exc`, in the active language; the log says why in English."""
+        bucket, answer = repr(self.bucket), None
         if isinstance(exc, ClientError):
             code = _error_code(exc)
             if code == "NoSuchBucket":
-                reason = f"its storage bucket {self.bucket!r} does not exist"
+                reason = N_("its storage bucket {bucket} does not exist")
             elif code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch") or _http_status(exc) == 403:
-                reason = f"access to its storage bucket {self.bucket!r} was denied"
+                reason = N_("access to its storage bucket {bucket} was denied")
             else:
-                reason = f"its storage answered {code or _http_status(exc)}"
+                reason, answer = N_("its storage answered {answer}"), code or _http_status(exc)
         elif isinstance(exc, S3ConnectionError):
-            reason = "its storage server cannot be reached"
+            reason = N_("its storage server cannot be reached")
         elif isinstance(exc, ReadTimeoutError):
-            reason = "its storage server did not answer in time"
+            reason = N_("its storage server did not answer in time")
         elif isinstance(exc, NoCredentialsError):
-            reason = "no storage credentials are configured"
+            reason = N_("no storage credentials are configured")
         else:
-            reason = "its storage did not answer properly"
-        log.warning("credentials store s3://%s/%s unavailable (%s): %r", self.bucket, self.key, reason, exc)
-        return StoreUnavailable(f"The account service is unreachable right now ({reason}). Please try again later.")
+            reason = N_("its storage did not answer properly")
+        english = reason.format(bucket=bucket, answer=answer)
+        log.warning("credentials store s3://%s/%s unavailable (%s): %r", self.bucket, self.key, english, exc)
+        message = _("The account service is unreachable right now ({reason}). Please try again later.")
+        return StoreUnavailable(message.format(reason=_(reason).format(bucket=bucket, answer=answer)))
 
 
 def credential_store(settings: Settings) -> CredentialStore:

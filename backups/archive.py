@@ -16,6 +16,8 @@ import json
 import zlib
 from typing import Any
 
+from i18n import N_, _
+
 FORMAT = "carburoam-backup"
 FORMAT_VERSION = 1
 MAX_PAYLOAD_BYTES = 256 * 1024 * 1024  # far above any real backup; stops a decompression bomb
@@ -23,8 +25,19 @@ MAX_PAYLOAD_BYTES = 256 * 1024 * 1024  # far above any real backup; stops a deco
 Payload = dict[str, Any]
 
 
+REFUSED = N_("{where} was refused, nothing was changed: {reason}")
+
+
 class BackupError(Exception):
-    """A backup or a restore failed or was refused; the message is one line for the operator."""
+    """A backup or a restore failed or was refused; the message is one line for the operator.
+
+    `message` is an English message of the catalogs (marked with `N_()`), with `{name}` fields filled from
+    `values`: it is written in the language active where it is raised (English in the command line and the
+    scheduler, the administrator's on the admin page).
+    """
+
+    def __init__(self, message: str, **values: object) -> None:
+        super().__init__(_(message).format(**values))
 
 
 def checksum(payload: Payload) -> str:
@@ -40,31 +53,35 @@ def encode(payload: Payload) -> bytes:
 
 def decode(data: bytes, where: str) -> Payload:
     """The payload of a backup file's bytes; BackupError saying what is wrong with `where` otherwise."""
-    refused = f"{where} was refused, nothing was changed:"
+
+    def refused(reason: str, **values: object) -> BackupError:
+        return BackupError(REFUSED, where=where, reason=_(reason).format(**values))
+
     try:
         with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
             text = stream.read(MAX_PAYLOAD_BYTES + 1)
     except EOFError:
-        raise BackupError(f"{refused} the file is truncated (its compressed data ends early)") from None
+        raise refused(N_("the file is truncated (its compressed data ends early)")) from None
     except (OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
-        raise BackupError(f"{refused} the file is corrupt or not a gzip file ({exc})") from None
+        raise refused(N_("the file is corrupt or not a gzip file ({error})"), error=exc) from None
     if len(text) > MAX_PAYLOAD_BYTES:
-        raise BackupError(f"{refused} it holds more than {MAX_PAYLOAD_BYTES // (1024 * 1024)} MiB of data")
+        raise refused(N_("it holds more than {mib} MiB of data"), mib=MAX_PAYLOAD_BYTES // (1024 * 1024))
     try:
         document = json.loads(text)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise BackupError(f"{refused} the file is corrupt (not a JSON document: {exc})") from None
+        raise refused(N_("the file is corrupt (not a JSON document: {error})"), error=exc) from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise BackupError(f"{refused} it is not a Carburoam backup")
+        raise refused(N_("it is not a Carburoam backup"))
     version = document.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise BackupError(f"{refused} its format version {version!r} is not valid")
+        raise refused(N_("its format version {version} is not valid"), version=repr(version))
     if version > FORMAT_VERSION:
-        raise BackupError(
-            f"{refused} it was written by a newer Carburoam (backup format {version}; "
-            f"this one reads up to {FORMAT_VERSION})"
+        raise refused(
+            N_("it was written by a newer Carburoam (backup format {version}; this one reads up to {readable})"),
+            version=version,
+            readable=FORMAT_VERSION,
         )
     payload = document.get("payload")
     if not isinstance(payload, dict) or document.get("sha256") != checksum(payload):
-        raise BackupError(f"{refused} its checksum does not match its content (the file was altered or damaged)")
+        raise refused(N_("its checksum does not match its content (the file was altered or damaged)"))
     return payload

@@ -28,6 +28,7 @@ from sqlalchemy.types import TypeEngine
 
 from accounts.entries import Entry, email_of, name_of, role_of
 from backups.archive import BackupError, Payload
+from i18n import N_
 from models import AlertRule, CustomStation, Euros, Station, User, UserGasType, UTCDateTime
 from session import dialect_insert
 
@@ -81,7 +82,7 @@ class Content:
     def of(cls, payload: Payload) -> Content:
         tables = payload.get("tables")
         if not isinstance(tables, dict):
-            raise BackupError("the backup holds no tables")
+            raise BackupError(N_("the backup holds no tables"))
         users, fuels, followed, alerts = (_typed_rows(tables, table) for table in ACCOUNT_TABLES)
         return cls(users, fuels, followed, alerts, _typed_rows(tables, Station.__table__))
 
@@ -89,17 +90,21 @@ class Content:
 def _typed_rows(tables: dict, table: Table) -> list[Row]:
     rows = tables.get(table.name, [])
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
-        raise BackupError(f"the backup's {table.name} table is not a list of rows")
+        raise BackupError(N_("the backup's {table} table is not a list of rows"), table=table.name)
     columns = {column.name: column for column in table.columns}
     unknown = {key for row in rows for key in row} - columns.keys()
     if unknown:
         raise BackupError(
-            f"the backup's {table.name} rows have columns this version lacks: {', '.join(sorted(unknown))}"
+            N_("the backup's {table} rows have columns this version lacks: {columns}"),
+            table=table.name,
+            columns=", ".join(sorted(unknown)),
         )
     try:
         return [{key: _typed_value(columns[key].type, value) for key, value in row.items()} for row in rows]
     except (ValueError, InvalidOperation) as exc:
-        raise BackupError(f"the backup's {table.name} table holds a bad time or amount: {exc}") from None
+        raise BackupError(
+            N_("the backup's {table} table holds a bad time or amount: {error}"), table=table.name, error=exc
+        ) from None
 
 
 def _typed_value(kind: TypeEngine, value: Any) -> Any:
@@ -137,7 +142,12 @@ def put_back(session: Session, content: Content, entries: Mapping[str, Entry]) -
         owner = email_owners.get(values["email"])
         if owner not in (None, username):
             raise BackupError(
-                f"the account {username} cannot be restored: its e-mail address is now {owner}'s; nothing was changed"
+                N_(
+                    "the account {username} cannot be restored: its e-mail address is now {owner}'s; "
+                    "nothing was changed"
+                ),
+                username=username,
+                owner=owner,
             )
         backed_up_id = values.pop("id")
         user = current.get(username)

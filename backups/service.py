@@ -35,9 +35,10 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from accounts.changes import DocumentChanges
 from accounts.entries import Entry, users_in
 from accounts.store import CredentialStore, Document, StoreError, credential_store
-from backups.archive import BackupError, decode, encode
+from backups.archive import REFUSED, BackupError, decode, encode
 from backups.content import Content, dump, put_back
 from backups.targets import backup_name, newest_backup, open_backup, prune, target_of
+from i18n import N_, _, ngettext, number
 from models import User
 from session import SCHEMA_REVISION, session_factory, writer
 from settings import Settings
@@ -57,19 +58,29 @@ def backup(engine: Engine, settings: Settings, location: str | None = None, now:
             with conn.begin():
                 tables = dump(conn)
     except SQLAlchemyError as exc:
-        raise BackupError(f"cannot read the accounts from the database, no backup written: {first_line(exc)}") from exc
+        raise BackupError(
+            N_("cannot read the accounts from the database, no backup written: {error}"), error=first_line(exc)
+        ) from exc
     document = _current_document(credential_store(settings))
     if not tables["users"] and not users_in(document):
-        raise BackupError("nothing to back up: the database has no account and the credentials document no entry")
+        raise BackupError(N_("nothing to back up: the database has no account and the credentials document no entry"))
     data = encode(
         {"created_at": now.isoformat(), "schema_revision": SCHEMA_REVISION, "credentials": document, "tables": tables}
     )
     where = target.write(backup_name(now), data)
     deleted = prune(target, settings.backup_keep)
-    return (
-        f"backed up {len(tables['users']):,} accounts ({len(users_in(document)):,} credentials entries), "
-        f"{len(tables['custom_stations']):,} followed stations and {len(tables['user_gastypes']):,} fuels "
-        f"to {where} ({len(data):,} bytes); {len(deleted)} older backups deleted, keeping {settings.backup_keep}"
+    return _(
+        "backed up {accounts} accounts ({entries} credentials entries), {stations} followed stations and {fuels} "
+        "fuels to {where} ({bytes} bytes); {deleted} older backups deleted, keeping {kept}"
+    ).format(
+        accounts=number(len(tables["users"])),
+        entries=number(len(users_in(document))),
+        stations=number(len(tables["custom_stations"])),
+        fuels=number(len(tables["user_gastypes"])),
+        where=where,
+        bytes=number(len(data)),
+        deleted=number(len(deleted)),
+        kept=number(settings.backup_keep),
     )
 
 
@@ -93,7 +104,7 @@ def restore(engine: Engine, settings: Settings, location: str, *, with_deleted: 
         content = Content.of(payload)
         backed_up = _backed_up_document(payload)
     except BackupError as exc:
-        raise BackupError(f"{where} was refused, nothing was changed: {exc}") from None
+        raise BackupError(REFUSED, where=where, reason=exc) from None
     store = credential_store(settings)
     try:
         with DocumentChanges(store) as changes, session_factory(writer(engine)).begin() as session:
@@ -117,18 +128,32 @@ def restore(engine: Engine, settings: Settings, location: str, *, with_deleted: 
                     f"take the credentials restored from {where} out again",
                 )
     except IntegrityError as exc:
-        raise BackupError(f"{where} conflicts with the database, nothing was changed: {first_line(exc)}") from exc
+        raise BackupError(
+            N_("{where} conflicts with the database, nothing was changed: {error}"), where=where, error=first_line(exc)
+        ) from exc
     except SQLAlchemyError as exc:
-        raise BackupError(f"database error, nothing was changed: {first_line(exc)}") from exc
+        raise BackupError(N_("database error, nothing was changed: {error}"), error=first_line(exc)) from exc
     except StoreError as exc:
-        raise BackupError(f"the credentials document cannot be written, nothing was changed: {exc}") from exc
-    summary = (
-        f"restored {restored.accounts:,} accounts ({len(added):,} credentials entries added), "
-        f"{restored.stations:,} followed stations and {restored.fuels:,} fuels from {where}"
+        raise BackupError(
+            N_("the credentials document cannot be written, nothing was changed: {error}"), error=exc
+        ) from exc
+    summary = _(
+        "restored {accounts} accounts ({entries} credentials entries added), {stations} followed stations and "
+        "{fuels} fuels from {where}"
+    ).format(
+        accounts=number(restored.accounts),
+        entries=number(len(added)),
+        stations=number(restored.stations),
+        fuels=number(restored.fuels),
+        where=where,
     )
     if deleted and not with_deleted:
-        summary += f"; left out {len(deleted)} accounts deleted since the backup ({', '.join(deleted)}; "
-        summary += "--with-deleted restores them)"
+        left_out = ngettext(
+            "; left out {count} account deleted since the backup ({names}; --with-deleted restores it)",
+            "; left out {count} accounts deleted since the backup ({names}; --with-deleted restores them)",
+            len(deleted),
+        )
+        summary += left_out.format(count=number(len(deleted)), names=", ".join(deleted))
     return summary
 
 
@@ -157,10 +182,12 @@ def _current_document(store: CredentialStore) -> Document:
     try:
         snapshot = store.load()
     except StoreError as exc:
-        raise BackupError(f"the credentials document cannot be read, nothing was changed: {exc}") from exc
+        raise BackupError(
+            N_("the credentials document cannot be read, nothing was changed: {error}"), error=exc
+        ) from exc
     if snapshot.stale:
         raise BackupError(
-            "the credentials document cannot be read right now (its store is unreachable), nothing was changed"
+            N_("the credentials document cannot be read right now (its store is unreachable), nothing was changed")
         )
     return snapshot.document
 
@@ -173,7 +200,7 @@ def _backed_up_document(payload: dict) -> Document:
         or not isinstance(document["credentials"].get("usernames"), dict)
         or not isinstance(document.get("cookie"), dict)
     ):
-        raise BackupError("it holds no credentials document")
+        raise BackupError(N_("it holds no credentials document"))
     return document
 
 

@@ -22,9 +22,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from accounts.store import S3_CONFIG
 from backups.archive import BackupError
+from i18n import N_
 from utils import first_line
 
 BACKUP_NAME = re.compile(r"carburoam-backup-\d{8}T\d{12}Z\.json\.gz")
+WRITE = N_("cannot write the backup to {where}: {reason}")
+LIST = N_("cannot list the backups in {where}: {reason}")
+READ = N_("cannot read the backup {where}: {reason}")
+DELETE = N_("cannot delete the old backup {where}: {reason}")
 
 
 def backup_name(moment: dt.datetime) -> str:
@@ -65,7 +70,7 @@ class LocalTarget:
                 Path(tmp).unlink(missing_ok=True)
                 raise
         except OSError as exc:
-            raise BackupError(f"cannot write the backup to {self.folder}: {exc.strerror or exc}") from exc
+            raise BackupError(WRITE, where=self.folder, reason=exc.strerror or exc) from exc
         return self.where(name)
 
     def names(self) -> list[str]:
@@ -74,19 +79,19 @@ class LocalTarget:
         except FileNotFoundError:
             return []
         except OSError as exc:
-            raise BackupError(f"cannot list the backups in {self.folder}: {exc.strerror or exc}") from exc
+            raise BackupError(LIST, where=self.folder, reason=exc.strerror or exc) from exc
 
     def read(self, name: str) -> bytes:
         try:
             return (self.folder / name).read_bytes()
         except OSError as exc:
-            raise BackupError(f"cannot read the backup {self.folder / name}: {exc.strerror or exc}") from exc
+            raise BackupError(READ, where=self.folder / name, reason=exc.strerror or exc) from exc
 
     def remove(self, name: str) -> None:
         try:
             (self.folder / name).unlink(missing_ok=True)
         except OSError as exc:
-            raise BackupError(f"cannot delete the old backup {self.folder / name}: {exc.strerror or exc}") from exc
+            raise BackupError(DELETE, where=self.folder / name, reason=exc.strerror or exc) from exc
 
     def where(self, name: str = "") -> str:
         return str(self.folder / name) if name else str(self.folder)
@@ -99,7 +104,7 @@ class S3Target:
     client: BaseClient
 
     def write(self, name: str, data: bytes) -> str:
-        self._call("write the backup to", name, "put_object", Body=data, ContentType="application/gzip")
+        self._call(WRITE, name, "put_object", Body=data, ContentType="application/gzip")
         return self.where(name)
 
     def names(self) -> list[str]:
@@ -108,23 +113,24 @@ class S3Target:
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix):
                 found += [item["Key"][len(self.prefix) :] for item in page.get("Contents", [])]
         except (BotoCoreError, ClientError) as exc:
-            raise BackupError(f"cannot list the backups in {self.where()}: {_reason(exc)}") from exc
+            raise BackupError(LIST, where=self.where(), reason=_reason(exc)) from exc
         return sorted(name for name in found if BACKUP_NAME.fullmatch(name))
 
     def read(self, name: str) -> bytes:
-        return self._call("read the backup", name, "get_object")["Body"].read()
+        return self._call(READ, name, "get_object")["Body"].read()
 
     def remove(self, name: str) -> None:
-        self._call("delete the old backup", name, "delete_object")
+        self._call(DELETE, name, "delete_object")
 
     def where(self, name: str = "") -> str:
         return f"s3://{self.bucket}/{self.prefix}{name}"
 
-    def _call(self, what: str, name: str, method: str, **arguments) -> dict:
+    def _call(self, failure: str, name: str, method: str, **arguments) -> dict:
+        """The client's `method` on the object `name`; BackupError with the message `failure` when it fails."""
         try:
             return getattr(self.client, method)(Bucket=self.bucket, Key=self.prefix + name, **arguments)
         except (BotoCoreError, ClientError) as exc:
-            raise BackupError(f"cannot {what} {self.where(name)}: {_reason(exc)}") from exc
+            raise BackupError(failure, where=self.where(name), reason=_reason(exc)) from exc
 
 
 def _reason(exc: BotoCoreError | ClientError) -> str:
@@ -139,7 +145,7 @@ def target_of(location: str) -> Target:
     if location.startswith("s3://"):
         bucket, _, prefix = location.removeprefix("s3://").partition("/")
         if not bucket:
-            raise BackupError(f"{location} names no bucket (expected s3://bucket/prefix)")
+            raise BackupError(N_("{location} names no bucket (expected s3://bucket/prefix)"), location=location)
         prefix = prefix.strip("/")
         client = boto3.session.Session().client("s3", config=S3_CONFIG)
         return S3Target(bucket, f"{prefix}/" if prefix else "", client)
@@ -161,7 +167,7 @@ def open_backup(location: str) -> tuple[bytes, str]:
         target = LocalTarget(path)
     newest = newest_backup(target)
     if newest is None:
-        raise BackupError(f"there is no backup in {target.where()}")
+        raise BackupError(N_("there is no backup in {where}"), where=target.where())
     return target.read(newest), target.where(newest)
 
 

@@ -14,6 +14,7 @@ import psutil
 import pytest
 from sqlalchemy import select, update
 
+import i18n
 from accounts.admin import Administration, NotAllowed
 from accounts.engagement import engagement
 from accounts.errors import SignInThrottled, WrongPassword
@@ -30,12 +31,14 @@ from app_helpers import (
     tables,
     warnings,
 )
+from backups.targets import backup_name
 from conftest import FIXTURES, ROOT
 from ingest import passes, pidfile, scheduler
 from models import AdminAction, EtlRun, PassRequest, User, UserSession, VerificationCode
 from prices import preferences, queries
 from session import session_factory, writer
 from ui import admin_ui
+from utils import utcnow
 
 FEED_A, FEED_B = FIXTURES / "feed_a.zip", FIXTURES / "feed_b.zip"
 
@@ -328,6 +331,38 @@ def test_a_backup_now_and_its_restore_bring_back_what_people_follow(console):
         assert dict(queries.user_favourites(session, alice.user_id)) == {35200001: "Home"}
     assert [action for action, _, _ in audit(console)] == ["back up", "restore"]
     assert list(tables(at)[-1]["What"]) == ["Restored a backup", "Backed up"]
+
+
+def test_an_administrator_reading_french_reads_the_runs_and_the_backups_outcomes_in_french(console):
+    with console.session() as session, session.begin():
+        session.execute(update(User).where(User.username == "root").values(language="fr"))
+    at = admin_page()
+
+    def french(message: str) -> str:
+        with i18n.using("fr"):
+            return i18n._(message)
+
+    def act(action: str, backup: str | None = None) -> None:
+        at.radio(key="service-choice").set_value(code_of(admin_ui.SERVICE_ACTIONS, action))
+        if backup is not None:
+            at.selectbox(key="service-backup").set_value(backup)
+        at.checkbox(key="service-confirm").set_value(True)
+        button(at, french("Apply to the service")).click().run()
+
+    runs = tables(at)[1]
+    assert (list(runs["Type"]), list(runs["État"])) == (["mise à jour"], ["réussite"])
+    act("Back up now")
+    (message,) = successes(at)
+    assert message.startswith("sauvegarde de 3 comptes (3 entrées d'identifiants), 0 stations suivies"), message
+    damaged = console.settings.data_dir / "backups" / backup_name(utcnow())
+    damaged.write_bytes(b"not a backup")
+    at.run()  # the list of backups to restore is read as the page is drawn
+    act("Restore a backup", backup=damaged.name)
+    (message,) = errors(at)
+    assert message == (
+        f"{damaged} a été refusé, rien n'a été modifié : le fichier est corrompu ou n'est pas un fichier gzip "
+        "(Not a gzipped file (b'no'))"
+    )
 
 
 def test_restoring_without_any_backup_says_so(console):

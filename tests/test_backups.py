@@ -403,7 +403,7 @@ def test_an_account_deleted_after_the_backup_is_not_restored_unless_asked(place:
 
     summary = service.restore(engine, place, place.backup_target)
 
-    assert "left out 1 accounts deleted since the backup (bob; --with-deleted restores them)" in summary
+    assert "left out 1 account deleted since the backup (bob; --with-deleted restores it)" in summary
     assert "bob" not in document(place)["credentials"]["usernames"]
     with session_factory(engine)() as session:
         assert set(session.scalars(select(User.username))) == {"alice", "carol"}

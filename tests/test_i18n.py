@@ -25,6 +25,7 @@ from app_helpers import (
     button,
     captions,
     errors,
+    markdowns,
     new_app,
     open_app,
     open_page,
@@ -351,6 +352,18 @@ def test_a_refusal_comes_in_the_language_of_the_page(monkeypatch, data_dir):
     at = new_app().run()
     sign_in_in_french(at, "alice", "not the password")
     assert errors(at.sidebar) == ["Nom d'utilisateur ou mot de passe incorrect."]
+
+
+def test_the_profile_names_a_device_it_cannot_tell_in_french(monkeypatch, data_dir):
+    app = open_app(monkeypatch, data_dir, CARBUROAM_LANGUAGE="fr")
+    app.register("alice")
+    at = new_app().run()
+    sign_in_in_french(at, "alice")  # AppTest sends no User-Agent: the session's device is unknown
+
+    open_page(at, "pages/profile.py")
+
+    [line] = [text for text in markdowns(at) if "(cet appareil)" in text]
+    assert line.startswith("**Appareil inconnu** (cet appareil)"), line
 
 
 def sign_in_in_french(at, username: str, password: str = PASSWORD):

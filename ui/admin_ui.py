@@ -42,6 +42,17 @@ ACCOUNT_ACTIONS = {
     "change role": N_("Change the role"),
     "delete account": N_("Delete the account"),
 }
+RUN_KINDS = {  # etl_runs.kind, as the runs table and the last failure show it
+    "run": N_("run"),
+    "backfill": N_("backfill"),
+    "brands": N_("brands"),
+    "places": N_("places"),
+    "backup": N_("backup"),
+    "restore": N_("restore"),
+    "alerts": N_("alerts"),
+}
+RUN_STATUSES = {"success": N_("success"), "failed": N_("failed")}
+UPDATE_FAILED = "failed: "  # how the scheduler's answer to a price update asked for starts when the pass failed
 
 
 def engagement(figures: Engagement) -> None:
@@ -112,14 +123,14 @@ def pipeline(
         widgets.caption(
             _("Last failure {} ({}): {}"),
             moment(status.last_failure.started_at),
-            status.last_failure.kind,
+            _shown(RUN_KINDS, status.last_failure.kind),
             status.last_failure.error or "",
         )
     frame = pd.DataFrame(
         {
             _("Started"): [moment(run.started_at) for run in runs],
-            _("Kind"): [run.kind for run in runs],
-            _("Status"): [run.status for run in runs],
+            _("Kind"): [_shown(RUN_KINDS, run.kind) for run in runs],
+            _("Status"): [_shown(RUN_STATUSES, run.status) for run in runs],
             _("Stations"): [run.stations for run in runs],
             _("Prices"): [run.prices for run in runs],
             _("Changed"): [run.changes for run in runs],
@@ -140,6 +151,11 @@ def pipeline(
         else:
             widgets.caption("{}", path.name)
             st.code("".join(lines) or _("(empty)"), language=None)
+
+
+def _shown(names: dict[str, str], code: str) -> str:
+    """A code of the database in the active language; one this version does not know, as it is."""
+    return _(names[code]) if code in names else code
 
 
 def backfill_progress(row: BackfillProgress | None, now: dt.datetime) -> None:
@@ -188,8 +204,8 @@ def done(kind: str, template: str, *values: object) -> None:
 
 
 def answered(request: UpdateRequest) -> None:
-    if request.outcome and request.outcome.startswith("failed"):
-        done("error", _("The update {}"), request.outcome)
+    if request.outcome and request.outcome.startswith(UPDATE_FAILED):
+        done("error", _("The update failed: {}"), request.outcome.removeprefix(UPDATE_FAILED))
     done("success", "{}", request.outcome or "")
 
 

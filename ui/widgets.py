@@ -18,7 +18,7 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy.orm import Session, sessionmaker
 
-from accounts.sessions import SessionRow
+from accounts.sessions import UNKNOWN_DEVICE, SessionRow
 from i18n import N_, _, age, cents, litres, moment, money, ordinal, price
 from prices.preferences import PreferenceError
 from prices.queries import BoardRow, Freshness
@@ -282,7 +282,7 @@ def session_list(rows: Sequence[SessionRow], this_device: str | None, now: dt.da
             _("**{}** (this device) — signed in {}, last used {}")
             if row.id == this_device
             else _("**{}** — signed in {}, last used {}"),
-            row.device,
+            _(UNKNOWN_DEVICE) if row.device == UNKNOWN_DEVICE else row.device,
             moment(row.created_at, now),
             age(row.last_seen_at, now),
             where=left,
