@@ -22,7 +22,7 @@ from alerts import texts
 from app_server import app_environ, serve
 from conftest import Inbox
 from ingest import passes
-from models import AlertRule
+from models import AlertRule, User
 from net import free_port
 from prices import preferences
 from session import init_db, make_engine, session_factory, writer
@@ -35,6 +35,7 @@ from test_browser import (
     RUNS,
     SCREENSHOTS,
     SIGNED_OUT_PAGES,
+    TIMEOUT_MS,
     App,
     Runs,
     browser,  # noqa: F401 (a fixture)
@@ -46,6 +47,7 @@ from test_browser import (
     open_app,
     reload,
     settle,
+    sidebar,
     sign_in,
 )
 from ui import alerts_ui
@@ -97,11 +99,22 @@ def alert_section(page: Page):
     return main(page).get_by_role("heading", name="Price alerts")
 
 
-def screenshot(page: Page, name: str) -> None:
-    """The alert section at the top of the window, down to the window's end."""
+def screenshot(page: Page, name: str, heading: str = "Price alerts") -> None:
+    """The alert section at the top of the window, down to the window's end, once every widget is drawn."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    alert_section(page).evaluate("heading => heading.scrollIntoView({block: 'start'})")
+    expect_drawn(page)
+    main(page).get_by_role("heading", name=heading).evaluate("heading => heading.scrollIntoView({block: 'start'})")
     page.screenshot(path=SCREENSHOTS / name)
+
+
+def expect_drawn(page: Page) -> None:
+    """No widget still waiting for its code: Streamlit draws a labelless grey box (a skeleton) until it comes."""
+    expect(main(page).locator('[data-testid="stSkeleton"]')).to_have_count(0, timeout=TIMEOUT_MS)
+
+
+def new_alert_labels(page: Page) -> list[str]:
+    form = main(page).locator('[data-testid="stForm"]').filter(has=page.locator('button[kind="primaryFormSubmit"]'))
+    return [label.inner_text() for label in form.first.locator('[data-testid="stWidgetLabel"]').all()]
 
 
 def test_an_alert_set_in_the_profile_mails_once_and_its_link_stops_it(app, new_profile, mail_server, tmp_path):  # noqa: F811
@@ -161,3 +174,37 @@ def test_an_alert_set_in_the_profile_mails_once_and_its_link_stops_it(app, new_p
     reload(page)
     expect(main(page).get_by_text(f"{description} (paused)", exact=True)).to_be_visible()
     expect(nav_links(stranger)).to_have_text(SIGNED_OUT_PAGES)  # the unsubscribe page is in no menu
+
+
+def test_the_new_alert_form_labels_each_field_in_french_at_desktop_and_phone_widths(app, new_profile):  # noqa: F811
+    """Every field of the form says what it asks, in French, at 1366 px and 390 px (screenshots of both)."""
+    app.register("colette", PASSWORD)
+    engine = make_engine(app.settings.database_url)
+    try:
+        with session_factory(writer(engine)).begin() as session:
+            user = session.scalars(select(User).where(User.username == "colette")).one()
+            preferences.follow_station(session, user.id, HOME, "Maison")
+    finally:
+        engine.dispose()
+    page = open_app(new_profile(viewport=DESKTOP), app)
+    sign_in(page, "colette", PASSWORD)
+    sidebar(page).get_by_text("Français", exact=True).click()
+    expect(sidebar(page).get_by_role("button", name="Se déconnecter")).to_be_visible()
+    go_to(page, "Profil", "Profil")
+    heading = "Alertes de prix"
+    expect(main(page).get_by_role("heading", name="Nouvelle alerte")).to_be_visible()
+    for size in (DESKTOP, PHONE):
+        page.set_viewport_size(size)
+        reload(page)
+        expect_drawn(page)
+        assert new_alert_labels(page) == ["Dans ma station", "Carburant", "Prix (€/L)"]
+        expect(main(page).get_by_text("Me prévenir pour", exact=True)).to_be_visible()
+        screenshot(page, f"alerts-form-fr-{size['width']}.png", heading)
+
+    kinds = main(page).locator('[data-testid="stSelectbox"]').filter(has_text="Me prévenir pour")
+    kinds.get_by_role("combobox").click()
+    page.get_by_role("option", name="Le prix le plus bas autour d'un lieu").click()
+    settle(page)
+    expect_drawn(page)
+    assert new_alert_labels(page) == ["Carburant", "Autour de", "Rayon (km)", "Prix (€/L)"]
+    screenshot(page, "alerts-form-area-fr-390.png", heading)
