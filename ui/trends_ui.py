@@ -27,6 +27,7 @@ PRICE_STEPS_CENTS = (1, 2, 5, 10, 20, 50, 100)  # the steps between a price axis
 PRICE_PAD = 0.002  # €/L kept between a line and its chart's edge
 MAX_PRICE_STEPS = 6  # between the labels of the price axis
 MAX_DAY_LABELS = 6  # room for them at 390 px
+LEGEND_ROW_PX = 30
 TEXT = {
     "period": N_("Period"),
     "days": N_("{days} days"),
@@ -161,7 +162,8 @@ def _line_chart(frame: pd.DataFrame, height: int) -> None:
     prices = price_ticks(frame["price"].min(), frame["price"].max())
     days = [alt.DateTime(year=day.year, month=day.month, date=day.day) for day in day_ticks(*_day_range(frame))]
     lines = frame["line"].nunique()
-    legend = alt.Legend(orient="bottom", columns=2, labelLimit=170) if lines > 1 else None
+    legend = alt.Legend(orient="bottom", columns=1, labelLimit=300) if lines > 1 else None  # one column fits 390 px
+    height += LEGEND_ROW_PX * lines if legend else 0  # the legend's rows come out of the chart's height
     frame = frame.assign(shown=[price(Decimal(str(value))) for value in frame["price"]])
     chart = (
         alt.Chart(frame)
