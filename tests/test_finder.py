@@ -48,7 +48,7 @@ from app_helpers import (
     titles,
     warnings,
 )
-from ingest import passes
+from ingest import imports
 from ingest import places as ingest_places
 from models import CustomStation, Price, Rupture, Station, StationBrand
 from prices import finder, place_search, preferences
@@ -613,7 +613,7 @@ def test_a_town_lists_its_stations_cheapest_first_with_the_price_and_the_station
 def test_a_village_without_a_station_is_found_and_suggested_with_the_stations_around_it(app, monkeypatch):
     monkeypatch.setattr(ingest_places, "MIN_PLACES", 100)
     cut = Path(__file__).resolve().parent / "data" / "places-laposte_cut.csv"
-    passes.import_places(app.engine, app.settings, str(cut))
+    imports.import_reference(app.engine, app.settings, imports.PLACES, str(cut))
     lyon(app)
 
     at = find({"q": "Caluire-et-Cuire", "fuel": "Gazole", "radius": "5"})
