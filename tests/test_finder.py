@@ -13,7 +13,6 @@ import datetime as dt
 import json
 import math
 import re
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -35,7 +34,6 @@ from app_helpers import (
     infos,
     markdowns,
     new_app,
-    open_app,
     open_page,
     page_links,
     run_frame,
@@ -429,13 +427,6 @@ FORMULA = (
 )
 HOSTILE = "**x** <b>y</b> [a](javascript:x)"
 PARSER = MarkdownIt("commonmark", {"linkify": True}).enable(["linkify", "strikethrough"])
-
-
-@pytest.fixture
-def app(monkeypatch: pytest.MonkeyPatch, data_dir) -> Iterator[App]:
-    opened = open_app(monkeypatch, data_dir)
-    yield opened
-    opened.engine.dispose()
 
 
 def lyon(app: App, prices_age: dt.timedelta = dt.timedelta(hours=1)) -> None:
