@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from backups.archive import BackupError
         from ingest import passes
+        from ingest.runs import EtlError
         from session import init_db, make_engine
         from utils import first_line
     finally:
@@ -106,17 +107,13 @@ def main(argv: list[str] | None = None) -> int:
         init_db(engine)
         if args.command == "run":
             summary = passes.run_pass(engine, settings, args.source, args.force)
-        elif args.command == "brands":
-            source = args.source or settings.brands_url
-            summary = passes.import_brands(engine, settings, source).describe(source)
-        elif args.command == "places":
-            source = args.source or settings.places_url
-            summary = passes.import_places(engine, settings, source).describe(source)
+        elif args.command in ("brands", "places"):
+            summary = _import_command(engine, settings, args)
         elif args.command == "backfill":
             summary = _backfill_command(engine, settings, args)
         else:
             summary = _backup_command(engine, settings, args)
-    except (passes.EtlError, BackupError) as exc:
+    except (EtlError, BackupError) as exc:
         log.error("etl: %s", exc)
         return 1
     except SQLAlchemyError as exc:
@@ -128,19 +125,29 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _import_command(engine: Engine, settings: Settings, args: argparse.Namespace) -> str:
+    """A brand or places import (a price run never needs their code), said in one line."""
+    from ingest import imports
+
+    reference = imports.REFERENCES[args.command]
+    source = args.source or reference.url(settings)
+    return imports.import_reference(engine, settings, reference, source).describe(source)
+
+
 def _backfill_command(engine: Engine, settings: Settings, args: argparse.Namespace) -> str:
     """A backfill with a progress bar on the terminal (the admin page shows the same progress)."""
     from tqdm import tqdm
 
     from ingest import passes
     from ingest.errors import FeedError
+    from ingest.runs import EtlError
     from ingest.source import yearly_archive_url
     from utils import PARIS, utcnow
 
     try:
         source = args.source or yearly_archive_url(args.year, utcnow().astimezone(PARIS).year)
     except FeedError as exc:
-        raise passes.EtlError(str(exc)) from exc
+        raise EtlError(str(exc)) from exc
     bars: dict[str, tqdm] = {}
 
     def show(phase: str, done: int, total: int) -> None:

@@ -4,7 +4,7 @@
 
 Generates a feed of N stations (../shared/tools/gen_feed.py --seed 3) and loads it with the ETL into a
 fresh SQLite database in a temporary data dir. Brands: the real OpenStreetMap CSV
-(../shared/feeds/real/brands-osm_*.csv) is imported with passes.import_brands when present; its ids match
+(../shared/feeds/real/brands-osm_*.csv) is imported with ingest.imports when present; its ids match
 only some generated stations (the generator reuses the feed's id scheme, not its stations), so every
 generated station left without a brand gets one drawn (seeded) from the ten commonest brands of that
 file, in about their real shares, or none for one in ten, as in the real file.
@@ -141,7 +141,7 @@ def prepare(work: Path, stations: int) -> tuple[str, int]:
     """Generate and load the feed, import and synthesise brands; return a line saying what was loaded."""
     from sqlalchemy import func, insert, select
 
-    from ingest import passes
+    from ingest import imports
     from models import Station, StationBrand
     from session import session_factory, writer
 
@@ -150,13 +150,13 @@ def prepare(work: Path, stations: int) -> tuple[str, int]:
     places = "places: no La Poste file"
     if place_files:
         clock = time.perf_counter()
-        table = passes.import_places(engine, settings, str(place_files[-1]))
+        table = imports.import_reference(engine, settings, imports.PLACES, str(place_files[-1]))
         places = f"places: {table.describe(place_files[-1].name)} in {time.perf_counter() - clock:.1f} s"
 
     brand_files = sorted(REAL_BRANDS.glob("brands-osm_*.csv"))
     imported = 0
     if brand_files:
-        imported = len(passes.import_brands(engine, settings, str(brand_files[-1])).stations)
+        imported = len(imports.import_reference(engine, settings, imports.BRANDS, str(brand_files[-1])).stations)
     Session = session_factory(engine)
     with Session() as session:
         ids = session.scalars(select(Station.id).order_by(Station.id)).all()

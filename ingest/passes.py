@@ -1,9 +1,8 @@
-"""One ETL pass, a backfill, a brand import and a places import, each recorded in etl_runs, all or nothing.
+"""The price loads: one ETL pass of the current feed, and a backfill of past prices, each recorded in etl_runs.
 
 A run loads the whole feed in one transaction, a batch of stations at a time: on any failure
 nothing is changed, a failed run is recorded and the caller gets an EtlError with one line saying
-why. A brand import (see brands.py) and a places import (see places.py) replace their table the
-same way.
+why (see runs.py). A backfill commits batch by batch and resumes where a failed one stopped.
 """
 
 from __future__ import annotations
@@ -12,11 +11,11 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, Row, exists, func, or_, select, text, update
+from sqlalchemy import Connection, Engine, Row, exists, func, or_, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from ingest import aggregates, progress
@@ -35,6 +34,15 @@ from ingest.load import (
 )
 from ingest.parse import ARCHIVE_CACHED_TIMES, parse_feed
 from ingest.records import ParseReport
+from ingest.runs import (
+    PRICE_LOADS,
+    EtlError,
+    all_or_nothing,
+    last_success,
+    record_failure,
+    run_row,
+    unexpected_failure,
+)
 from ingest.source import FeedIdentity, feed_file, identify_feed, open_feed
 from ingest.update import FeedUpdate, parse_update
 from models import EtlRun, Price, Rupture, Station
@@ -42,19 +50,11 @@ from session import bulk_writer, writer
 from settings import Settings
 from utils import first_line, utcnow
 
-if TYPE_CHECKING:
-    from ingest import brands, places
-
 log = logging.getLogger("etl")
 
 MIN_STATION_RATIO = 0.5
-PRICE_LOADS = ("run", "backfill")  # the kinds of etl_runs that load prices; "brands" imports do not
 BACKFILL_BATCH_PRICES = 50_000
 BATCH_STATIONS = 2_000  # what a run holds at once, whatever the size of the feed
-
-
-class EtlError(Exception):
-    """A pass failed; the message is the one line shown to the operator."""
 
 
 @dataclass
@@ -86,75 +86,20 @@ class RunSummary:
         reasons = ", ".join(f"{reason} ({count:,})" for reason, count in sorted(self.reasons.items()))
         return f"{self.rejected:,} rejected: {reasons}"
 
-
-def last_success(engine: Engine, kind: str | None = None) -> Row | None:
-    """The newest successful run of `kind`, or of any price load (run or backfill) when not given."""
-    kinds = (kind,) if kind is not None else PRICE_LOADS
-    return newest_run(engine, EtlRun.status == "success", EtlRun.kind.in_(kinds))
-
-
-def newest_run(engine: Engine, *conditions: ColumnElement[bool]) -> Row | None:
-    """The etl_runs row of the newest run meeting `conditions`, read as a plain row: a command that needs no
-    ORM object (an hourly run) never pays for setting the ORM up."""
-    columns = EtlRun.__table__.columns
-    with engine.connect() as conn:
-        return conn.execute(EtlRun.newest(*conditions).with_only_columns(*columns).limit(1)).first()
-
-
-def record_failure(engine: Engine, kind: str, source: str, started: dt.datetime, reason: str) -> None:
-    try:
-        _record(engine, kind, source, started, reason)
-    except SQLAlchemyError as exc:
-        log.error("could not record the failed run either: %s", first_line(exc))
-
-
-def record_success(engine: Engine, kind: str, source: str, started: dt.datetime) -> None:
-    """Record a run of work that counts nothing in the price columns (a backup, a restore)."""
-    _record(engine, kind, source, started, None)
-
-
-def _record(engine: Engine, kind: str, source: str, started: dt.datetime, error: str | None) -> None:
-    with writer(engine).begin() as conn:
-        conn.execute(
-            EtlRun.__table__.insert(),
-            {
-                "kind": kind,
-                "started_at": started,
-                "finished_at": utcnow(),
-                "status": "failed" if error else "success",
-                "source": source,
-                "duration_seconds": (utcnow() - started).total_seconds(),
-                "error": error,
-            },
+    def row(self, started: dt.datetime, identity: FeedIdentity | None = None) -> dict:
+        """The etl_runs row of this successful load, with the identity of the feed it read (a run's)."""
+        return run_row(
+            self.kind,
+            self.source,
+            started,
+            self.seconds,
+            stations=self.stations,
+            prices=self.prices,
+            changes=self.changes,
+            rejected=self.rejected,
+            feed_size=identity and identity.size,
+            feed_crc32=identity and identity.crc32,
         )
-
-
-@contextlib.contextmanager
-def _all_or_nothing(engine: Engine, kind: str, source: str, started: dt.datetime) -> Iterator[None]:
-    """Around a pass that changes nothing unless it succeeds: any failure is recorded as a failed run
-    of `kind` and raised as an EtlError whose message is its one-line reason."""
-    try:
-        yield
-    except Exception as exc:  # every failure, foreseen or not, is recorded and told in one line
-        reason = _failure_reason(exc)
-        record_failure(engine, kind, source, started, reason)
-        raise EtlError(reason) from exc
-
-
-def _failure_reason(exc: Exception) -> str:
-    if isinstance(exc, (FeedError, EtlError)):
-        return str(exc)
-    if isinstance(exc, SQLAlchemyError):
-        return f"database error, nothing was changed: {first_line(exc)}"
-    if isinstance(exc, OSError):
-        return f"system error, nothing was changed: {exc}"
-    return unexpected_failure(exc)
-
-
-def unexpected_failure(exc: Exception) -> str:
-    """Log an error no branch foresaw, with its traceback; return the one line that records it."""
-    log.exception("unexpected error during an ETL pass")
-    return f"unexpected error (see the ETL log): {type(exc).__name__}: {first_line(exc)}"
 
 
 def _check_station_count(found: int, engine: Engine, force: bool) -> None:
@@ -178,7 +123,7 @@ def run_pass(engine: Engine, settings: Settings, source: str | None = None, forc
     started = utcnow()
     clock = time.perf_counter()
     report = ParseReport()
-    with _all_or_nothing(engine, "run", source, started), feed_file(source, settings.data_dir, settings) as path:
+    with all_or_nothing(engine, "run", source, started), feed_file(source, settings.data_dir, settings) as path:
         identity = identify_feed(path, settings.max_xml_bytes)
         previous = last_success(engine)
         if not force and _same_feed(engine, previous, identity):
@@ -201,7 +146,7 @@ def run_pass(engine: Engine, settings: Settings, source: str | None = None, forc
                 time.perf_counter() - clock,
                 dict(report.reasons),
             )
-            conn.execute(EtlRun.__table__.insert(), _run_row("run", started, summary, identity))
+            conn.execute(EtlRun.__table__.insert(), summary.row(started, identity))
     _refresh_aggregates(engine, aggregates.refresh_after_run, utcnow())
     return summary
 
@@ -326,25 +271,8 @@ def _confirm_unchanged(engine: Engine, previous: Row, source: str, started: dt.d
         summary = RunSummary(
             "run", source, previous.stations, previous.prices, 0, previous.rejected, time.perf_counter() - clock
         )
-        conn.execute(EtlRun.__table__.insert(), _run_row("run", started, summary, identity))
+        conn.execute(EtlRun.__table__.insert(), summary.row(started, identity))
     return summary
-
-
-def _run_row(kind: str, started: dt.datetime, summary: RunSummary, identity: FeedIdentity | None = None) -> dict:
-    return {
-        "kind": kind,
-        "started_at": started,
-        "finished_at": utcnow(),
-        "status": "success",
-        "source": summary.source,
-        "stations": summary.stations,
-        "prices": summary.prices,
-        "changes": summary.changes,
-        "rejected": summary.rejected,
-        "duration_seconds": summary.seconds,
-        "feed_size": identity and identity.size,
-        "feed_crc32": identity and identity.crc32,
-    }
 
 
 def backfill(engine: Engine, settings: Settings, source: str, on_step: progress.Step | None = None) -> RunSummary:
@@ -391,7 +319,7 @@ def backfill(engine: Engine, settings: Settings, source: str, on_step: progress.
             dict(report.reasons),
         )
         with writer(engine).begin() as conn:
-            conn.execute(EtlRun.__table__.insert(), _run_row("backfill", started, summary))
+            conn.execute(EtlRun.__table__.insert(), summary.row(started))
             tracker.step(conn, progress.DONE, 1, 1)
     except (FeedError, EtlError) as exc:
         reason = f"{exc} (batches loaded before this point are kept; run the same file again to finish)"
@@ -415,54 +343,3 @@ def _load_backfill_batch(
         added = load_history_batch(conn, batch, started) if batch else 0
         tracker.step(conn, progress.LOADING, read, total, stations=len(batch))
     return added
-
-
-def import_brands(engine: Engine, settings: Settings, source: str | None = None) -> brands.BrandTable:
-    """Replace the station brand table with the OSM stations CSV at `source`, all or nothing, and record it."""
-    from ingest import brands  # a price run never needs it
-
-    source = source or settings.brands_url
-    started = utcnow()
-    clock = time.perf_counter()
-    with _all_or_nothing(engine, "brands", source, started):
-        with feed_file(source, settings.data_dir, settings) as path:
-            table = brands.read_brands(path, brands.load_aliases())
-        with writer(engine).begin() as conn:
-            brands.replace_brands(conn, table)
-            _record_import(conn, "brands", source, started, clock, len(table.stations), table.skipped)
-    return table
-
-
-def import_places(engine: Engine, settings: Settings, source: str | None = None) -> places.PlaceTable:
-    """Replace the places table with La Poste's postcode base at `source`, all or nothing, and record it."""
-    from ingest import places  # a price run never needs it
-
-    source = source or settings.places_url
-    started = utcnow()
-    clock = time.perf_counter()
-    with _all_or_nothing(engine, "places", source, started):
-        with feed_file(source, settings.data_dir, settings) as path:
-            table = places.read_places(path)
-        with writer(engine).begin() as conn:
-            places.replace_places(conn, table)
-            _record_import(conn, "places", source, started, clock, len(table.rows), table.skipped)
-    return table
-
-
-def _record_import(
-    conn: Connection, kind: str, source: str, started: dt.datetime, clock: float, rows: int, rejected: int
-) -> None:
-    """The etl_runs row of a reference import (`rows` go in its stations column)."""
-    conn.execute(
-        EtlRun.__table__.insert(),
-        {
-            "kind": kind,
-            "started_at": started,
-            "finished_at": utcnow(),
-            "status": "success",
-            "source": source,
-            "stations": rows,
-            "rejected": rejected,
-            "duration_seconds": time.perf_counter() - clock,
-        },
-    )

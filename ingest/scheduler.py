@@ -1,8 +1,8 @@
 """The background scheduler: when a pass is due, the `etl.py serve` loop, and starting it once.
 
-Beside prices and brands it runs the jobs its caller hands it (`Job`: `etl.py serve` hands it the
-daily backup, the restore of a lost database and the alerts run after each successful pass), so the
-pipeline imports none of that work.
+Beside prices and the reference imports (imports.py) it runs the jobs its caller hands it (`Job`: `etl.py serve`
+hands it the daily backup, the restore of a lost database and the alerts run after each successful pass), so
+the pipeline imports none of that work.
 """
 
 from __future__ import annotations
@@ -20,27 +20,18 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import psutil
 from sqlalchemy import Engine, Row, exists, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from ingest import pidfile
+from ingest.imports import REFERENCES, scheduled_import
 from ingest.lease import Lease
-from ingest.passes import (
-    EtlError,
-    import_brands,
-    import_places,
-    last_success,
-    newest_run,
-    record_failure,
-    record_success,
-    run_pass,
-    unexpected_failure,
-)
-from models import EtlRun, PassRequest, Place, StationBrand
-from session import init_db, make_engine, session_factory, writer
+from ingest.passes import run_pass
+from ingest.runs import EtlError, last_success, newest_run, record_failure, record_success, unexpected_failure
+from models import EtlRun, PassRequest
+from session import init_db, make_engine, writer
 from settings import PROJECT_DIR, Settings, load_settings
 from utils import first_line, utcnow
 
@@ -48,12 +39,6 @@ log = logging.getLogger("etl")
 
 LOG_RETENTION = dt.timedelta(days=1)
 STOP_TIMEOUT_SECONDS = 30.0
-
-
-class Described(Protocol):
-    """What a reference import returns: it says itself in one line."""
-
-    def describe(self, source: str) -> str: ...
 
 
 class Interrupted(BaseException):
@@ -263,8 +248,8 @@ def _scheduled_work(engine: Engine, settings: Settings, after_pass: Sequence[Job
     """
     wait = _scheduled_pass(engine, settings, after_pass)
     clock = time.monotonic()
-    _scheduled_brands(engine, settings)
-    _scheduled_places(engine, settings)
+    for reference in REFERENCES.values():
+        scheduled_import(engine, settings, reference)
     return max(0.0, wait - (time.monotonic() - clock))
 
 
@@ -323,65 +308,6 @@ def run_job(engine: Engine, job: Job) -> None:
             record_success(engine, job.kind, job.source, started)
         except SQLAlchemyError as exc:
             log.error("could not record the %s: %s", job.kind, first_line(exc))
-
-
-def brands_due(engine: Engine, settings: Settings) -> bool:
-    """Whether the scheduler should import brands now.
-
-    Never with BRANDS_INTERVAL_SECONDS=0; otherwise at once while the brand table
-    is empty, and when the last successful import is older than the interval; but
-    after a failed import, not before IMPORT_RETRY_SECONDS have passed (a source
-    that answers with an unusable file is not fetched again at every wake-up).
-    """
-    return _import_due(engine, settings, StationBrand, "brands", settings.brands_interval_seconds)
-
-
-def places_due(engine: Engine, settings: Settings) -> bool:
-    """Whether the scheduler should import places now: as brands_due, every PLACES_INTERVAL_SECONDS."""
-    return _import_due(engine, settings, Place, "places", settings.places_interval_seconds)
-
-
-def _import_due(engine: Engine, settings: Settings, table: type, kind: str, interval_seconds: int) -> bool:
-    if interval_seconds == 0:
-        return False
-    now = utcnow()
-    latest = newest_run(engine, EtlRun.kind == kind)
-    if latest is not None and latest.status == "failed":
-        retry = dt.timedelta(seconds=min(settings.import_retry_seconds, interval_seconds))
-        return latest.finished_at + retry <= now
-    with session_factory(engine)() as session:
-        if not session.scalar(select(exists().select_from(table))):
-            return True
-    interval = dt.timedelta(seconds=interval_seconds)
-    return latest is None or latest.finished_at + interval <= now
-
-
-def _scheduled_brands(engine: Engine, settings: Settings) -> None:
-    """Import brands if due; a failure is logged (import_brands records it) and waits for the next wake-up."""
-    due, run = (lambda: brands_due(engine, settings)), (lambda: import_brands(engine, settings))
-    _scheduled_import(engine, "brands", "brand", settings.brands_url, due, run)
-
-
-def _scheduled_places(engine: Engine, settings: Settings) -> None:
-    """Import places if due, as brands are."""
-    due, run = (lambda: places_due(engine, settings)), (lambda: import_places(engine, settings))
-    _scheduled_import(engine, "places", "places", settings.places_url, due, run)
-
-
-def _scheduled_import(
-    engine: Engine, kind: str, what: str, source: str, due: Callable[[], bool], run: Callable[[], Described]
-) -> None:
-    started = utcnow()
-    try:
-        if due():
-            log.info(run().describe(source))
-    except EtlError as exc:
-        log.error("%s import failed: %s", what, exc)
-    except SQLAlchemyError as exc:
-        log.error("database unavailable for the %s import, will retry: %s", what, first_line(exc))
-    except Exception as exc:
-        # As in _scheduled_pass: an unforeseen error costs this import, never the scheduler or the prices.
-        record_failure(engine, kind, source, started, unexpected_failure(exc))
 
 
 def ensure_scheduler(settings: Settings | None = None) -> int:

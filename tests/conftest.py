@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import bcrypt
 import pytest
@@ -28,6 +29,9 @@ from accounts.store import LocalCredentialStore
 from net import free_port
 from session import init_db, make_engine
 from settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from app_helpers import App
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -56,6 +60,19 @@ def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "data"
     path.mkdir()
     return path
+
+
+@pytest.fixture
+def app(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> Iterator[App]:
+    """The app on its first start, over its own data dir (see app_helpers.open_app): no price, no run, no account.
+
+    A module that wants it set up otherwise declares an `app` of its own.
+    """
+    from app_helpers import open_app  # imports Streamlit, which only the tests of the app should pay for
+
+    opened = open_app(monkeypatch, data_dir)
+    yield opened
+    opened.engine.dispose()
 
 
 def _base_env(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> None:

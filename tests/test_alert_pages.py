@@ -3,7 +3,6 @@ unsubscribe page a link opens, signed out, with a genuine, a changed or no token
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import select
 
 import i18n
@@ -17,7 +16,6 @@ from app_helpers import (
     infos,
     markdowns,
     new_app,
-    open_app,
     open_page,
     sign_in,
     successes,
@@ -27,13 +25,6 @@ from models import AlertRule, User
 from test_app import follow, two_fresh_stations
 from ui import alerts_ui
 from utils import utcnow
-
-
-@pytest.fixture
-def app(monkeypatch, data_dir):
-    opened = open_app(monkeypatch, data_dir)
-    yield opened
-    opened.engine.dispose()
 
 
 def profile_of(app, username: str = "alice"):

@@ -80,13 +80,6 @@ REGISTER = "Create my account"
 FEED_A_TOWN = "agen"  # feed_a has two stations in 47000: one in 'AGEN', one in 'Agen'
 
 
-@pytest.fixture
-def app(monkeypatch: pytest.MonkeyPatch, data_dir) -> Iterator[App]:
-    opened = open_app(monkeypatch, data_dir)
-    yield opened
-    opened.engine.dispose()
-
-
 def load_feed_a(app: App) -> None:
     passes.run_pass(app.engine, app.settings, str(FIXTURES / "feed_a.zip"))
 

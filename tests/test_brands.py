@@ -27,7 +27,8 @@ from sqlalchemy import select, update
 import etl
 from conftest import REAL_FEEDS, ROOT
 from db_snapshot import etl_runs, table_rows
-from ingest import brands, passes, scheduler
+from ingest import brands, imports, passes, scheduler
+from ingest.runs import EtlError, last_success
 from models import EtlRun, StationBrand
 from session import init_db, make_engine, writer
 from settings import Settings
@@ -85,7 +86,7 @@ def leftover_downloads(settings: Settings) -> list[Path]:
 @pytest.fixture
 def preloaded(engine, settings) -> dict[int, tuple]:
     """The cut imported: the previous table a refused file must leave as it is."""
-    passes.import_brands(engine, settings, str(CUT))
+    imports.import_reference(engine, settings, imports.BRANDS, str(CUT))
     before = stored(engine)
     assert len(before) == CUT_STATIONS
     return before
@@ -95,8 +96,8 @@ def assert_refused(engine, settings, source: str, match: str, before: dict) -> s
     """The import fails with a one-line reason matching `match`, is recorded as failed, and changes nothing."""
     runs_before = len(etl_runs(engine))
     prices_before = table_rows(engine)
-    with pytest.raises(passes.EtlError, match=match) as excinfo:
-        passes.import_brands(engine, settings, source)
+    with pytest.raises(EtlError, match=match) as excinfo:
+        imports.import_reference(engine, settings, imports.BRANDS, source)
     reason = str(excinfo.value)
     assert reason.strip() and "\n" not in reason, f"not one line: {reason!r}"
     assert stored(engine) == before, "the refused file changed the brand table"
@@ -112,7 +113,7 @@ def assert_refused(engine, settings, source: str, match: str, before: dict) -> s
 
 
 def test_importing_the_cut_links_stations_to_canonical_brands_and_names(engine, settings):
-    table = passes.import_brands(engine, settings, str(CUT))
+    table = imports.import_reference(engine, settings, imports.BRANDS, str(CUT))
 
     assert (len(table.stations), table.with_brand, table.resolved, table.skipped) == (
         CUT_STATIONS,
@@ -299,7 +300,7 @@ def test_the_real_file_imports_every_feed_id_it_holds(engine, settings, monkeypa
     branded = {r["ref:FR:prix-carburants"] for r in records if r["ref:FR:prix-carburants"] and r["brand"].strip()}
     assert (len(ids), len(branded)) == (10_127, 9_312)
 
-    table = passes.import_brands(engine, settings, str(REAL))
+    table = imports.import_reference(engine, settings, imports.BRANDS, str(REAL))
 
     assert table.describe("REAL") == (
         "imported brands of 10,127 stations (9,312 with a brand) from REAL; "
@@ -321,7 +322,7 @@ def test_the_real_file_imports_every_feed_id_it_holds(engine, settings, monkeypa
     ]
     assert all(len(brand or "") <= 60 and len(name or "") <= 120 for brand, name in rows.values())
 
-    again = passes.import_brands(engine, settings, str(REAL))
+    again = imports.import_reference(engine, settings, imports.BRANDS, str(REAL))
     assert again.stations == table.stations and stored(engine) == rows, "a second import gives the same table"
 
 
@@ -414,7 +415,7 @@ def test_a_bzip2_file_of_several_streams_is_read_whole(engine, settings, tmp_pat
     path = tmp_path / "cut.csv.bz2"
     path.write_bytes(bz2.compress(data[:5000]) + bz2.compress(data[5000:]))
 
-    table = passes.import_brands(engine, settings, str(path))
+    table = imports.import_reference(engine, settings, imports.BRANDS, str(path))
 
     assert table.describe("X") == CUT_SUMMARY.format("X")
     assert stored(engine) == brands.read_brands(CUT, brands.load_aliases()).stations
@@ -427,7 +428,7 @@ def test_the_export_is_downloaded_and_decompressed(engine, settings, serve):
     body = bz2.compress(CUT.read_bytes())
     server = serve(lambda handler, n: send(handler, body, Content_Type="application/x-bzip2"))
 
-    table = passes.import_brands(engine, dataclasses.replace(settings, brands_url=server.url))
+    table = imports.import_reference(engine, dataclasses.replace(settings, brands_url=server.url), imports.BRANDS)
 
     assert table.describe(server.url) == CUT_SUMMARY.format(server.url)
     assert len(stored(engine)) == CUT_STATIONS
@@ -541,16 +542,17 @@ def age_runs(engine, kind: str, seconds: float) -> None:
 
 def test_brands_are_due_when_the_table_is_empty_then_weekly(due):
     settings, engine = due
-    assert scheduler.brands_due(engine, settings), "an empty table is due at once"
-    assert not scheduler.brands_due(engine, dataclasses.replace(settings, brands_interval_seconds=0)), "0 disables"
+    assert imports.import_due(engine, settings, imports.BRANDS), "an empty table is due at once"
+    off = dataclasses.replace(settings, brands_interval_seconds=0)
+    assert not imports.import_due(engine, off, imports.BRANDS), "0 disables"
 
-    passes.import_brands(engine, settings)
-    assert not scheduler.brands_due(engine, settings)
+    imports.import_reference(engine, settings, imports.BRANDS)
+    assert not imports.import_due(engine, settings, imports.BRANDS)
     age_runs(engine, "brands", 6 * 24 * 3600)
-    assert not scheduler.brands_due(engine, settings)
+    assert not imports.import_due(engine, settings, imports.BRANDS)
     age_runs(engine, "brands", WEEK)
-    assert scheduler.brands_due(engine, settings)
-    assert not scheduler.brands_due(engine, dataclasses.replace(settings, brands_interval_seconds=0))
+    assert imports.import_due(engine, settings, imports.BRANDS)
+    assert not imports.import_due(engine, off, imports.BRANDS)
 
 
 def test_scheduled_work_loads_prices_then_brands_and_then_waits(due):
@@ -574,10 +576,10 @@ def test_a_brand_import_never_moves_the_next_price_pass(due):
     passes.run_pass(engine, settings)
     age_runs(engine, "run", 2 * INTERVAL)
 
-    passes.import_brands(engine, settings)
+    imports.import_reference(engine, settings, imports.BRANDS)
 
     assert scheduler.next_pass_in(engine, settings) == 0.0, "the price pass is still overdue"
-    assert passes.last_success(engine).kind == "run"
+    assert last_success(engine).kind == "run"
 
 
 @pytest.mark.parametrize("failure", ["broken file", "unexpected error"])

@@ -69,7 +69,7 @@ from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from accounts.service import Accounts
 from accounts.store import credential_store
 from app_server import CHROMIUM, CHROMIUM_ARGS, app_environ, nginx, serve
-from ingest import brands, passes
+from ingest import brands, imports, passes
 from models import CustomStation, EtlRun, GasType, Price, User
 from net import free_port
 from prices import finder, hours, place_search, preferences, queries
@@ -240,7 +240,7 @@ def app(tmp_path_factory) -> Iterator[App]:
     passes.run_pass(engine, settings, str(feed))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(brands, "MIN_STATIONS", 1)  # the cut names 13 stations; the real minimum is for France
-        passes.import_brands(engine, settings, str(LYON_BRANDS))
+        imports.import_reference(engine, settings, imports.BRANDS, str(LYON_BRANDS))
     engine.dispose()
     log = folder / "streamlit.log"
     with serve(env, log) as url:

@@ -13,7 +13,6 @@ import datetime as dt
 import json
 import math
 import re
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -35,7 +34,6 @@ from app_helpers import (
     infos,
     markdowns,
     new_app,
-    open_app,
     open_page,
     page_links,
     run_frame,
@@ -48,7 +46,7 @@ from app_helpers import (
     titles,
     warnings,
 )
-from ingest import passes
+from ingest import imports
 from ingest import places as ingest_places
 from models import CustomStation, Price, Rupture, Station, StationBrand
 from prices import finder, place_search, preferences
@@ -431,13 +429,6 @@ HOSTILE = "**x** <b>y</b> [a](javascript:x)"
 PARSER = MarkdownIt("commonmark", {"linkify": True}).enable(["linkify", "strikethrough"])
 
 
-@pytest.fixture
-def app(monkeypatch: pytest.MonkeyPatch, data_dir) -> Iterator[App]:
-    opened = open_app(monkeypatch, data_dir)
-    yield opened
-    opened.engine.dispose()
-
-
 def lyon(app: App, prices_age: dt.timedelta = dt.timedelta(hours=1)) -> None:
     """Four stations in and around Lyon, one in Vienne 27 km away; opening states that hold at any hour.
 
@@ -613,7 +604,7 @@ def test_a_town_lists_its_stations_cheapest_first_with_the_price_and_the_station
 def test_a_village_without_a_station_is_found_and_suggested_with_the_stations_around_it(app, monkeypatch):
     monkeypatch.setattr(ingest_places, "MIN_PLACES", 100)
     cut = Path(__file__).resolve().parent / "data" / "places-laposte_cut.csv"
-    passes.import_places(app.engine, app.settings, str(cut))
+    imports.import_reference(app.engine, app.settings, imports.PLACES, str(cut))
     lyon(app)
 
     at = find({"q": "Caluire-et-Cuire", "fuel": "Gazole", "radius": "5"})

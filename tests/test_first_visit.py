@@ -60,15 +60,7 @@ def test_the_admin_page_keeps_the_technical_reason(unreachable):
     assert "could not download the feed from 127.0.0.1" in reason
 
 
-@pytest.fixture
-def empty(monkeypatch, data_dir):
-    """The app on its first start: no price loaded yet, no run at all."""
-    app = open_app(monkeypatch, data_dir)
-    yield app
-    app.engine.dispose()
-
-
-def test_a_search_before_the_first_download_says_prices_are_loading_not_that_the_place_is_unknown(empty):
+def test_a_search_before_the_first_download_says_prices_are_loading_not_that_the_place_is_unknown(app):
     at = new_app().run()
     at.query_params["q"] = "Lyon"
     at = open_page(at, FIND)
@@ -80,7 +72,7 @@ def test_a_search_before_the_first_download_says_prices_are_loading_not_that_the
     assert not any("stations" in text and "in and around" in text for text in markdowns(at))
 
 
-def test_the_demo_before_the_first_download_says_the_same(empty):
+def test_the_demo_before_the_first_download_says_the_same(app):
     at = open_page(new_app().run(), DEMO)
     text_input(at, "Town, postcode or address").input("Lyon").run()
 

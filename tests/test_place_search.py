@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from app_helpers import add_station
 from conftest import REAL_FEEDS
-from ingest import passes
+from ingest import imports, passes
 from ingest import places as ingest_places
 from models import Place, Station
 from prices import finder
@@ -387,7 +387,7 @@ def test_a_text_without_words_matches_nothing(session, addresses, text):
 def places(engine, settings, monkeypatch) -> None:
     """The 146-row cut of La Poste's base loaded (before any station is added in the test's session)."""
     monkeypatch.setattr(ingest_places, "MIN_PLACES", 100)
-    passes.import_places(engine, settings, str(PLACES_CUT))
+    imports.import_reference(engine, settings, imports.PLACES, str(PLACES_CUT))
 
 
 def test_a_village_without_a_station_is_found_and_its_nearby_stations_listed(places, session, towns):

@@ -20,7 +20,8 @@ from sqlalchemy import select
 import etl
 from conftest import REAL_FEEDS
 from db_snapshot import etl_runs
-from ingest import passes, places, scheduler
+from ingest import imports, places, scheduler
+from ingest.runs import EtlError
 from models import Place
 from session import init_db, make_engine
 from settings import Settings
@@ -62,7 +63,7 @@ def write(path: Path, header: list[str], records: list[list[str]], delimiter: st
 @pytest.fixture
 def preloaded(engine, settings) -> list[tuple]:
     """The cut imported: the table a refused file must leave as it is."""
-    passes.import_places(engine, settings, str(CUT))
+    imports.import_reference(engine, settings, imports.PLACES, str(CUT))
     before = stored(engine)
     assert len(before) == CUT_ROWS
     return before
@@ -70,8 +71,8 @@ def preloaded(engine, settings) -> list[tuple]:
 
 def assert_refused(engine, settings, source: str, match: str, before: list[tuple]) -> str:
     """The import fails with a one-line reason matching `match`, is recorded as failed, and changes nothing."""
-    with pytest.raises(passes.EtlError, match=match) as excinfo:
-        passes.import_places(engine, settings, source)
+    with pytest.raises(EtlError, match=match) as excinfo:
+        imports.import_reference(engine, settings, imports.PLACES, source)
     reason = str(excinfo.value)
     assert "\n" not in reason
     assert stored(engine) == before, "the refused file changed the places"
@@ -84,7 +85,7 @@ def assert_refused(engine, settings, source: str, match: str, before: list[tuple
 
 
 def test_importing_the_cut_stores_communes_postcodes_localities_and_departments(engine, settings):
-    table = passes.import_places(engine, settings, str(CUT))
+    table = imports.import_reference(engine, settings, imports.PLACES, str(CUT))
 
     assert table.describe("X") == CUT_SUMMARY.format("X")
     assert (len(table.rows), table.communes) == (CUT_ROWS, CUT_COMMUNES)
@@ -107,10 +108,11 @@ def test_a_spreadsheet_resaved_copy_loads_the_same_places(engine, settings, tmp_
         for insee, name, postcode, line5, label, lat, lon in records
     ]
     assert any(row[0] != record[0] for row, record in zip(resaved, records, strict=True)), "no code lost a zero"
-    passes.import_places(engine, settings, str(CUT))
+    imports.import_reference(engine, settings, imports.PLACES, str(CUT))
     expected = stored(engine)
 
-    passes.import_places(engine, settings, write(tmp_path / "resaved.csv", header, resaved, ",", "cp1252"))
+    resaved_file = write(tmp_path / "resaved.csv", header, resaved, ",", "cp1252")
+    imports.import_reference(engine, settings, imports.PLACES, resaved_file)
 
     assert stored(engine) == expected
 
@@ -119,10 +121,11 @@ def test_the_current_headers_and_a_single_coordinates_column_are_read(engine, se
     _header, records = cut_records()
     renamed = ["#Code_commune_INSEE", "Nom_de_la_commune", "Code_postal", "Ligne_5", "Libellé_d_acheminement"]
     joined = [[*record[:5], f"{record[5]}, {record[6]}"] for record in records]
-    passes.import_places(engine, settings, str(CUT))
+    imports.import_reference(engine, settings, imports.PLACES, str(CUT))
     expected = stored(engine)
 
-    passes.import_places(engine, settings, write(tmp_path / "gps.csv", [*renamed, "coordonnees_gps"], joined))
+    gps_file = write(tmp_path / "gps.csv", [*renamed, "coordonnees_gps"], joined)
+    imports.import_reference(engine, settings, imports.PLACES, gps_file)
 
     assert stored(engine) == expected
 
@@ -130,7 +133,8 @@ def test_the_current_headers_and_a_single_coordinates_column_are_read(engine, se
 def test_unusable_rows_are_skipped_and_counted(engine, settings, tmp_path):
     header, records = cut_records()
     broken = [["", "NOWHERE", "01000", "", "NOWHERE", "46", "5"], ["01001", "NOWHERE", "01000", "", "X", "", ""]]
-    table = passes.import_places(engine, settings, write(tmp_path / "some.csv", header, records + broken))
+    some_file = write(tmp_path / "some.csv", header, records + broken)
+    table = imports.import_reference(engine, settings, imports.PLACES, some_file)
     assert (len(table.rows), table.skipped) == (CUT_ROWS, 2)
 
 
@@ -166,7 +170,7 @@ def test_a_failed_download_is_refused_and_the_places_kept(engine, settings, prel
 
 def test_the_base_is_downloaded(engine, settings, serve):
     server = serve(lambda handler, n: send(handler, CUT.read_bytes(), Content_Type="text/csv"))
-    table = passes.import_places(engine, dataclasses.replace(settings, places_url=server.url))
+    table = imports.import_reference(engine, dataclasses.replace(settings, places_url=server.url), imports.PLACES)
     assert table.describe(server.url) == CUT_SUMMARY.format(server.url)
     assert len(stored(engine)) == CUT_ROWS
 
@@ -192,7 +196,7 @@ def test_cli_imports_the_cut_and_refuses_a_broken_file_in_one_line(
 @needs_real
 def test_the_real_file_imports_every_row(engine, settings, monkeypatch):
     monkeypatch.setattr(places, "MIN_PLACES", 30_000)  # the real rule
-    table = passes.import_places(engine, settings, str(REAL))
+    table = imports.import_reference(engine, settings, imports.PLACES, str(REAL))
     assert (len(table.rows), table.communes, table.skipped) == (39_204, 35_091, 0)
     assert len(stored(engine)) == 39_204
 
@@ -216,15 +220,16 @@ def due(sqlite_settings: Settings):
 
 def test_places_are_due_when_the_table_is_empty_then_monthly(due):
     settings, engine = due
-    assert scheduler.places_due(engine, settings), "an empty table is due at once"
-    assert not scheduler.places_due(engine, dataclasses.replace(settings, places_interval_seconds=0)), "0 disables"
+    assert imports.import_due(engine, settings, imports.PLACES), "an empty table is due at once"
+    off = dataclasses.replace(settings, places_interval_seconds=0)
+    assert not imports.import_due(engine, off, imports.PLACES), "0 disables"
 
-    passes.import_places(engine, settings)
-    assert not scheduler.places_due(engine, settings)
+    imports.import_reference(engine, settings, imports.PLACES)
+    assert not imports.import_due(engine, settings, imports.PLACES)
     age_runs(engine, "places", MONTH - 3600)
-    assert not scheduler.places_due(engine, settings)
+    assert not imports.import_due(engine, settings, imports.PLACES)
     age_runs(engine, "places", MONTH)
-    assert scheduler.places_due(engine, settings)
+    assert imports.import_due(engine, settings, imports.PLACES)
 
 
 def test_scheduled_work_loads_prices_then_places(due):
@@ -270,15 +275,16 @@ def test_a_refused_places_file_is_not_fetched_again_at_every_wake_up(due, tmp_pa
     assert any("no coordinates (latitude and longitude) column" in message for message in caplog.messages)
 
     age_runs(engine, "places", 6 * 3600 - 60)
-    assert not scheduler.places_due(engine, settings), "a refused file waits its retry delay, though no place is loaded"
+    refused = "a refused file waits its retry delay, though no place is loaded"
+    assert not imports.import_due(engine, settings, imports.PLACES), refused
     age_runs(engine, "places", 6 * 3600)
-    assert scheduler.places_due(engine, settings)
+    assert imports.import_due(engine, settings, imports.PLACES)
 
     fixed = dataclasses.replace(settings, places_url=str(CUT))
     scheduler._scheduled_work(engine, fixed)
     assert kinds(engine)[-1] == ("places", "success")
     assert len(stored(engine)) == CUT_ROWS
-    assert not scheduler.places_due(engine, fixed), "after a success, the month's wait again"
+    assert not imports.import_due(engine, fixed, imports.PLACES), "after a success, the month's wait again"
 
 
 def test_the_retry_delay_never_exceeds_the_interval(due, tmp_path):
@@ -288,4 +294,4 @@ def test_the_retry_delay_never_exceeds_the_interval(due, tmp_path):
     )
     scheduler._scheduled_work(engine, settings)
     age_runs(engine, "places", 3600)
-    assert scheduler.places_due(engine, settings)
+    assert imports.import_due(engine, settings, imports.PLACES)

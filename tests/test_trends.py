@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from app_helpers import PASSWORD, add_price, add_rupture, add_station, board, new_app, open_app, sign_in
+from app_helpers import PASSWORD, add_price, add_rupture, add_station, board, new_app, sign_in
 from models import PriceHistory
 from prices import preferences, queries
 from prices.trends import CHART_DAYS, board_trends
@@ -23,13 +23,6 @@ LYON = (45.7640, 4.8357)
 
 def at_km_east(km: float) -> tuple[float, float]:
     return LYON[0], LYON[1] + km / 78.0  # about 78 km per degree of longitude at Lyon's latitude
-
-
-@pytest.fixture
-def app(monkeypatch, data_dir):
-    opened = open_app(monkeypatch, data_dir)
-    yield opened
-    opened.engine.dispose()
 
 
 def station(session, station_id: int, where: tuple[float, float]) -> None:

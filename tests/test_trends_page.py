@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from app_helpers import PASSWORD, add_price, add_station, new_app, open_app, open_page, sign_in
+from app_helpers import PASSWORD, add_price, add_station, new_app, open_page, sign_in
 from ingest import aggregates
 from models import DailyAggregate, PriceHistory
 from prices import finder, market, preferences
@@ -52,13 +52,6 @@ def test_noise_names_no_weekday():
 def test_a_steady_price_or_too_few_weeks_name_no_weekday():
     assert market.cheapest_weekday([week_days(12, lambda _n: 1.8)]) is None
     assert market.cheapest_weekday([week_days(5, lambda n: 1.8 - (0.05 if n % 7 == 2 else 0))]) is None
-
-
-@pytest.fixture
-def app(monkeypatch, data_dir):
-    opened = open_app(monkeypatch, data_dir)
-    yield opened
-    opened.engine.dispose()
 
 
 def test_a_years_chart_holds_each_days_price_in_force(app):

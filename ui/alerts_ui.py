@@ -77,8 +77,8 @@ def alert_list(views: Sequence[RuleView]) -> tuple[str, int] | None:
 def new_alert_form(stations: Mapping[int, str], fuels: Mapping[int, str]) -> dict[str, Any] | None:
     """The form for one new alert, its fields those of the kind chosen above it; its values when sent."""
     st.subheader(_("New alert"))
-    kinds = {kind: _(name) for kind, name in texts.KIND_NAMES.items()}  # translated now, in this run's language
-    kind = st.selectbox(_("Tell me about"), list(texts.KIND_NAMES), format_func=kinds.get, key=KIND_KEY)
+    kinds = {kind: _(texts.KIND_NAMES[kind]) for kind in rules.KINDS}  # translated now, in this run's language
+    kind = st.selectbox(_("Tell me about"), list(kinds), format_func=kinds.get, key=KIND_KEY)
     if kind in rules.STATION_KINDS and not stations:
         st.info(_(NO_STATIONS))
         return None
