@@ -168,7 +168,8 @@ def test_the_real_snapshots_of_2023_11_25_give_the_medians_worked_out_from_the_f
     zip_of = {station_id: raw.cp for station_id, raw in {**a.details, **b.details}.items()}
     everything = {**b.observations, **a.observations}
     # The day under way counts the fuels the stations list now (those of the second snapshot); past days, the history.
-    listed = {key: price for key, price in everything.items() if key[:2] in set(b.current)}
+    current = set(b.current)
+    listed = {key: price for key, price in everything.items() if key[:2] in current}
 
     passes.run_pass(engine, settings, str(path_a))
     passes.run_pass(engine, settings, str(path_b))
