@@ -1282,6 +1282,21 @@ def test_a_village_without_a_station_is_suggested_as_its_name_is_typed_and_lists
     whole_page_screenshot(page, SCREENSHOTS / f"find-village-{size}.png")
 
 
+def test_the_place_box_speaks_french_while_it_suggests(app, new_profile):
+    """A keystroke reruns the box alone, without the frame that sets each run's language."""
+    page = new_profile(locale="fr-FR").context.new_page()
+    RUNS[page] = Runs(page)
+    page.goto(f"{app.url}/find")
+    loaded(page)
+    box = place_box(page)
+    box.click()
+    box.press_sequentially("Calui", delay=50)
+
+    expect(offered(page)).to_have_text(["Calui", "Caluire et Cuire (69)"])
+    frame = main(page).frame_locator(PLACE_FRAME)
+    expect(frame.get_by_text("Commune, code postal ou adresse", exact=True)).to_be_visible()
+
+
 def column_lines(page: Page, grid: Locator) -> tuple[dict, list[float]]:
     """The grid's box, and the x (in the page) of the lines its header draws between columns.
 

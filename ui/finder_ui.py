@@ -23,7 +23,7 @@ from prices.finder import FinderStation, Result, StationDetail, week_of
 from prices.hours import opening_status, week
 from prices.place_search import SEARCH_MAX_CHARS, PlaceMatch
 from prices.preferences import NAME_MAX_CHARS, default_name
-from ui import map_ui, trends_ui, widgets
+from ui import language, map_ui, trends_ui, widgets
 from utils import PARIS
 
 PLACE, FUEL, RADIUS, OPEN_NOW, AUTOMAT, BRAND, SORT = "q", "fuel", "radius", "open", "automat", "brand", "sort"
@@ -91,6 +91,7 @@ def where(app) -> str | None:
 
 @st.fragment  # a keystroke reruns the box alone; a place chosen reruns the page
 def _place_box(app) -> None:
+    language.speak()  # a fragment's rerun skips the frame, which sets each run's language
     searched = st.query_params.get(PLACE) or ""
     if st.session_state.get(PLACE_HELD) != searched:  # a first draw, or the URL changed: Locate me, another page
         st.session_state.pop(PLACE_BOX, None)  # the box starts again, showing the place searched
