@@ -479,6 +479,7 @@ def main() -> int:
         for name in [name for name in os.environ if name.startswith("CARBUROAM_")]:
             del os.environ[name]
         os.environ.update(CARBUROAM_DATA_DIR=tmp, ETL_AUTOSTART="off", REGISTRATION_CAPTCHA="off", MAP_PROVIDER="none")
+        os.environ["CARBUROAM_LANGUAGE"] = "en"  # the page's sentences are read in English
         loaded, stations = prepare(Path(tmp), args.stations)
         print(f"{stations:,} generated stations (seed 3), SQLite; load average {os.getloadavg()[0]:.2f}")
         print(loaded)
