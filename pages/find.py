@@ -23,7 +23,7 @@ with app.Session() as session:
     brands = finder.brand_names(session)
 widgets.show_freshness(fresh, app.settings.interval_seconds, now)
 
-place = finder_ui.where(finder_ui.suggestions(app))
+place = finder_ui.where(app)
 criteria = finder_ui.what(list(fuel_names.values()), fuel_names[mine[0] if mine else 1], brands)
 fuel_id = next(i for i, name in fuel_names.items() if name == criteria.fuel)
 here = None if place else finder_ui.located()

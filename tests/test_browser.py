@@ -49,6 +49,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator
@@ -70,6 +71,7 @@ from accounts.service import Accounts
 from accounts.store import credential_store
 from app_server import CHROMIUM, CHROMIUM_ARGS, app_environ, nginx, serve
 from ingest import brands, imports, passes
+from ingest import places as ingest_places
 from models import CustomStation, EtlRun, GasType, Price, User
 from net import free_port
 from prices import finder, hours, place_search, preferences, queries
@@ -99,6 +101,7 @@ DATA = Path(__file__).resolve().parent / "data"
 # feed, and their rows of the OpenStreetMap brands CSV (provenance in tests/data/README.md).
 LYON_FEED = DATA / "extract_instantane_ruptures_2026-06-05_lyon-pdv.xml"
 LYON_BRANDS = DATA / "brands-osm_lyon_cut.csv"
+PLACES_CUT = DATA / "places-laposte_cut.csv"
 LYON = {"latitude": 45.7578, "longitude": 4.8320}  # place Bellecour, where the located browser stands
 LYON_CLEARED_KM = 15  # the generated stations this close to Lyon's centre make way for the real ones
 GEN_FEED = ROOT.parent / "shared" / "tools" / "gen_feed.py"
@@ -241,6 +244,8 @@ def app(tmp_path_factory) -> Iterator[App]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(brands, "MIN_STATIONS", 1)  # the cut names 13 stations; the real minimum is for France
         imports.import_reference(engine, settings, imports.BRANDS, str(LYON_BRANDS))
+        patch.setattr(ingest_places, "MIN_PLACES", 100)  # a cut of La Poste's base, villages around Lyon among them
+        imports.import_reference(engine, settings, imports.PLACES, str(PLACES_CUT))
     engine.dispose()
     log = folder / "streamlit.log"
     with serve(env, log) as url:
@@ -1029,7 +1034,16 @@ def click_row_once(page: Page, grid: Locator, index: int) -> None:
     page.mouse.click(box["x"] + 15, box["y"] + 35 + 35 * index + 35 / 2)
 
 
-PLACE_BOX = 'input[aria-label="Town, postcode or address"]'
+PLACE_FRAME = 'iframe[title="streamlit_searchbox.searchbox"]'  # the place box: a component, in its own frame
+
+
+def place_box(page: Page) -> Locator:
+    return main(page).frame_locator(PLACE_FRAME).locator("input")
+
+
+def offered(page: Page) -> Locator:
+    """The places the place box offers for the text typed."""
+    return main(page).frame_locator(PLACE_FRAME).get_by_role("option")
 
 
 def results_grid(page: Page) -> Locator:
@@ -1038,12 +1052,16 @@ def results_grid(page: Page) -> Locator:
 
 
 def search(page: Page, place: str, *outcomes: Locator) -> None:
-    """Type `place` in the finder's place box and press Enter (the box takes free text), until `outcomes` show."""
-    box = main(page).locator(PLACE_BOX)
+    """Type `place` in the finder's place box and press Enter (the box offers the text typed first), until
+    `outcomes` show."""
+    box = place_box(page)
 
     def send() -> None:
+        if urllib.parse.parse_qs(urllib.parse.urlsplit(page.url).query).get("q") == [place]:
+            return  # the search was taken: its results are still drawing
         box.click()
         box.fill(place)
+        expect(offered(page).first).to_have_text(place)  # the server's answer to the last keystroke
         box.press("Enter")
 
     click_until(page, f"search {place}", send, *outcomes)
@@ -1233,10 +1251,58 @@ def test_a_browser_that_keeps_its_position_gets_a_warning_and_keeps_the_place_bo
     )
     click_until(page, "locate me", body.get_by_role("button", name="Locate me").click, refused)
     assert "lat=" not in page.url
-    expect(body.locator(PLACE_BOX)).to_be_enabled()
+    expect(place_box(page)).to_be_enabled()
     found = body.get_by_text(re.compile(r"^\d+ stations? in and around Lyon \(.+\), 10 km around\.$"))
     search(page, "Lyon", found, results_grid(page))
     expect(found).to_have_text(re.compile(f"^{len(expected_results(app, place='Lyon'))} stations"))
+
+
+@pytest.mark.parametrize("size", ["desktop", "phone"])
+def test_a_village_without_a_station_is_suggested_as_its_name_is_typed_and_lists_the_stations_around(
+    app, new_profile, size
+):
+    village = "Caluire et Cuire (69)"  # in the places, none of the stations
+    expected = expected_results(app, place=village)
+    assert expected and all("CALUIRE" not in r.station.town.upper() for r in expected)
+    page = open_find(new_profile(viewport=DESKTOP if size == "desktop" else PHONE), app)
+    box = place_box(page)
+    box.click()
+    box.press_sequentially("Calui", delay=50)  # a person's typing: a suggestion as the server answers
+
+    expect(offered(page)).to_have_text(["Calui", village])
+    found = main(page).get_by_text(
+        re.compile(r"^\d+ stations? in and around Caluire et Cuire \(69300\), 10 km around\.$")
+    )
+
+    def pick() -> None:
+        if "q=" not in page.url:  # else the village was taken: its results are still drawing
+            offered(page).nth(1).click()
+
+    click_until(page, "pick the village", pick, found)
+
+    expect(found).to_have_text(re.compile(f"^{len(expected)} stations"))
+    expect(page).to_have_url(re.compile(r"[?&]q=Caluire\+et\+Cuire\+%2869%29"))
+    grid = results_grid(page)
+    expect(grid.locator('td[role="gridcell"][aria-colindex="2"]').first).to_have_text(expected[0].station.title)
+    expect(box).to_have_value("")  # the place chosen shows as the box's value, not as text being typed
+    expect(main(page).frame_locator(PLACE_FRAME).get_by_text(village, exact=True)).to_be_visible()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    whole_page_screenshot(page, SCREENSHOTS / f"find-village-{size}.png")
+
+
+def test_the_place_box_speaks_french_while_it_suggests(app, new_profile):
+    """A keystroke reruns the box alone, without the frame that sets each run's language."""
+    page = new_profile(locale="fr-FR").context.new_page()
+    RUNS[page] = Runs(page)
+    page.goto(f"{app.url}/find")
+    loaded(page)
+    box = place_box(page)
+    box.click()
+    box.press_sequentially("Calui", delay=50)
+
+    expect(offered(page)).to_have_text(["Calui", "Caluire et Cuire (69)"])
+    frame = main(page).frame_locator(PLACE_FRAME)
+    expect(frame.get_by_text("Commune, code postal ou adresse", exact=True)).to_be_visible()
 
 
 def column_lines(page: Page, grid: Locator) -> tuple[dict, list[float]]:
@@ -1318,7 +1384,7 @@ def test_a_shared_link_opens_with_its_results(app, new_profile):
     found = body.get_by_text(re.compile(r"^\d+ stations? in and around Lyon \(.+\), 5 km around\.$"))
     expect(found).to_be_visible()
     expect(found).to_have_text(re.compile(f"^{len(expected)} stations"))
-    expect(body.locator(PLACE_BOX)).to_have_value("Lyon")
+    expect(place_box(page)).to_have_value("Lyon", timeout=TIMEOUT_MS)  # the component loads after the page
     expect(body.get_by_role("slider")).to_have_value("5")
     grid = results_grid(page)
     expect(grid.locator('td[role="gridcell"][aria-colindex="2"]').first).to_have_text(expected[0].station.title)

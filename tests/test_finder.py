@@ -15,6 +15,7 @@ import math
 import re
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from markdown_it import MarkdownIt
@@ -52,7 +53,7 @@ from models import CustomStation, Price, Rupture, Station, StationBrand
 from prices import finder, place_search, preferences
 from prices.detour import Trip
 from session import session_factory
-from ui import widgets
+from ui import finder_ui, widgets
 from utils import EARTH_RADIUS_KM, PARIS, UTC, utcnow
 
 pytestmark = pytest.mark.usefixtures("cheap_bcrypt")
@@ -561,7 +562,7 @@ def test_find_on_an_empty_database_says_it_once(app):
 
 
 def test_a_new_pass_shows_at_once_on_the_map_of_france_and_in_the_freshness_line(app):
-    """The map, the freshness line and the place suggestions are cached until the next pass, not for a while."""
+    """The map and the freshness line are cached until the next pass, not for a while."""
     at = find({})
     assert LOADING in infos(at) and points(maps(at)[0]) == 0
 
@@ -570,7 +571,6 @@ def test_a_new_pass_shows_at_once_on_the_map_of_france_and_in_the_freshness_line
 
     assert INVITE in infos(at) and LOADING not in infos(at)
     assert points(maps(at)[0]) == 5
-    assert "Lyon" in " ".join(at.selectbox(key="q").options)
 
 
 # --------------------------------------------------------------------------- a place
@@ -612,8 +612,27 @@ def test_a_village_without_a_station_is_found_and_suggested_with_the_stations_ar
     assert not at.exception
     assert sentences(at) == ["**3** stations in and around Caluire-et-Cuire (69300), 5 km around."]
     assert sorted(tables(at)[0]["Distance"]) == ["3 km", "4.2 km", "4.5 km"]  # from La Poste's centre of Caluire
-    place_box = next(box for box in at.selectbox if box.label == "Town, postcode or address")
-    assert "Caluire-et-Cuire (69)" in place_box.options, "the commune is offered in the place box"
+    offered = finder_ui.place_choices("calu", SimpleNamespace(Session=app.session))  # what the box shows as typed
+    assert offered == ["calu", "Caluire et Cuire (69)"], "what was typed first, for Enter; then the commune"
+    chosen = find({"q": offered[1], "fuel": "Gazole", "radius": "5"})
+    assert tables(chosen)[0].equals(tables(at)[0]), "the commune chosen is searched as its name typed is"
+
+
+def test_the_place_box_offers_the_communes_of_a_postcode_and_homonyms_in_two_departments(app, monkeypatch):
+    monkeypatch.setattr(ingest_places, "MIN_PLACES", 100)
+    imports.import_reference(
+        app.engine,
+        app.settings,
+        imports.PLACES,
+        str(Path(__file__).resolve().parent / "data" / "places-laposte_cut.csv"),
+    )
+    box = SimpleNamespace(Session=app.session)
+
+    shared = finder_ui.place_choices(" 69380 ", box)
+    assert shared[0] == "69380" and {"Chazay d'Azergues (69)", "Charnay (69)", "Les Cheres (69)"} <= set(shared)
+    assert {"Saint Denis (93)", "Saint Denis (974)"} <= set(finder_ui.place_choices("Saint-Den", box))
+    assert finder_ui.place_choices("Saint Denis (93)", box)[0] == "Saint Denis (93)", "a label is not offered twice"
+    assert finder_ui.place_choices("   ", box) == []
 
 
 def test_the_fuel_and_radius_in_the_link_are_used(app):

@@ -1,8 +1,8 @@
 """The station finder's widgets: where and what to look for (kept in the URL), the results list, and
 one station in detail (the map is map_ui's). Shared by the finder, My stations and the demo.
 
-Every control is bound to a URL query parameter (`bind="query-params"`), so a search can be
-bookmarked and shared: /find?q=Lyon&fuel=Gazole&radius=10 opens with its results.
+Every control is kept in a URL query parameter (`bind="query-params"`, or by hand for the place box, a
+component), so a search can be bookmarked and shared: /find?q=Lyon&fuel=Gazole&radius=10 opens with its results.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import NamedTuple
 import pandas as pd
 import streamlit as st
 from streamlit_js_eval import get_geolocation
+from streamlit_searchbox import st_searchbox
 
 from i18n import N_, _, age, distance, litres, moment, money, ngettext, number, price
 from prices import place_search
@@ -22,12 +23,15 @@ from prices.finder import FinderStation, Result, StationDetail, week_of
 from prices.hours import opening_status, week
 from prices.place_search import SEARCH_MAX_CHARS, PlaceMatch
 from prices.preferences import NAME_MAX_CHARS, default_name
-from ui import map_ui, reads, trends_ui, widgets
+from ui import language, map_ui, trends_ui, widgets
 from utils import PARIS
 
 PLACE, FUEL, RADIUS, OPEN_NOW, AUTOMAT, BRAND, SORT = "q", "fuel", "radius", "open", "automat", "brand", "sort"
 LATITUDE, LONGITUDE = "lat", "lon"
-LOCATING, CLEAR_PLACE, ORDER_KEY = "finder-locating", "finder-clear-place", "finder-order"
+LOCATING, ORDER_KEY = "finder-locating", "finder-order"
+# The place box's own state; the place it holds (as in the URL); the text it opened with.
+PLACE_BOX, PLACE_HELD, PLACE_OPENED_WITH = "finder-place", "finder-place-held", "finder-place-opened-with"
+PLACE_DEBOUNCE_MS = 150  # the pause in typing after which the box asks for suggestions
 DEFAULT_RADIUS_KM = 10
 SORT_LABELS = {"price": N_("Cheapest"), "distance": N_("Nearest"), "saving": N_("Biggest net saving")}
 POSITION_NOT_FOUND = N_("Your position could not be found.")
@@ -51,17 +55,15 @@ class Criteria(NamedTuple):
         return {"sort": self.sort, "open_now": self.open_now, "automat": self.automat, "brand": self.brand}
 
 
-def suggestions(app) -> list[str]:
-    """The places the place box suggests: the communes and localities starting as the place last typed does
-    (the box filters its options in the browser, so they follow each search), then the towns with stations
-    (they change only when stations do: cached until the next pass)."""
-    towns = reads.place_labels(app)
-    typed = st.session_state.get(PLACE) or st.query_params.get(PLACE)
+def place_choices(text: str, app) -> list[str]:
+    """What the place box offers for the text typed so far: the text itself first (Enter searches it as it is, a
+    street and its town too), then the communes and localities starting as it does (see `place_search.suggest`)."""
+    typed = " ".join(text.split())[:SEARCH_MAX_CHARS]
     if not typed:
-        return list(towns)
+        return []
     with app.Session() as session:
-        communes = place_search.suggest(session, typed)
-    return list(dict.fromkeys([*communes, *towns]))
+        found = place_search.suggest(session, typed)
+    return [typed, *(label for label in found if label.casefold() != typed.casefold())]
 
 
 def located() -> tuple[float, float] | None:
@@ -75,30 +77,46 @@ def located() -> tuple[float, float] | None:
     return latitude, longitude
 
 
-def where(suggestions: Sequence[str]) -> str | None:
-    """The place box (with suggestions as you type) and 'Locate me'; returns the place typed, if any."""
-    if st.session_state.pop(CLEAR_PLACE, False):  # a position was found: it replaces the place typed
-        st.session_state[PLACE] = None
-    typed = st.session_state.get(PLACE) or st.query_params.get(PLACE)
-    if typed and typed not in suggestions:  # what someone typed stays on show beside the suggestions
-        suggestions = [typed, *suggestions]
-    place_column, locate_column = st.columns([4, 1], vertical_alignment="bottom")
-    with place_column:
-        place = st.selectbox(
-            _("Town, postcode or address"),
-            suggestions,
-            index=None,
-            key=PLACE,
-            bind="query-params",
-            accept_new_options=True,
-            placeholder=_("e.g. Lyon, 69003 or cours Gambetta Lyon"),
-        )
-    if locate_column.button(_("Locate me"), icon=":material/my_location:", width="stretch"):
+def where(app) -> str | None:
+    """The place box (communes suggested by the server as you type) and 'Locate me'; returns the place searched,
+    kept in the URL (?q=) so that a link or a reload searches it again."""
+    _place_box(app)  # its suggestions push the page down: 'Locate me' goes under it, not beside it
+    if st.button(_("Locate me"), icon=":material/my_location:"):
         st.session_state[LOCATING] = st.session_state.get(LOCATING, 0) + 1
     if st.session_state.get(LOCATING):
         _ask_the_browser(st.session_state[LOCATING])
-    place = (place or "").strip()
+    place = (st.query_params.get(PLACE) or "").strip()
     return place[:SEARCH_MAX_CHARS] or None
+
+
+@st.fragment  # a keystroke reruns the box alone; a place chosen reruns the page
+def _place_box(app) -> None:
+    language.speak()  # a fragment's rerun skips the frame, which sets each run's language
+    searched = st.query_params.get(PLACE) or ""
+    if st.session_state.get(PLACE_HELD) != searched:  # a first draw, or the URL changed: Locate me, another page
+        st.session_state.pop(PLACE_BOX, None)  # the box starts again, showing the place searched
+        st.session_state[PLACE_HELD] = st.session_state[PLACE_OPENED_WITH] = searched
+    chosen = st_searchbox(
+        place_choices,
+        label=_("Town, postcode or address"),
+        placeholder=_("e.g. Lyon, 69003 or cours Gambetta Lyon"),
+        default_searchterm=st.session_state[PLACE_OPENED_WITH],
+        reset_function=_forget_place,
+        rerun_scope="fragment",
+        debounce=PLACE_DEBOUNCE_MS,
+        key=PLACE_BOX,
+        app=app,
+    )
+    if chosen and chosen != searched:
+        st.session_state[PLACE_HELD] = st.query_params[PLACE] = chosen
+        st.rerun()
+
+
+def _forget_place() -> None:
+    """The box's cross: no place searched any more."""
+    st.query_params.pop(PLACE, None)
+    st.session_state[PLACE_HELD] = st.session_state[PLACE_OPENED_WITH] = ""
+    st.rerun()
 
 
 def _ask_the_browser(attempt: int) -> None:
@@ -109,7 +127,7 @@ def _ask_the_browser(attempt: int) -> None:
     st.session_state[LOCATING] = 0
     coords = answer.get("coords") if isinstance(answer, dict) else None
     if coords and coords.get("latitude") is not None and coords.get("longitude") is not None:
-        st.session_state[CLEAR_PLACE] = True
+        st.query_params.pop(PLACE, None)  # the position replaces the place typed
         st.query_params[LATITUDE] = f"{float(coords['latitude']):.5f}"
         st.query_params[LONGITUDE] = f"{float(coords['longitude']):.5f}"
         st.rerun()

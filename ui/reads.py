@@ -2,7 +2,7 @@
 
 Stations, prices, brands and places are written by passes alone, and each pass records its run in
 the same transaction (`queries.data_version`): a page asks for the version (one indexed read) and
-gets the freshness line, the demo's stations and the place suggestions computed once for everyone
+gets the freshness line and the demo's stations computed once for everyone
 until the next pass, which shows at once. Nothing here reads a person's own data.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from prices import place_search, queries
+from prices import queries
 from prices.queries import Favourite, Freshness
 
 VERSIONS_KEPT = 4  # a pass landing while pages are drawn: the previous version is still asked for a moment
@@ -43,14 +43,3 @@ def _demo_stations(_sessions, database_url: str, version: int, fuel_ids: tuple[i
 def demo_stations(app, fuel_ids: Sequence[int]) -> list[Favourite]:
     """The demo's three stations (see `queries.demo_stations`)."""
     return _demo_stations(app.Session, app.settings.database_url, version(app), tuple(fuel_ids))
-
-
-@st.cache_resource(max_entries=VERSIONS_KEPT, show_spinner=False)  # shared, never copied: read only
-def _place_labels(_sessions, database_url: str, version: int) -> tuple[str, ...]:
-    with _sessions() as session:
-        return tuple(place.label for place in place_search.place_suggestions(session))
-
-
-def place_labels(app) -> tuple[str, ...]:
-    """Every town with stations, labelled as the place box reads them back (see `place_search.place_suggestions`)."""
-    return _place_labels(app.Session, app.settings.database_url, version(app))
