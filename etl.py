@@ -86,21 +86,17 @@ def main(argv: list[str] | None = None) -> int:
     # collector would run ~150 times meanwhile, then go through them all again at each full collection
     # of the run, freeing nothing (a sixth of an hourly `etl.py run`'s CPU). It is held off during the
     # imports; in a process of its own, what they made is then frozen out of every later collection.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    from utils import collector_held, first_line
+
+    with collector_held():
         from sqlalchemy.exc import SQLAlchemyError
 
         from backups.archive import BackupError
         from ingest import passes
         from ingest.runs import EtlError
         from session import init_db, make_engine
-        from utils import first_line
-    finally:
-        if __name__ == "__main__":
-            gc.freeze()
-        if collecting:
-            gc.enable()
+    if __name__ == "__main__":
+        gc.freeze()
 
     engine = make_engine(settings.database_url)
     try:

@@ -69,7 +69,7 @@ def sqlite_time_text(moment: dt.datetime) -> str:
     """'2024-05-08 10:51:04' (UTC; '.ffffff' only when there are microseconds): sorts as time does."""
     if moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
-    return moment.replace(tzinfo=None).isoformat(" ")
+    return moment.isoformat(" ")[:-6]  # less its "+00:00": half the CPU of replace(tzinfo=None).isoformat(" ")
 
 
 class JSONText(TypeDecorator):
@@ -85,8 +85,11 @@ class JSONText(TypeDecorator):
         return None if value is None else json.loads(value)
 
 
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # made once: json.dumps makes one per call
+
+
 def json_text(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _JSON.encode(value)
 
 
 class Euros(TypeDecorator):

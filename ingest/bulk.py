@@ -200,7 +200,7 @@ def _execute_many(conn: Connection, stmt, names: Sequence[str], rows: Iterable[t
     if compiled.positional:
         order = [names.index(name) for name in compiled.positiontup]
         if order != list(range(len(names))):
-            rows = (tuple(row[i] for i in order) for row in rows)
+            rows = map(operator.itemgetter(*order), rows)
     else:
         rows = (dict(zip(names, row, strict=True)) for row in rows)
     sql = str(compiled)

@@ -175,7 +175,7 @@ def load_stations(
             fingerprint = fingerprints.get(station_id)
             old_fingerprint = stored_fingerprints.get(station_id)
             if stored.get(station_id) != hash(values):
-                yield (station_id, *values, fingerprint, seen)
+                yield (station_id, *values, seen, fingerprint)
             elif fingerprint is not None and fingerprint != old_fingerprint:
                 refingerprinted.append((station_id, fingerprint, seen))
             else:
@@ -184,7 +184,7 @@ def load_stations(
                 if fingerprint is None and old_fingerprint is not None:
                     kept.add(station_id)
 
-    columns = (*STATION_COLUMNS, "fingerprint", "last_seen_at")
+    columns = (*STATION_COLUMNS, "last_seen_at", "fingerprint")  # as the table orders them: no reordering
     upsert(conn, table, ("id", *columns), changed(), columns)
     # The same row from other bytes (a price or out-of-stock record changed): a new fingerprint.
     update_rows(conn, table, ("fingerprint", "last_seen_at"), refingerprinted)

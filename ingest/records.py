@@ -262,7 +262,7 @@ def parse_ouverture(element) -> OpeningHours:
 
 def service_texts(element) -> tuple[str | None, ...]:
     """The texts of a <services> element's <service> children, as written."""
-    return tuple(service.text for service in element.iterchildren("service"))
+    return tuple([child.text for child in element if child.tag == "service"])
 
 
 def parse_services(texts: tuple[str | None, ...]) -> tuple[str, ...]:
