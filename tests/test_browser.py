@@ -1435,6 +1435,7 @@ def proxy(app: App, tmp_path_factory) -> Iterator[str]:
     """Debian's nginx on a free port, running the README's block in front of the app; its URL."""
     folder, port = tmp_path_factory.mktemp("nginx"), free_port()
     upstream = f"upstream carburoam {{ server {app.url.removeprefix('http://')}; }}"
+    upstream += f"\nproxy_cache_path {folder / 'static-cache'} keys_zone=carburoam_static:1m;"
     site = f"server {{\nlisten 127.0.0.1:{port};\n{readme_nginx_block()}\n}}"
     with nginx(folder, f"{upstream}\n{site}", f"http://127.0.0.1:{port}") as url:
         yield url
