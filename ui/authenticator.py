@@ -52,10 +52,10 @@ from i18n import N_, _
 PENDING_COOKIE = "cookie-pending"  # ("set", value, expires) or ("delete",), with a nonce for the component key
 JWT_ALGORITHM = "HS256"
 # Code of ours; the cookie is a JWT (base64url and dots), its name and options our settings'.
-COOKIE_SCRIPT = """<script>
-const change = %s;
-if (window.carburoamCookie !== change) { document.cookie = %s; window.carburoamCookie = change; }
-</script>"""
+COOKIE_SCRIPT = """<script>(() => {
+  const change = %s;
+  if (window.carburoamCookie !== change) { document.cookie = %s; window.carburoamCookie = change; }
+})();</script>"""
 # Messages the library raises when an e-mail or username is taken: it says so before hashing the password.
 TAKEN = {"Email already taken", "Username/email already taken", "User already exists"}
 TAKEN_EITHER = N_("That username or e-mail address is already used by another account.")
