@@ -29,11 +29,11 @@ and wait_for_*, and the end of each script run read from Streamlit's own websock
   signing in, the cookie, the pages and the map work with no content-security-policy violation.
 - Strict xfails (raising KnownBug, so any other failure still fails) mark what is wrong today.
 
-Streamlit and the cookie manager: streamlit-authenticator keeps its cookie through an
-extra-streamlit-components iframe that reports the cookies on each page load, and each cookie it
-sets or deletes, with a rerun of its own. So a message drawn in the run that changes a cookie lasts
-one run (messages are read from a recorder installed in every page), and a click sent just as such
-a rerun starts can be lost (idempotent clicks are repeated, each repeat is printed at the end).
+Components and reruns: a component (a frame, such as "Locate me"'s) reports back with a
+rerun of its own. So a message drawn in such a run can last one run (messages are read from a recorder
+installed in every page), and a click sent just as such a rerun starts can be lost (idempotent clicks are
+repeated, each repeat is printed at the end). The sign-in cookie is written by a script of the page, with
+no rerun (ui/authenticator.py).
 """
 
 from __future__ import annotations

@@ -107,4 +107,3 @@ def _the_proxy_keeps_streamlits_static_files_and_sends_them_compressed(url: str,
         assert answer.headers["Content-Encoding"] == "gzip"
         assert "immutable" in answer.headers["Cache-Control"], "browsers keep it too"
         assert b"function" in gzip.decompress(answer.read())
-
