@@ -45,9 +45,11 @@ SOURCE_LANGUAGE = "en"  # the language of the strings in the code
 REGIONS = {"fr": "fr_FR", "en": "en_GB"}  # whose conventions write numbers and dates in each language
 NARROW_NBSP, NBSP = "\u202f", "\u00a0"
 JUST_NOW = dt.timedelta(minutes=1)
-SHORT_AGES = dt.timedelta(
-    days=1
-)  # ages in minutes and hours read well abbreviated ('12 min', '3 h'), longer ones do not
+# Ages in minutes and hours read well abbreviated ('12 min', '3 h'), longer ones do not.
+SHORT_AGES = dt.timedelta(days=1)
+# Babel takes 0.1-0.3 ms to write one value, and a search's list and map write a thousand prices and distances,
+# mostly the same ones again: the numbers, prices, distances and cents written are remembered per region.
+FORMATS_KEPT = 4096
 _ACTIVE: contextvars.ContextVar[str] = contextvars.ContextVar("language", default=SOURCE_LANGUAGE)
 _LANGUAGE_RANGE = re.compile(r"^\s*([A-Za-z]{1,8})(?:-[A-Za-z0-9]{1,8})*\s*(?:;\s*q\s*=\s*([0-9.]+))?\s*$")
 
@@ -141,14 +143,24 @@ def _region() -> str:
 
 def number(value: float | Decimal, digits: int = 0) -> str:
     """'1 200', '6,5' (at most `digits` decimals)."""
+    return _number(_region(), value, digits)
+
+
+@functools.lru_cache(maxsize=FORMATS_KEPT)
+def _number(region: str, value: float | Decimal, digits: int) -> str:
     pattern = "#,##0" + ("." + "#" * digits if digits else "")
-    return format_decimal(value, format=pattern, locale=_region())
+    return format_decimal(value, format=pattern, locale=region)
 
 
 def price(value: Decimal) -> str:
     """A price per litre, to the tenth of a cent: '1,859 €/L', '€1.859/L'."""
-    pattern = Locale.parse(_region()).currency_formats["standard"].pattern.replace(".00", ".000")
-    return format_currency(value, "EUR", format=pattern, locale=_region(), currency_digits=False) + "/L"
+    return _price(_region(), value)
+
+
+@functools.lru_cache(maxsize=FORMATS_KEPT)
+def _price(region: str, value: Decimal) -> str:
+    pattern = Locale.parse(region).currency_formats["standard"].pattern.replace(".00", ".000")
+    return format_currency(value, "EUR", format=pattern, locale=region, currency_digits=False) + "/L"
 
 
 def percent(share: float) -> str:
@@ -168,15 +180,25 @@ def litres(value: float | Decimal) -> str:
 
 def distance(km: float) -> str:
     """'800 m' below a kilometre, else '5 km' or '12,3 km'."""
+    return _distance(_region(), km)
+
+
+@functools.lru_cache(maxsize=FORMATS_KEPT)
+def _distance(region: str, km: float) -> str:
     if km < 1:
-        return format_unit(round(km * 1000, -1), "length-meter", "short", locale=_region())
-    return format_unit(km, "length-kilometer", "short", format="#,##0.#", locale=_region())
+        return format_unit(round(km * 1000, -1), "length-meter", "short", locale=region)
+    return format_unit(km, "length-kilometer", "short", format="#,##0.#", locale=region)
 
 
 def cents(change: Decimal, signed: bool = True) -> str:
     """A change of price in cents, signed: '+0,5 ct', '−3,2 ct'; unsigned, an amount: '5 ct', '5,5 ct'."""
+    return _("{} ct").format(_cents(_region(), change, signed))
+
+
+@functools.lru_cache(maxsize=FORMATS_KEPT)
+def _cents(region: str, change: Decimal, signed: bool) -> str:
     pattern = "+#,##0.0;−#,##0.0" if signed else "#,##0.#"
-    return _("{} ct").format(format_decimal(change, format=pattern, locale=_region()))
+    return format_decimal(change, format=pattern, locale=region)
 
 
 def ordinal(rank: int) -> str:

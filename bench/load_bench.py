@@ -1,17 +1,25 @@
 """Load benchmark: what N people browsing at once cost the server, and how long each step takes them.
 
-    python bench/load_bench.py [--stations 10000] [--sessions 1 5 10]
+    python bench/load_bench.py [--stations 10000] [--sessions 1 5 10] [--through nginx|app|both] [--memory-sessions 6]
 
 Loads a generated feed of N stations (../shared/tools/gen_feed.py --seed 3) into a fresh SQLite database,
 registers one account per concurrent person (each following 10 stations), starts `streamlit run home.py`
 with the project's own settings (.streamlit/config.toml: no file watcher; MAP_PROVIDER=none, no ETL
-scheduler), and drives Debian's Chromium with Playwright: one browser, one profile per person, all at
-once. Each person's journey, in one browser tab (one Streamlit session), as a person clicks:
+scheduler) and, as production ships it (`--through nginx`, the default), Debian's nginx in front with
+deploy/nginx.conf and deploy/site.conf (it keeps Streamlit's static files); `--through app` sends the browsers
+straight to the app server, `both` measures both ways on the same server. It drives Debian's Chromium with
+Playwright: one browser, one profile per person, all at once. Each person's journey, in one browser tab (one
+Streamlit session), as a person clicks:
   demo -> search a town in the finder -> sign in -> dashboard -> My stations -> search again, signed in.
 After one unmeasured journey (the server's imports and caches), for each N it reports:
-- the server's CPU seconds per journey (user + system of the server process, over the N journeys);
-- the server's resident memory per session (its growth while the N sessions are open, divided by N);
-- p50 / p90 of each step's time, over the N people.
+- the app server's CPU seconds per journey (user + system of its process, over the N journeys), and nginx's;
+- the script runs per journey and what the app sent over the websocket, read from the browser's frames;
+- p50 / p90 of each step's time, over the N people;
+- for one person alone, the server CPU, script runs and bytes of each step.
+Then memory: `--memory-sessions` people one after the other, each tab left open; the server's resident memory
+grows by about one session's worth with each (the first also fills per-process caches, so the figure is the
+growth from the first open session to the last, per session), and Streamlit's own count of the session state
+(its /_stcore/metrics, with server.enableExpensiveMemoryStats).
 Targets (issue 9): <= 0.5 s of server CPU per journey, <= 2 MB per session. A sign-in checks one bcrypt
 hash (cost 12): about 0.2 s of CPU of each journey is that.
 """
@@ -20,18 +28,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from common import CHROMIUM, CHROMIUM_ARGS, GEN_FEED, load_generated_feed  # noqa: E402
+
+from app_server import NGINX, compose_http_block, nginx  # noqa: E402  (on the path through common)
 
 CPU_TARGET_S, RSS_TARGET_MB = 0.5, 2.0
 PASSWORD = "bench password 1"
@@ -76,8 +89,10 @@ def free_port() -> int:
 
 def start_server(data_dir: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
+    # The memory stats only cost when /_stcore/metrics is asked, which this benchmark does once, at the end.
+    command = [sys.executable, "-m", "streamlit", "run", "home.py", "--server.port", str(port)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "home.py", "--server.port", str(port)],
+        [*command, "--server.enableExpensiveMemoryStats", "true"],
         cwd=ROOT,
         env=os.environ,
         stdout=(data_dir / "streamlit.log").open("w"),
@@ -96,21 +111,53 @@ def start_server(data_dir: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("the app did not start")
 
 
-async def journey(browser, url: str, person: int, town: str, server=None):
-    """One person's clicks through the app: the seconds each step took until what it shows was there, and the
-    person's browser profile, left open (its Streamlit session lives as long as the tab). Given the server's
-    process (when this journey is the only one), also the server's CPU seconds of each step, as "cpu <step>"."""
+class Usage:
+    """CPU seconds of the app server and of nginx (its master and workers), read between two moments."""
+
+    def __init__(self, server, proxy) -> None:
+        self.server, self.proxy = server, proxy
+
+    def now(self) -> tuple[float, float]:
+        proxy = [self.proxy, *self.proxy.children()] if self.proxy else []
+        return sum(self.server.cpu_times()[:2]), sum(sum(p.cpu_times()[:2]) for p in proxy)
+
+
+class Frames:
+    """What the app sent one tab over its websocket: script runs begun (a new_session message opens each) and bytes."""
+
+    def __init__(self, page) -> None:
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        self.runs = self.bytes = 0
+
+        def received(payload) -> None:
+            if isinstance(payload, bytes | bytearray):
+                self.bytes += len(payload)
+                self.runs += ForwardMsg.FromString(payload).WhichOneof("type") == "new_session"
+
+        page.on("websocket", lambda socket: socket.on("framereceived", received))
+
+
+async def journey(browser, url: str, person: int, town: str, usage: Usage | None = None):
+    """One person's clicks through the app: the seconds each step took until what it shows was there, the script
+    runs and websocket bytes of each ("runs <step>", "bytes <step>"), and the person's browser profile, left open
+    (its Streamlit session lives as long as the tab). Given the processes' usage (when this journey is the only
+    one), also the server's CPU seconds of each step, as "cpu <step>"."""
     from playwright.async_api import TimeoutError as PlaywrightTimeout
 
     context = await browser.new_context(viewport={"width": 1366, "height": 900})
     page = await context.new_page()
+    frames = Frames(page)
     main, sidebar = page.locator('[data-testid="stMain"]'), page.locator('[data-testid="stSidebar"]')
     times: dict[str, float] = {}
 
+    def add(name: str, value: float) -> None:
+        times[name] = times.get(name, 0) + value
+
     async def step(name: str, action, shown) -> None:
         # A click that lands while the page is still redrawing can be lost, as a person's can: click again.
-        started = time.perf_counter()
-        cpu = sum(server.cpu_times()[:2]) if server else 0.0
+        started, runs, sent = time.perf_counter(), frames.runs, frames.bytes
+        cpu = usage.now()[0] if usage else 0.0
         for attempt in range(CLICKS):
             await action()
             try:
@@ -119,10 +166,13 @@ async def journey(browser, url: str, person: int, town: str, server=None):
             except PlaywrightTimeout:
                 if attempt == CLICKS - 1:
                     raise
-                times["clicks again"] = times.get("clicks again", 0) + 1
-        times[name] = times.get(name, 0.0) + time.perf_counter() - started
-        if server:
-            times[f"cpu {name}"] = times.get(f"cpu {name}", 0.0) + sum(server.cpu_times()[:2]) - cpu
+                add("clicks again", 1)
+        add(name, time.perf_counter() - started)
+        if usage:
+            await page.wait_for_timeout(500)  # what the step set off after showing (a component's report, say)
+            add(f"cpu {name}", usage.now()[0] - cpu)
+        add(f"runs {name}", frames.runs - runs)
+        add(f"bytes {name}", frames.bytes - sent)
 
     async def search() -> None:
         # The place box is a component in its own frame; Enter takes the first place offered: the text typed, once
@@ -159,27 +209,51 @@ async def journey(browser, url: str, person: int, town: str, server=None):
         raise
 
 
-async def batch(url: str, people: int, town: str, server) -> tuple[float, float, dict[str, list[float]]]:
-    """N journeys at once; (server CPU seconds, server RSS growth in MB while their sessions are open, step times)."""
+async def batch(url: str, people: int, town: str, usage: Usage) -> tuple[float, float, dict[str, list[float]]]:
+    """N journeys at once; (app server CPU seconds, nginx CPU seconds, each measure of each journey)."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            cpu, rss = sum(server.cpu_times()[:2]), server.memory_info().rss
-            alone = server if people == 1 else None
+            before = usage.now()
+            alone = usage if people == 1 else None
             finished = await asyncio.gather(*(journey(browser, url, person, town, alone) for person in range(people)))
-            cpu_used = sum(server.cpu_times()[:2]) - cpu
-            rss_growth = (server.memory_info().rss - rss) / 2**20
+            after = usage.now()
             for _, context in finished:
                 await context.close()
         finally:
             await browser.close()
-    steps = {name: [times[name] for times, _ in finished] for name in STEPS}
-    steps["clicks again"] = [times.get("clicks again", 0) for times, _ in finished]
-    if people == 1:
-        steps |= {f"cpu {name}": [finished[0][0][f"cpu {name}"]] for name in STEPS}
-    return cpu_used, rss_growth, steps
+    names = {name for times, _ in finished for name in times}
+    return after[0] - before[0], after[1] - before[1], {n: [t.get(n, 0) for t, _ in finished] for n in names}
+
+
+async def memory(url: str, people: int, town: str, server) -> list[float]:
+    """The server's resident memory (MB) after each of `people` journeys made one after the other, tabs left open."""
+    from playwright.async_api import async_playwright
+
+    resident = []
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            contexts = []
+            for person in range(people):
+                contexts.append((await journey(browser, url, person, town))[1])
+                await asyncio.sleep(1)  # the last runs' messages sent and their threads ended
+                resident.append(server.memory_info().rss / 2**20)
+            print(f"  session state, Streamlit's count: {session_state_kb(url) / people:.1f} KB per open session")
+            for context in contexts:
+                await context.close()
+        finally:
+            await browser.close()
+    return resident
+
+
+def session_state_kb(url: str) -> float:
+    """Streamlit's own measure of every open session's state (objects reached from it), in KB."""
+    with urllib.request.urlopen(f"{url}/_stcore/metrics?families=cache_memory_bytes") as answer:
+        text = answer.read().decode()
+    return sum(float(v) for v in re.findall(r'cache_type="st_session_state"[^}]*\} (\S+)', text)) / 1024
 
 
 def p(values: list[float], share: float) -> float:
@@ -187,50 +261,73 @@ def p(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
+def report(people: int, cpu: float, proxy_cpu: float, steps: dict[str, list[float]]) -> None:
+    per_journey = cpu / people
+    verdict = "ok" if per_journey <= CPU_TARGET_S else "OVER"
+    print(f"  app server CPU per journey {per_journey:5.2f} s   (target <= {CPU_TARGET_S} s: {verdict})")
+    print(f"  nginx CPU per journey      {proxy_cpu / people:5.2f} s")
+    runs = sum(sum(steps[f"runs {name}"]) for name in STEPS) / people
+    sent = sum(sum(steps[f"bytes {name}"]) for name in STEPS) / people / 2**20
+    print(f"  script runs per journey    {runs:5.1f}     websocket, app to browser: {sent:.2f} MB per journey")
+    if people == 1:
+        for name in STEPS:
+            print(
+                f"    {name:<18} server CPU {steps[f'cpu {name}'][0]:5.2f} s, {steps[f'runs {name}'][0]:.0f} runs, "
+                f"{steps[f'bytes {name}'][0] / 1024:7.0f} KB"
+            )
+    for name in STEPS:
+        print(f"  {name:<18} p50 {p(steps[name], 0.5):5.2f} s   p90 {p(steps[name], 0.9):5.2f} s")
+    print(f"  clicks made again (lost while a page redrew): {sum(steps.get('clicks again', [0])):.0f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stations", type=int, default=10_000)
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 5, 10])
+    parser.add_argument("--through", choices=("nginx", "app", "both"), default="nginx")
+    parser.add_argument("--memory-sessions", type=int, default=6)
     args = parser.parse_args()
-    if not GEN_FEED.exists() or not CHROMIUM.exists():
-        print(f"needs {GEN_FEED} and {CHROMIUM}", file=sys.stderr)
+    needs = [GEN_FEED, CHROMIUM] + ([NGINX] if args.through != "app" else [])
+    if not all(path.exists() for path in needs):
+        print(f"needs {', '.join(map(str, needs))}", file=sys.stderr)
         return 2
     import psutil
 
     logging.disable(logging.WARNING)
-    with tempfile.TemporaryDirectory(prefix="carburoam-load-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="carburoam-load-") as tmp, contextlib.ExitStack() as stack:
         data_dir = Path(tmp)
         os.environ.update(CARBUROAM_DATA_DIR=tmp, ETL_AUTOSTART="off", REGISTRATION_CAPTCHA="off", MAP_PROVIDER="none")
-        town = prepare(data_dir, args.stations, max(args.sessions))
-        process, url = start_server(data_dir)
-        try:
-            server = psutil.Process(process.pid)
-            asyncio.run(batch(url, 1, town, server))  # the server's imports and caches: not measured
-            print(f"{args.stations:,} stations; journeys: {' -> '.join(STEPS)} ('{town}')")
-            print(f"load average before: {os.getloadavg()[0]:.2f} (2 CPUs)")
-            for people in args.sessions:
-                cpu, rss, steps = asyncio.run(batch(url, people, town, server))
-                per_journey, per_session = cpu / people, rss / people
-                print(f"\n{people} at once:")
-                print(
-                    f"  server CPU per journey   {per_journey:6.2f} s   (target <= {CPU_TARGET_S} s: "
-                    f"{'ok' if per_journey <= CPU_TARGET_S else 'OVER'})"
-                )
-                print(
-                    f"  server memory per session {per_session:5.1f} MB  (target <= {RSS_TARGET_MB} MB: "
-                    f"{'ok' if per_session <= RSS_TARGET_MB else 'OVER'})"
-                )
-                again = steps.pop("clicks again")
-                if people == 1:
-                    cpu_steps = ", ".join(f"{name} {steps.pop(f'cpu {name}')[0]:.2f}" for name in STEPS)
-                    print(f"  server CPU by step (s): {cpu_steps}")
-                for name, values in steps.items():
-                    print(f"  {name:<18} p50 {p(values, 0.5):5.2f} s   p90 {p(values, 0.9):5.2f} s")
-                print(f"  clicks made again (lost while a page redrew): {sum(again)}")
-            print(f"\nserver resident memory at the end: {server.memory_info().rss / 2**20:.0f} MB")
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+        town = prepare(data_dir, args.stations, max([*args.sessions, args.memory_sessions]))
+        process, app_url = start_server(data_dir)
+        stack.callback(process.wait, timeout=30)
+        stack.callback(process.terminate)
+        server = psutil.Process(process.pid)
+        ways = {"app": (app_url, Usage(server, None))}
+        if args.through != "app":
+            (data_dir / "nginx").mkdir()
+            port = free_port()
+            http = compose_http_block(port, {"app1": app_url, "app2": app_url}, data_dir / "nginx" / "static-cache")
+            proxy_url = stack.enter_context(nginx(data_dir / "nginx", http, f"http://127.0.0.1:{port}"))
+            proxy = psutil.Process(int((data_dir / "nginx" / "nginx.pid").read_text()))
+            ways = {"nginx": (proxy_url, Usage(server, proxy)), **(ways if args.through == "both" else {})}
+        for url, usage in ways.values():
+            asyncio.run(batch(url, 1, town, usage))  # the server's imports and caches, nginx's cache: not measured
+        print(f"{args.stations:,} stations; journeys: {' -> '.join(STEPS)} ('{town}')")
+        print(f"load average before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
+        for people in args.sessions:
+            for way, (url, usage) in ways.items():
+                cpu, proxy_cpu, steps = asyncio.run(batch(url, people, town, usage))
+                print(f"\n{people} at once, {'through nginx' if way == 'nginx' else 'straight to the app server'}:")
+                report(people, cpu, proxy_cpu, steps)
+        if args.memory_sessions > 1:
+            print(f"\nmemory: {args.memory_sessions} people one after the other, each tab left open")
+            resident = asyncio.run(memory(next(iter(ways.values()))[0], args.memory_sessions, town, server))
+            per_session = (resident[-1] - resident[0]) / (len(resident) - 1)
+            verdict = "ok" if per_session <= RSS_TARGET_MB else "OVER"
+            print(f"  server resident memory after each (MB): {', '.join(f'{mb:.1f}' for mb in resident)}")
+            print(f"  server memory per session  {per_session:5.2f} MB  (target <= {RSS_TARGET_MB} MB: {verdict})")
+        print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
+        print(f"server resident memory at the end: {server.memory_info().rss / 2**20:.0f} MB")
     return 0
 
 

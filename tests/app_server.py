@@ -124,3 +124,15 @@ def nginx(folder: Path, http_block: str, url: str) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=15)
+
+
+def compose_http_block(port: int, replicas: dict[str, str], cache: Path) -> str:
+    """deploy/nginx.conf's http block on a local port, with its replicas at the given URLs, its static files'
+    cache in the folder `cache`, and the site block of deploy/site.conf."""
+    config = (ROOT / "deploy" / "nginx.conf").read_text()
+    block = config.split("http {", 1)[1].rsplit("}", 1)[0]
+    for name, url in replicas.items():
+        block = block.replace(f"server {name}:8501;", f"server {url.removeprefix('http://')};")
+    block = block.replace("listen 80;", f"listen 127.0.0.1:{port};")
+    block = block.replace("/var/cache/nginx/carburoam", str(cache))
+    return block.replace("include /etc/nginx/site.conf;", f"include {ROOT / 'deploy' / 'site.conf'};")

@@ -29,11 +29,11 @@ and wait_for_*, and the end of each script run read from Streamlit's own websock
   signing in, the cookie, the pages and the map work with no content-security-policy violation.
 - Strict xfails (raising KnownBug, so any other failure still fails) mark what is wrong today.
 
-Streamlit and the cookie manager: streamlit-authenticator keeps its cookie through an
-extra-streamlit-components iframe that reports the cookies on each page load, and each cookie it
-sets or deletes, with a rerun of its own. So a message drawn in the run that changes a cookie lasts
-one run (messages are read from a recorder installed in every page), and a click sent just as such
-a rerun starts can be lost (idempotent clicks are repeated, each repeat is printed at the end).
+Components and reruns: a component (a frame, such as "Locate me"'s) reports back with a
+rerun of its own. So a message drawn in such a run can last one run (messages are read from a recorder
+installed in every page), and a click sent just as such a rerun starts can be lost (idempotent clicks are
+repeated, each repeat is printed at the end). The sign-in cookie is written by a script of the page, with
+no rerun (ui/authenticator.py).
 """
 
 from __future__ import annotations
@@ -1501,6 +1501,7 @@ def proxy(app: App, tmp_path_factory) -> Iterator[str]:
     """Debian's nginx on a free port, running the README's block in front of the app; its URL."""
     folder, port = tmp_path_factory.mktemp("nginx"), free_port()
     upstream = f"upstream carburoam {{ server {app.url.removeprefix('http://')}; }}"
+    upstream += f"\nproxy_cache_path {folder / 'static-cache'} keys_zone=carburoam_static:1m;"
     site = f"server {{\nlisten 127.0.0.1:{port};\n{readme_nginx_block()}\n}}"
     with nginx(folder, f"{upstream}\n{site}", f"http://127.0.0.1:{port}") as url:
         yield url

@@ -6,7 +6,9 @@ The images themselves are not built here (no Docker daemon on the test machines)
 
 from __future__ import annotations
 
+import gzip
 import re
+import urllib.request
 from dataclasses import fields
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from accounts.service import Accounts
 from accounts.store import credential_store
-from app_server import app_environ, nginx, serve
+from app_server import app_environ, compose_http_block, nginx, serve
 from conftest import FIXTURES, ROOT
 from ingest import passes
 from net import free_port
@@ -78,28 +80,30 @@ def test_people_sign_in_through_the_compose_proxy_in_front_of_two_replicas(tmp_p
     engine.dispose()
     port = free_port()
     with serve(env, tmp_path / "app1.log") as first, serve(env, tmp_path / "app2.log") as second:
-        http = _compose_http_block(port, {"app1": first, "app2": second})
+        http = compose_http_block(port, {"app1": first, "app2": second}, tmp_path / "static-cache")
         with nginx(tmp_path, http, f"http://127.0.0.1:{port}") as url, sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
             try:
                 page = browser.new_page()
                 page.set_default_timeout(TIMEOUT_MS)
                 page.goto(url)
-                expect(page.get_by_text("Stop overpaying at the pump")).to_be_visible()
+                expect(page.get_by_text("Stop overpaying at the pump")).to_be_visible(timeout=TIMEOUT_MS)
                 sidebar = page.locator('[data-testid="stSidebar"]')
                 sidebar.locator('input[aria-label="Username"]').fill("replicas.browser")
                 sidebar.locator('input[aria-label="Password"]').fill(password)
                 sidebar.get_by_role("button", name="Sign in").click()
-                expect(sidebar.get_by_text("Signed in as replicas.browser")).to_be_visible()
+                expect(sidebar.get_by_text("Signed in as replicas.browser")).to_be_visible(timeout=TIMEOUT_MS)
             finally:
                 browser.close()
+            _the_proxy_keeps_streamlits_static_files_and_sends_them_compressed(url, tmp_path / "static-cache")
 
 
-def _compose_http_block(port: int, replicas: dict[str, str]) -> str:
-    """deploy/nginx.conf's http block, on a local port, with the replicas at the given URLs and the site block."""
-    config = (ROOT / "deploy" / "nginx.conf").read_text()
-    block = config.split("http {", 1)[1].rsplit("}", 1)[0]
-    for name, url in replicas.items():
-        block = block.replace(f"server {name}:8501;", f"server {url.removeprefix('http://')};")
-    block = block.replace("listen 80;", f"listen 127.0.0.1:{port};")
-    return block.replace("include /etc/nginx/site.conf;", f"include {Path(ROOT / 'deploy' / 'site.conf')};")
+def _the_proxy_keeps_streamlits_static_files_and_sends_them_compressed(url: str, cache: Path) -> None:
+    with urllib.request.urlopen(url) as answer:
+        script = re.search(r'src="\./(static/js/[^"]+\.js)"', answer.read().decode()).group(1)
+    assert any(cache.rglob("*")), "the browser's visit filled nginx's cache of static files"
+    request = urllib.request.Request(f"{url}/{script}", headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(request) as answer:
+        assert answer.headers["Content-Encoding"] == "gzip"
+        assert "immutable" in answer.headers["Cache-Control"], "browsers keep it too"
+        assert b"function" in gzip.decompress(answer.read())

@@ -1,22 +1,25 @@
 """The one module that talks to streamlit-authenticator and to its cookie component.
 
 Carburoam uses the library for two widgets (registration with its captcha, and the change of a
-detail) and its cookie component (extra-streamlit-components' CookieManager) to write the sign-in
-cookie. Everything that depends on how the library works inside lives here: its session-state
-keys, the in-memory credentials dict its widgets change, its messages (told in the active language,
-as are the labels its forms are given), and how its cookie component reports back. A library
-upgrade touches this file only.
+detail). Everything that depends on how the library works inside lives here: its session-state
+keys, the in-memory credentials dict its widgets change, and its messages (told in the active
+language, as are the labels its forms are given). A library upgrade touches this file only.
 
 The sign-in cookie holds the session's random token, signed (a JWT with the credentials
-document's cookie key). Browsers only change cookies through the component, which runs a moment
-after the script run that draws it, and a rerun can replace it before it ran: so the cookie to
-write or delete is kept in the session state and the component is drawn on every run until it
-reports that the browser did it.
+document's cookie key). The browser writes or deletes it with a small script of ours, drawn by the
+run that signs in or out. The library's cookie component (extra-streamlit-components' CookieManager,
+a frame) did it before, and then reported back with a script run of its own: one more run for each
+sign-in, and a sign-out clicked while that report came in could be lost. A rerun can replace the
+script before the browser ran it: so the cookie to write or delete is kept in the session state and
+the script is drawn on every run, and the browser applies each change once (it remembers the
+change's nonce).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
+import json
 import secrets
 from collections.abc import Mapping
 from typing import Any
@@ -24,7 +27,6 @@ from typing import Any
 import jwt
 import streamlit as st
 import streamlit_authenticator as stauth
-from extra_streamlit_components.CookieManager import _component_func as cookie_component
 from streamlit_authenticator.utilities import RegisterError, UpdateError, Validator
 
 from accounts.errors import RegistrationRefused
@@ -49,6 +51,11 @@ from i18n import N_, _
 
 PENDING_COOKIE = "cookie-pending"  # ("set", value, expires) or ("delete",), with a nonce for the component key
 JWT_ALGORITHM = "HS256"
+# Code of ours; the cookie is a JWT (base64url and dots), its name and options our settings'.
+COOKIE_SCRIPT = """<script>(() => {
+  const change = %s;
+  if (window.carburoamCookie !== change) { document.cookie = %s; window.carburoamCookie = change; }
+})();</script>"""
 # Messages the library raises when an e-mail or username is taken: it says so before hashing the password.
 TAKEN = {"Email already taken", "Username/email already taken", "User already exists"}
 TAKEN_EITHER = N_("That username or e-mail address is already used by another account.")
@@ -218,23 +225,15 @@ def drop_cookie(cookie_name: str) -> None:
 
 
 def deliver_cookie() -> None:
-    """Draw the cookie component while a cookie change waits; forget the change once the browser reports it done."""
+    """Have the browser make the last cookie change of this session, once (see the module's docstring)."""
     pending = st.session_state.get(PENDING_COOKIE)
     if pending is None:
         return
     action, name, value, expires_at, nonce = pending
-    with st.sidebar:
-        if action == "set":
-            options = {
-                "path": "/",
-                "expires": expires_at.isoformat(),
-                "sameSite": "strict",
-                "secure": (st.context.url or "").startswith("https:"),
-            }
-            done = cookie_component(
-                method="set", cookie=name, value=value, options=options, key=f"cookie-{nonce}", default=False
-            )
-        else:
-            done = cookie_component(method="delete", cookie=name, key=f"cookie-{nonce}", default=False)
-    if done and st.session_state.get(PENDING_COOKIE) == pending:
-        del st.session_state[PENDING_COOKIE]
+    if action == "set":
+        secure = "; Secure" if (st.context.url or "").startswith("https:") else ""
+        cookie = f"{name}={value}; path=/; expires={email.utils.format_datetime(expires_at, usegmt=True)}"
+        cookie += f"; SameSite=Strict{secure}"
+    else:
+        cookie = f"{name}=; path=/; expires=Thu, 01 Jan 1970 00:00:00 GMT; SameSite=Strict"
+    st.sidebar.html(COOKIE_SCRIPT % (json.dumps(nonce), json.dumps(cookie)), unsafe_allow_javascript=True)

@@ -154,19 +154,21 @@ def sign_in(app: Resources) -> Account | None:
         _say_accounts_are_unreachable(exc)
         st.session_state.pop(ACCOUNT_KEY, None)  # signed out for this run; the session itself is kept
         return None
-    _warn_of_a_store_outage(app.store)
     if token is not None and account is None:
         end_session(cookie)
         flash(_(SESSION_ENDED), "info")
+    if account is None:
+        st.session_state.pop(ACCOUNT_KEY, None)
+        signed_in = _sign_in_form(app, cookie)
+        if signed_in is not None:  # this run goes on signed in: no rerun to draw the frame again
+            token, account = signed_in.token, signed_in.account
+    _warn_of_a_store_outage(app.store)  # after a sign-in, which may have found the store unreachable
     if account is not None:
         st.session_state[TOKEN_KEY] = token
         st.session_state[ACCOUNT_KEY] = account
         language.take_up_profile_language(app, account)
         if st.sidebar.button(_("Sign out"), key="sign-out"):
             sign_out(app)
-    else:
-        st.session_state.pop(ACCOUNT_KEY, None)
-        _sign_in_form(app, cookie)
     authenticator.deliver_cookie()
     return account
 
@@ -201,24 +203,27 @@ def _token(cookie: CookieSettings) -> str | None:
     return token
 
 
-def _sign_in_form(app: Resources, cookie: CookieSettings, where=st.sidebar, key: str = "sign-in") -> None:
-    with where.form(key, clear_on_submit=False):
+def _sign_in_form(app: Resources, cookie: CookieSettings, where=st.sidebar, key: str = "sign-in") -> SignedIn | None:
+    """The sign-in form; the session it opened when it was sent and accepted (the form is then taken away)."""
+    slot = where.empty()
+    with slot.form(key, clear_on_submit=False):
         st.subheader(_("Sign in"))
         username = st.text_input(_("Username"), autocomplete="username")
         password = st.text_input(_("Password"), type="password", autocomplete="current-password")
         submitted = st.form_submit_button(_("Sign in"), width="stretch")
     if not submitted:
-        return
+        return None
     try:
         signed_in = app.accounts.sign_in(username, password, user_agent=st.context.headers.get("User-Agent", ""))
     except AccountError as exc:
         widgets.error("{}", exc, where=where)
-        return
+        return None
     except (StoreError, SQLAlchemyError) as exc:
         _say_accounts_are_unreachable(exc)
-        return
+        return None
     start_session(cookie, signed_in)
-    st.rerun()
+    slot.empty()
+    return signed_in
 
 
 def sign_in_here() -> None:
@@ -230,7 +235,8 @@ def sign_in_here() -> None:
         cookie = app.accounts.cookie()
     except (StoreError, SQLAlchemyError):
         return  # the sidebar already says that accounts cannot be reached
-    _sign_in_form(app, cookie, st.container(), "sign-in-page")
+    if _sign_in_form(app, cookie, st.container(), "sign-in-page") is not None:
+        st.rerun()  # the frame above this page was drawn signed out
 
 
 def fold_sidebar_on_phones(page: st.Page) -> None:
@@ -250,7 +256,8 @@ def fold_sidebar_on_phones(page: st.Page) -> None:
 def start_session(cookie: CookieSettings, signed_in: SignedIn) -> None:
     """This browser is now signed in to `signed_in`'s session (after a sign-in or a password change).
 
-    The caller reruns the script: the next run's frame has the browser write the cookie.
+    The frame's sign-in goes on with its run; the other callers rerun the script. The frame of the run
+    has the browser write the cookie.
     """
     st.session_state[TOKEN_KEY] = signed_in.token
     st.session_state[ACCOUNT_KEY] = signed_in.account
