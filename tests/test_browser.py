@@ -514,9 +514,9 @@ def sign_in(page: Page, username: str, password: str) -> dict:
 
 def expect_signed_in(page: Page, username: str) -> None:
     expect(sidebar(page).get_by_text(f"Signed in as {username}")).to_be_visible(timeout=TIMEOUT_MS)
-    expect(sidebar(page).get_by_role("button", name="Sign out")).to_be_visible()
-    expect(sidebar(page).locator('input[aria-label="Password"]')).to_have_count(0)
-    expect(nav_links(page)).to_have_text(SIGNED_IN_PAGES)
+    expect(sidebar(page).get_by_role("button", name="Sign out")).to_be_visible(timeout=TIMEOUT_MS)
+    expect(sidebar(page).locator('input[aria-label="Password"]')).to_have_count(0, timeout=TIMEOUT_MS)
+    expect(nav_links(page)).to_have_text(SIGNED_IN_PAGES, timeout=TIMEOUT_MS)
 
 
 def expect_signed_out(page: Page) -> None:
@@ -734,7 +734,7 @@ def test_a_page_opened_by_its_url_right_after_signing_in_shows_that_page(app, ne
         RUNS[page].forget()
         page.goto(f"{app.url}/{path}")
         loaded(page)
-        expect(main(page).get_by_role("heading", name=heading, exact=True)).to_be_visible()
+        expect(main(page).get_by_role("heading", name=heading, exact=True)).to_be_visible(timeout=TIMEOUT_MS)
         expect_signed_in(page, username)
         assert page.url == f"{app.url}/{path}"
 
