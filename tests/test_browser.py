@@ -1603,14 +1603,7 @@ def test_a_french_browser_reads_the_finder_in_french_with_french_prices(app, new
     expect(body.get_by_role("heading", name="Trouver une station", exact=True)).to_be_visible()
     grid = results_grid(page)
     found = body.get_by_text(re.compile(r"^\d+ stations? à Lyon \(.+\) et alentour, dans un rayon de 10\u202fkm\.$"))
-    box = body.locator('input[aria-label="Commune, code postal ou adresse"]')
-
-    def send() -> None:
-        box.click()
-        box.fill("Lyon")
-        box.press("Enter")
-
-    click_until(page, "search Lyon", send, found, grid)
+    search(page, "Lyon", found, grid)
     expect(grid.locator('th[role="columnheader"]').first).to_have_text("Prix")
     rows = grid_rows(grid)
     assert rows and all(FRENCH_PRICE.match(row[0]) or row[0] in ("en rupture", "—") for row in rows), rows
