@@ -39,6 +39,7 @@ log = logging.getLogger("etl")
 
 LOG_RETENTION = dt.timedelta(days=1)
 STOP_TIMEOUT_SECONDS = 30.0
+REDELIVERY_SECONDS = 0.01
 
 
 class Interrupted(BaseException):
@@ -123,17 +124,33 @@ def serve(
         return 0
     stop = threading.Event()
     busy = threading.Event()
+    received: list[signal.Signals] = []
 
     def on_signal(signum, _frame):
-        log.info("received %s, stopping", signal.Signals(signum).name)
+        if not received:
+            received.append(signal.Signals(signum))
+            log.info("received %s, stopping", received[0].name)
         # Not stop.set() here: the handler runs in the main thread, which may hold the
         # Event's lock inside stop.wait(); setting it from another thread cannot deadlock.
         threading.Thread(target=stop.set, daemon=True).start()
         if busy.is_set():
             raise Interrupted()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    def on_unraisable(unraisable):
+        # A signal handled while a finaliser runs (a weakref callback, a __del__) cannot raise out of it:
+        # Python prints the exception and drops it. Deliver the signal again a moment later, once the
+        # finaliser has returned, so that the work under way still stops.
+        if isinstance(unraisable.exc_value, Interrupted):
+            main = threading.main_thread().ident
+            redelivery = threading.Timer(REDELIVERY_SECONDS, signal.pthread_kill, args=(main, received[0]))
+            redelivery.daemon = True
+            redelivery.start()
+        else:
+            default_unraisable(unraisable)
+
+    default_unraisable = sys.unraisablehook
+    default_handlers = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
+    sys.unraisablehook = on_unraisable
     log.info("scheduler started (pid file %s, interval %d s)", settings.pid_file, settings.interval_seconds)
     engine = make_engine(settings.database_url)
     lease = Lease(engine)
@@ -164,6 +181,9 @@ def serve(
         lease.release()
         pidfile.release(settings.pid_file)
         engine.dispose()
+        sys.unraisablehook = default_unraisable
+        for signum, handler in default_handlers.items():
+            signal.signal(signum, handler)
         log.info("scheduler stopped")
     return 0
 

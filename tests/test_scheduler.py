@@ -885,3 +885,34 @@ def test_a_sleeping_scheduler_answers_a_price_update_asked_for_within_seconds(sc
     assert answered.startswith("loaded 60 stations and "), (
         "the interval is an hour: only the request explains this pass"
     )
+
+
+class SignalsItselfWhenCollected:
+    """An object whose finaliser sends this process SIGTERM, which Python then handles inside the finaliser,
+    as when a signal lands while a weakref callback runs."""
+
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):  # bytecodes at which Python runs the handler, still inside the finaliser
+            pass
+
+
+def test_a_signal_handled_inside_a_finaliser_still_stops_the_work_under_way(due, capsys, caplog):
+    settings, _engine = due
+    finished = []
+
+    def alerts(_engine):
+        SignalsItselfWhenCollected()
+        time.sleep(DEADLINE_SECONDS)  # the rest of the job, which the signal must cut short
+        finished.append(True)
+        return "alerts sent"
+
+    job = scheduler.Job(kind="alerts", source="test", interval_seconds=0, run=alerts)
+    with caplog.at_level(logging.INFO, logger="etl"):
+        assert scheduler.serve(settings, after_pass=[job]) == 0
+
+    assert finished == [], "the signal must stop the work under way, not only the loop after it"
+    assert "pass interrupted" in caplog.text
+    assert "Traceback" not in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, "serve gives the signals back when it returns"
+    assert run_statuses(settings.database_url) == ["success"], "the price pass before the job stays"
