@@ -49,6 +49,7 @@ SUGGESTION_ROWS = 4 * SUGGESTIONS  # places rows it reads for them, of names and
 _LABEL = re.compile(r"(?P<name>.*\S)\s*\((?P<code>2[AB]|\d[\d\s–-]*)\)", re.IGNORECASE)
 _POSTCODE = re.compile(r"\d{5}")
 _ELISION = re.compile(r"\b([dlDL]) (?=[aeiouyhAEIOUYH])")  # La Poste's 'CHAZAY D AZERGUES' is Chazay d'Azergues
+_LEADING_ARTICLE = re.compile(r"(?:Les?|La) (?=.)")
 _DIGITS = re.compile(r"\d{2,5}")
 
 
@@ -274,7 +275,16 @@ def _commune_name(commune: Commune, typed: str | None = None) -> str:
         return _CITIES[commune.key][0]
     if typed and _name_key(typed) == commune.key and (not typed.isascii() or "-" in typed):
         return pretty(typed.strip())
-    return _ELISION.sub(r"\1'", title(commune.name))
+    return _hyphenated(_ELISION.sub(r"\1'", title(commune.name)))
+
+
+def _hyphenated(name: str) -> str:
+    """France's rule for the names of communes, which La Poste writes with spaces: the words are joined by
+    hyphens, but for a leading article. 'Saint Denis' -> 'Saint-Denis', 'Les Sables d'Olonne' ->
+    "Les Sables-d'Olonne", 'Le Mont Saint Michel' -> 'Le Mont-Saint-Michel'."""
+    article = _LEADING_ARTICLE.match(name)
+    start = article.end() if article else 0
+    return name[:start] + name[start:].replace(" ", "-")
 
 
 def _town_reading(kind: str, first: Town, street: str | None) -> PlaceMatch:

@@ -1261,7 +1261,7 @@ def test_a_browser_that_keeps_its_position_gets_a_warning_and_keeps_the_place_bo
 def test_a_village_without_a_station_is_suggested_as_its_name_is_typed_and_lists_the_stations_around(
     app, new_profile, size
 ):
-    village = "Caluire et Cuire (69)"  # in the places, none of the stations
+    village = "Caluire-et-Cuire (69)"  # in the places, none of the stations
     expected = expected_results(app, place=village)
     assert expected and all("CALUIRE" not in r.station.town.upper() for r in expected)
     page = open_find(new_profile(viewport=DESKTOP if size == "desktop" else PHONE), app)
@@ -1271,7 +1271,7 @@ def test_a_village_without_a_station_is_suggested_as_its_name_is_typed_and_lists
 
     expect(offered(page)).to_have_text(["Calui", village])
     found = main(page).get_by_text(
-        re.compile(r"^\d+ stations? in and around Caluire et Cuire \(69300\), 10 km around\.$")
+        re.compile(r"^\d+ stations? in and around Caluire-et-Cuire \(69300\), 10 km around\.$")
     )
 
     def pick() -> None:
@@ -1300,7 +1300,7 @@ def test_the_place_box_speaks_french_while_it_suggests(app, new_profile):
     box.click()
     box.press_sequentially("Calui", delay=50)
 
-    expect(offered(page)).to_have_text(["Calui", "Caluire et Cuire (69)"])
+    expect(offered(page)).to_have_text(["Calui", "Caluire-et-Cuire (69)"])
     frame = main(page).frame_locator(PLACE_FRAME)
     expect(frame.get_by_text("Commune, code postal ou adresse", exact=True)).to_be_visible()
 

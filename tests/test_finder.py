@@ -613,7 +613,7 @@ def test_a_village_without_a_station_is_found_and_suggested_with_the_stations_ar
     assert sentences(at) == ["**3** stations in and around Caluire-et-Cuire (69300), 5 km around."]
     assert sorted(tables(at)[0]["Distance"]) == ["3 km", "4.2 km", "4.5 km"]  # from La Poste's centre of Caluire
     offered = finder_ui.place_choices("calu", SimpleNamespace(Session=app.session))  # what the box shows as typed
-    assert offered == ["calu", "Caluire et Cuire (69)"], "what was typed first, for Enter; then the commune"
+    assert offered == ["calu", "Caluire-et-Cuire (69)"], "what was typed first, for Enter; then the commune"
     chosen = find({"q": offered[1], "fuel": "Gazole", "radius": "5"})
     assert tables(chosen)[0].equals(tables(at)[0]), "the commune chosen is searched as its name typed is"
 
@@ -629,9 +629,9 @@ def test_the_place_box_offers_the_communes_of_a_postcode_and_homonyms_in_two_dep
     box = SimpleNamespace(Session=app.session)
 
     shared = finder_ui.place_choices(" 69380 ", box)
-    assert shared[0] == "69380" and {"Chazay d'Azergues (69)", "Charnay (69)", "Les Cheres (69)"} <= set(shared)
-    assert {"Saint Denis (93)", "Saint Denis (974)"} <= set(finder_ui.place_choices("Saint-Den", box))
-    assert finder_ui.place_choices("Saint Denis (93)", box)[0] == "Saint Denis (93)", "a label is not offered twice"
+    assert shared[0] == "69380" and {"Chazay-d'Azergues (69)", "Charnay (69)", "Les Cheres (69)"} <= set(shared)
+    assert {"Saint-Denis (93)", "Saint-Denis (974)"} <= set(finder_ui.place_choices("Saint-Den", box))
+    assert finder_ui.place_choices("Saint-Denis (93)", box)[0] == "Saint-Denis (93)", "a label is not offered twice"
     assert finder_ui.place_choices("   ", box) == []
 
 

@@ -397,7 +397,7 @@ def test_a_village_without_a_station_is_found_and_its_nearby_stations_listed(pla
     assert (match.latitude, match.longitude, match.station_ids) == (45.7974053648, 4.85124857101, ())
     nearby = finder.stations_for(session, match, 5, 1)
     assert [station.id for station in nearby] == [7, 4]  # Villeurbanne 3.4 km away, then Lyon 3e
-    assert resolve_place(session, "caluire").label == "Caluire et Cuire (69300)"  # La Poste's capitals, title case
+    assert resolve_place(session, "caluire").label == "Caluire-et-Cuire (69300)"  # La Poste's capitals, title case
 
 
 def test_homonyms_with_stations_come_first_then_the_villages_of_that_name(places, session, towns):
@@ -406,7 +406,7 @@ def test_homonyms_with_stations_come_first_then_the_villages_of_that_name(places
     assert (match.query, len(match.station_ids)) == ("Saint-Denis (93)", 2)
     assert [other.query for other in match.alternatives] == [
         "Saint Denis (974)",  # the feed's 'SAINT DENIS': a town with a station
-        "Saint-Denis (11)",  # the person's own spelling: La Poste writes 'SAINT DENIS'
+        "Saint-Denis (11)",  # La Poste's 'SAINT DENIS', its words joined as in a commune's name
         "Saint-Denis (30)",
     ]
     village = resolve_place(session, "Saint-Denis (30)")
@@ -419,16 +419,16 @@ def test_a_postcode_shared_by_several_communes_offers_them(places, session):
 
     assert match.kind == "postcode" and match.station_ids == ()
     assert len(match.alternatives) == 14
-    assert "Chazay d'Azergues (69)" in [other.query for other in match.alternatives]
-    chazay = resolve_place(session, "Chazay d'Azergues (69)")
-    assert (chazay.label, chazay.latitude) == ("Chazay d'Azergues (69380)", 45.8763096867)
+    assert "Chazay-d'Azergues (69)" in [other.query for other in match.alternatives]
+    chazay = resolve_place(session, "Chazay-d'Azergues (69)")
+    assert (chazay.label, chazay.latitude) == ("Chazay-d'Azergues (69380)", 45.8763096867)
 
 
 def test_a_locality_of_a_commune_is_found(places, session):
     match = resolve_place(session, "belle pierre")
     assert (match.label, match.query, match.department) == (
-        "Belle Pierre, Saint Denis (97400)",
-        "Belle Pierre (974)",
+        "Belle-Pierre, Saint-Denis (97400)",
+        "Belle-Pierre (974)",
         "974",
     )
     assert resolve_place(session, match.query).label == match.label
@@ -455,14 +455,14 @@ def test_corsica_is_one_place_whether_named_by_its_postcode_or_its_insee_departm
 def test_suggestions_offer_communes_and_localities_by_their_first_letters_or_postcode(places, session):
     offered = suggest(session, "saint den")
     assert offered[:5] == [
-        "Saint Denis (11)",
-        "Saint Denis (30)",
-        "Saint Denis (93)",
-        "Saint Denis (974)",
-        "Saint Denis Catus (46)",  # then the shortest of the first names in alphabetical order
+        "Saint-Denis (11)",
+        "Saint-Denis (30)",
+        "Saint-Denis (93)",
+        "Saint-Denis (974)",
+        "Saint-Denis-Catus (46)",  # then the shortest of the first names in alphabetical order
     ]
-    assert "Chazay d'Azergues (69)" in suggest(session, "6938")
-    assert suggest(session, "belle p") == ["Belle Pierre (974)"]
+    assert "Chazay-d'Azergues (69)" in suggest(session, "6938")
+    assert suggest(session, "belle p") == ["Belle-Pierre (974)"]
     assert suggest(session, "s") == []
     for label in offered:
         assert resolve_place(session, label).query == label
@@ -470,5 +470,5 @@ def test_suggestions_offer_communes_and_localities_by_their_first_letters_or_pos
 
 def test_suggestions_offer_the_towns_with_stations_first_as_their_stations_spell_them(places, session, towns):
     offered = suggest(session, "saint den")
-    assert offered[:4] == ["Saint-Denis (93)", "Saint Denis (974)", "Saint Denis (11)", "Saint Denis (30)"]
+    assert offered[:4] == ["Saint-Denis (93)", "Saint Denis (974)", "Saint-Denis (11)", "Saint-Denis (30)"]
     assert offered[0] in [suggestion.label for suggestion in place_suggestions(session)], "one label per place"
