@@ -13,8 +13,7 @@ Then, in this one run, it reports the median of --runs (every figure with its ra
 - the finder query: 20 km around the centre of Paris, Gazole, sorted by price (finder.stations_around
   then finder.results, in a fresh session as the page does) <= 30 ms;
 - place_search.resolve_place of a town, its first letters, a postcode, a street and its town, and a text
-  nothing matches, each <= 20 ms; place_search.place_suggestions <= 50 ms (no longer sent to the page: its
-  place box asks place_search.suggest as a person types); with La Poste's real postcode base
+  nothing matches, each <= 20 ms; with La Poste's real postcode base
   (../shared/feeds/real/places_laposte-*.csv, 39,204 places) imported when present, place_search.suggest
   of first letters and postcode digits, and resolve_place of villages without a station and a postcode
   shared by communes, each <= 20 ms;
@@ -63,7 +62,6 @@ RADIUS_KM = 20
 GAZOLE = 1
 QUERY_TARGET_MS = 30
 PLACE_TARGET_MS = 20
-SUGGESTIONS_TARGET_MS = 50
 PAGE_TARGET_MS = 300
 PAYLOAD_TARGET_BYTES = 1_000_000
 DRAWN_TARGET_MS = 2_000
@@ -196,14 +194,14 @@ def place_texts(Session) -> dict[str, str]:
     from sqlalchemy import func, select
 
     from models import Station
-    from prices import place_search
+    from prices import place_search, towns
 
     with Session() as session:
-        biggest = place_search.place_suggestions(session)[0]
+        biggest = towns.group_towns(towns.fetch_rows(session, towns.station_rows()))[0]
         postcode = session.scalar(
             select(Station.zip_code).group_by(Station.zip_code).order_by(func.count().desc(), Station.zip_code)
         )
-        town = place_search.resolve_place(session, biggest.label)
+        town = place_search.resolve_place(session, towns.town_label(biggest))
         addresses = session.scalars(
             select(Station.address).where(Station.id.in_(town.station_ids)).order_by(Station.id)
         )
@@ -259,16 +257,6 @@ def bench_read_side(runs: int) -> str:
         understood = f"{match.kind}, {len(match.station_ids)} stations" if match else "nothing found"
         report(f"resolve_place({text!r}): {understood}", median_ms(resolve, runs), PLACE_TARGET_MS)
 
-    def suggestions() -> list:
-        with Session() as session:
-            return place_search.place_suggestions(session)
-
-    towns = len(suggestions())
-    report(
-        f"place_suggestions ({towns:,} towns; not sent to the page)",
-        median_ms(suggestions, runs),
-        SUGGESTIONS_TARGET_MS,
-    )
     bench_places(Session, runs)
     engine.dispose()
     return texts["town"]

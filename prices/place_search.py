@@ -12,7 +12,7 @@ import re
 import statistics
 from typing import NamedTuple
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, or_
 from sqlalchemy.orm import Session
 
 from i18n import _
@@ -66,15 +66,6 @@ class PlaceMatch(NamedTuple):
     postcodes: tuple[str, ...]  # of the stations matched, sorted; () for a street alone
 
 
-class PlaceSuggestion(NamedTuple):
-    label: str  # 'Saint-Étienne (42)': resolve_place reads it back as this town
-    name: str
-    department: str
-    stations: int
-    latitude: float | None
-    longitude: float | None
-
-
 class SearchTooLong(ValueError):
     """A search text over the limits; the message says them to the person who typed it, in the active language."""
 
@@ -110,7 +101,7 @@ def resolve_place(session: Session, text: str) -> PlaceMatch | None:
     """The place `text` names, read in this order: a town's exact name, a town's first letters, a 5-digit postcode,
     street words then a town (or a town then street words), street words alone. None when nothing matches.
 
-    A department in parentheses ('Saint-Denis (93)', as place_suggestions labels towns) restricts the towns.
+    A department in parentheses ('Saint-Denis (93)', as suggest labels towns) restricts the towns.
     A town with stations comes before a commune without any of the same name; a locality (La Poste's line 5,
     'Belle Pierre') is read after the towns. Raises SearchTooLong when `text` is over the search limits.
     """
@@ -134,7 +125,7 @@ def resolve_place(session: Session, text: str) -> PlaceMatch | None:
 
 def suggest(session: Session, text: str) -> list[str]:
     """Labels of the communes and localities whose name starts with `text` (or whose postcode starts with its
-    digits): the towns with stations first, most stations first and spelt as place_suggestions spells them, then
+    digits): the towns with stations first, most stations first and spelt as their stations spell them, then
     the shortest of the first names in alphabetical order. resolve_place reads each back as its place.
     [] for under two characters."""
     key = _name_key(text[:SEARCH_MAX_CHARS])
@@ -154,20 +145,6 @@ def suggest(session: Session, text: str) -> list[str]:
         ranked.append((-town.stations if town else 0, label))
     ranked.sort(key=lambda entry: entry[0])  # stable: the others keep their order
     return list(dict.fromkeys(label for station_rows, label in ranked))[:SUGGESTIONS]
-
-
-def place_suggestions(session: Session) -> list[PlaceSuggestion]:
-    """Every town with stations, most stations first then by name, labelled as resolve_place reads them back.
-
-    A town's centre is the median of the mean positions of its postcodes' stations.
-    """
-    statement = select(
-        Station.town, Station.zip_code, func.avg(Station.latitude), func.avg(Station.longitude), func.count()
-    ).group_by(Station.town, Station.zip_code)
-    return [
-        PlaceSuggestion(town_label(town), town.name, town.department, town.stations, *centre(town.rows))
-        for town in group_towns(fetch_rows(session, statement))
-    ]
 
 
 # --------------------------------------------------------------------------- the readings, in order

@@ -10,11 +10,11 @@ from __future__ import annotations
 import functools
 import re
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
-from sqlalchemy import ColumnElement, Select, literal, or_, select
+from sqlalchemy import ColumnElement, Select, or_, select
 from sqlalchemy.orm import Session
 
 from ingest.places import ABBREVIATIONS as _ABBREVIATIONS
@@ -32,14 +32,13 @@ _LETTERS = re.compile(r"[^\W\d_]+")
 
 
 class Row(NamedTuple):
-    """One station (of station_rows()), or the stations of one town spelling and postcode (in place_suggestions)."""
+    """One station (of station_rows())."""
 
     town: str
     zip_code: str
     latitude: float | None
     longitude: float | None
-    stations: int
-    id: int | None = None
+    id: int
 
 
 class Town(NamedTuple):
@@ -51,7 +50,7 @@ class Town(NamedTuple):
 
 
 def station_rows(*conditions: ColumnElement[bool]) -> Select:
-    columns = (Station.town, Station.zip_code, Station.latitude, Station.longitude, literal(1), Station.id)
+    columns = (Station.town, Station.zip_code, Station.latitude, Station.longitude, Station.id)
     return select(*columns).where(*conditions)
 
 
@@ -87,7 +86,7 @@ def group_towns(rows: Iterable[Row], department: str | None = None) -> list[Town
     for row in rows:
         groups[_place(row.town, row.zip_code)].append(row)
     towns = [
-        Town(key, dep, _display(key, members), sum(row.stations for row in members), members)
+        Town(key, dep, _display(key, members), len(members), members)
         for (key, dep), members in groups.items()
         if same_department(dep, department)
     ]
@@ -120,9 +119,7 @@ def _display(key: str, rows: Sequence[Row]) -> str:
         return _CITIES[key][0]
     if len(rows) == 1:
         return pretty(rows[0].town)
-    spellings: dict[str, int] = {}
-    for row in rows:
-        spellings[row.town] = spellings.get(row.town, 0) + row.stations
+    spellings = Counter(row.town for row in rows)
     return pretty(max(spellings, key=lambda spelling: (*_rank(spelling), spellings[spelling], spelling)))
 
 

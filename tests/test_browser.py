@@ -74,7 +74,7 @@ from ingest import brands, imports, passes
 from ingest import places as ingest_places
 from models import CustomStation, EtlRun, GasType, Price, User
 from net import free_port
-from prices import finder, hours, place_search, preferences, queries
+from prices import finder, hours, place_search, preferences, queries, towns
 from prices.detour import Trip
 from prices.preferences import DEFAULT_FUELS, DEFAULT_YEARLY_LITRES
 from session import init_db, make_engine, session_factory
@@ -969,8 +969,9 @@ def pick_town(database_url: str, fuel_id: int) -> Pick:
     now = dt.datetime.now(dt.UTC)
     try:
         with session_factory(engine)() as session:
-            for suggestion in place_search.place_suggestions(session):
-                match = place_search.resolve_place(session, suggestion.label)
+            for town in towns.group_towns(towns.fetch_rows(session, towns.station_rows())):
+                label = towns.town_label(town)
+                match = place_search.resolve_place(session, label)
                 if match is None or match.kind == "street":
                     continue
                 found = finder.stations_for(session, match, DEFAULT_RADIUS_KM, fuel_id)
@@ -985,7 +986,7 @@ def pick_town(database_url: str, fuel_id: int) -> Pick:
                         fresh = [_age(s.updated_at, now) <= dt.timedelta(days=7) for s in (dearer, cheaper)]
                         if dearer.price > cheaper.price and fresh[0] == fresh[1]:
                             return Pick(
-                                suggestion.label,
+                                label,
                                 (dearer.title, cheaper.title),
                                 (dearer.price, cheaper.price),
                                 fresh[0],

@@ -17,10 +17,10 @@ from prices.place_search import (
     SEARCH_MAX_CHARS,
     SEARCH_MAX_WORDS,
     SearchTooLong,
-    place_suggestions,
     resolve_place,
     suggest,
 )
+from prices.towns import Town, centre, fetch_rows, group_towns, station_rows, town_label
 from session import init_db, make_engine, session_factory
 from settings import load_settings
 from utils import fold
@@ -184,23 +184,29 @@ def test_too_long_a_text_is_refused(real):
         resolve_place(real, " ".join(["lyon"] * (SEARCH_MAX_WORDS + 1)))
 
 
-def test_suggestions_list_every_town_biggest_first(real):
-    suggestions = place_suggestions(real)
+def towns_with_stations(session) -> list[Town]:
+    """Every town with stations, most stations first."""
+    return group_towns(fetch_rows(session, station_rows()))
 
-    labels = [suggestion.label for suggestion in suggestions]
+
+def test_every_town_with_stations_is_labelled_once_and_read_back_by_its_label(real):
+    towns = towns_with_stations(real)
+
+    labels = [town_label(town) for town in towns]
     assert labels[:2] == ["Marseille (13)", "Paris (75)"]
     assert {"Lyon (69)", "Saint-Étienne (42)", "Montreuil (93)", "Montreuil (62)"} <= set(labels)
     assert len(labels) == len(set(labels))
-    assert sum(suggestion.stations for suggestion in suggestions) == 9780
-    counts = [suggestion.stations for suggestion in suggestions]
+    assert sum(town.stations for town in towns) == 9780
+    counts = [town.stations for town in towns]
     assert counts == sorted(counts, reverse=True)
-    lyon = suggestions[labels.index("Lyon (69)")]
+    lyon = towns[labels.index("Lyon (69)")]
     assert (lyon.name, lyon.department, lyon.stations) == ("Lyon", "69", 17)
     (south, north), (west, east) = LYON_BOX
-    assert south <= lyon.latitude <= north and west <= lyon.longitude <= east
-    for suggestion in suggestions[:40]:
-        match = resolve_place(real, suggestion.label)
-        assert (match.kind, match.query, len(match.station_ids)) == ("town", suggestion.label, suggestion.stations)
+    latitude, longitude = centre(lyon.rows)
+    assert south <= latitude <= north and west <= longitude <= east
+    for town, label in zip(towns[:40], labels, strict=False):
+        match = resolve_place(real, label)
+        assert (match.kind, match.query, len(match.station_ids)) == ("town", label, town.stations)
 
 
 # --------------------------------------------------------------------------- tiny databases
@@ -299,13 +305,13 @@ def test_the_centre_ignores_a_misplaced_station(session):
     assert match.station_ids == (1, 2, 3, 4, 5)
 
 
-def test_suggestions_name_each_town_by_its_best_spelling(session, towns):
+def test_each_town_is_named_by_its_best_spelling(session, towns):
     add_station(session, 11, "Chemin de Montray", "SAINTE FOY LES LYON", "69110")
     add_station(session, 12, "Rue Bergson", "ST ETIENNE", "42000", 45.45, 4.39)
 
-    suggestions = place_suggestions(session)
+    named = towns_with_stations(session)
 
-    assert [(s.label, s.stations) for s in suggestions] == [
+    assert [(town_label(town), town.stations) for town in named] == [
         ("Lyon (69)", 2),
         ("Rueil-Malmaison (92)", 2),
         ("Saint-Denis (93)", 2),
@@ -315,10 +321,10 @@ def test_suggestions_name_each_town_by_its_best_spelling(session, towns):
         ("St Etienne (42)", 1),
         ("Villeurbanne (69)", 1),
     ]
-    assert suggestions[3][4:] == (45.73, 4.80)  # the station without coordinates does not count
-    for suggestion in suggestions:
-        match = resolve_place(session, suggestion.label)
-        assert (match.kind, match.query, len(match.station_ids)) == ("town", suggestion.label, suggestion.stations)
+    assert centre(named[3].rows) == (45.73, 4.80)  # the station without coordinates does not count
+    for town in named:
+        match = resolve_place(session, town_label(town))
+        assert (match.kind, match.query, len(match.station_ids)) == ("town", town_label(town), town.stations)
 
 
 # --------------------------------------------------------------------------- words of an address (the street kinds)
@@ -471,4 +477,4 @@ def test_suggestions_offer_communes_and_localities_by_their_first_letters_or_pos
 def test_suggestions_offer_the_towns_with_stations_first_as_their_stations_spell_them(places, session, towns):
     offered = suggest(session, "saint den")
     assert offered[:4] == ["Saint-Denis (93)", "Saint Denis (974)", "Saint-Denis (11)", "Saint-Denis (30)"]
-    assert offered[0] in [suggestion.label for suggestion in place_suggestions(session)], "one label per place"
+    assert offered[0] in [town_label(town) for town in towns_with_stations(session)], "one label per place"
