@@ -1282,7 +1282,7 @@ def test_a_village_without_a_station_is_suggested_as_its_name_is_typed_and_lists
     click_until(page, "pick the village", pick, found)
 
     expect(found).to_have_text(re.compile(f"^{len(expected)} stations"))
-    expect(page).to_have_url(re.compile(r"[?&]q=Caluire\+et\+Cuire\+%2869%29"))
+    expect(page).to_have_url(re.compile(r"[?&]q=Caluire-et-Cuire\+%2869%29"))
     grid = results_grid(page)
     expect(grid.locator('td[role="gridcell"][aria-colindex="2"]').first).to_have_text(expected[0].station.title)
     expect(box).to_have_value("")  # the place chosen shows as the box's value, not as text being typed
