@@ -82,10 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     if serving:
         return _serve(settings)
 
-    # Importing SQLAlchemy and the models makes ~60,000 objects that live to the end: the cyclic garbage
+    # Importing SQLAlchemy and the models makes ~100,000 objects that live to the end: the cyclic garbage
     # collector would run ~150 times meanwhile, then go through them all again at each full collection
     # of the run, freeing nothing (a sixth of an hourly `etl.py run`'s CPU). It is held off during the
-    # imports; in a process of its own, what they made is then frozen out of every later collection.
+    # imports; in a process of its own, what they made is then frozen out of every later collection,
+    # before the collector is back: its first pass would otherwise go through them all once more (a
+    # quarter of a bare parse of the feed).
     from utils import collector_held, first_line
 
     with collector_held():
@@ -95,8 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         from ingest import passes
         from ingest.runs import EtlError
         from session import init_db, make_engine
-    if __name__ == "__main__":
-        gc.freeze()
+
+        if __name__ == "__main__":
+            gc.freeze()
 
     engine = make_engine(settings.database_url)
     try:
