@@ -93,7 +93,6 @@ def main(argv: list[str] | None = None) -> int:
     with collector_held():
         from sqlalchemy.exc import SQLAlchemyError
 
-        from backups.archive import BackupError
         from ingest import passes
         from ingest.runs import EtlError
         from session import init_db, make_engine
@@ -112,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             summary = _backfill_command(engine, settings, args)
         else:
             summary = _backup_command(engine, settings, args)
-    except (EtlError, BackupError) as exc:
+    except EtlError as exc:
         log.error("etl: %s", exc)
         return 1
     except SQLAlchemyError as exc:
@@ -169,11 +168,17 @@ BAR_LABELS = {"loading": "reading the archive", "aggregates": "daily figures"}
 
 
 def _backup_command(engine: Engine, settings: Settings, args: argparse.Namespace) -> str:
+    """A backup or a restore (a price run never needs their code, nor the translations they load)."""
     from backups import service
+    from backups.archive import BackupError
+    from ingest.runs import EtlError
 
-    if args.command == "backup":
-        return service.backup(engine, settings, args.to)
-    return service.restore(engine, settings, args.source, with_deleted=args.with_deleted)
+    try:
+        if args.command == "backup":
+            return service.backup(engine, settings, args.to)
+        return service.restore(engine, settings, args.source, with_deleted=args.with_deleted)
+    except BackupError as exc:
+        raise EtlError(str(exc)) from exc
 
 
 def _serve(settings: Settings) -> int:
