@@ -24,11 +24,11 @@ from sqlalchemy import (
     TypeDecorator,
     bindparam,
     delete,
+    dialects,
     select,
     tuple_,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
 from ingest.records import opening_hours_document
@@ -58,7 +58,7 @@ DOCUMENT_SHAPES: dict[str, Callable[[Any], Any]] = {"opening_hours": opening_hou
 @functools.cache
 def storage_table(table: Table, dialect_name: str) -> Table:
     """`table` with each column typed as what the database stores, so values bind without conversion."""
-    dialect = (postgresql if dialect_name == "postgresql" else sqlite).dialect()
+    dialect = dialects.registry.load(dialect_name)()  # loads PostgreSQL's dialects only when it is the database
     kept = []
     for col in table.columns:
         kind = col.type.load_dialect_impl(dialect) if isinstance(col.type, TypeDecorator) else col.type
