@@ -82,21 +82,23 @@ def main(argv: list[str] | None = None) -> int:
     if serving:
         return _serve(settings)
 
-    # Importing SQLAlchemy and the models makes ~60,000 objects that live to the end: the cyclic garbage
+    # Importing SQLAlchemy and the models makes ~100,000 objects that live to the end: the cyclic garbage
     # collector would run ~150 times meanwhile, then go through them all again at each full collection
     # of the run, freeing nothing (a sixth of an hourly `etl.py run`'s CPU). It is held off during the
-    # imports; in a process of its own, what they made is then frozen out of every later collection.
+    # imports; in a process of its own, what they made is then frozen out of every later collection,
+    # before the collector is back: its first pass would otherwise go through them all once more (a
+    # quarter of a bare parse of the feed).
     from utils import collector_held, first_line
 
     with collector_held():
         from sqlalchemy.exc import SQLAlchemyError
 
-        from backups.archive import BackupError
         from ingest import passes
         from ingest.runs import EtlError
         from session import init_db, make_engine
-    if __name__ == "__main__":
-        gc.freeze()
+
+        if __name__ == "__main__":
+            gc.freeze()
 
     engine = make_engine(settings.database_url)
     try:
@@ -109,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             summary = _backfill_command(engine, settings, args)
         else:
             summary = _backup_command(engine, settings, args)
-    except (EtlError, BackupError) as exc:
+    except EtlError as exc:
         log.error("etl: %s", exc)
         return 1
     except SQLAlchemyError as exc:
@@ -166,11 +168,17 @@ BAR_LABELS = {"loading": "reading the archive", "aggregates": "daily figures"}
 
 
 def _backup_command(engine: Engine, settings: Settings, args: argparse.Namespace) -> str:
+    """A backup or a restore (a price run never needs their code, nor the translations they load)."""
     from backups import service
+    from backups.archive import BackupError
+    from ingest.runs import EtlError
 
-    if args.command == "backup":
-        return service.backup(engine, settings, args.to)
-    return service.restore(engine, settings, args.source, with_deleted=args.with_deleted)
+    try:
+        if args.command == "backup":
+            return service.backup(engine, settings, args.to)
+        return service.restore(engine, settings, args.source, with_deleted=args.with_deleted)
+    except BackupError as exc:
+        raise EtlError(str(exc)) from exc
 
 
 def _serve(settings: Settings) -> int:

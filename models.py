@@ -129,9 +129,9 @@ class Station(Base):
         CheckConstraint("road_type IN ('R', 'A', 'N')", name="road_type_known"),
         Index("ix_stations_lat_lon", "latitude", "longitude"),
         Index("ix_stations_zip_code", "zip_code"),
-        # Every run moves every listed station's last_seen_at (an unindexed column): with room left
-        # in each page, PostgreSQL rewrites the row in its page and leaves the indexes alone.
-        {"postgresql_with": {"fillfactor": 50}},
+        # On PostgreSQL, migration 0004 leaves room in each page (fillfactor 50): a run moves every listed
+        # station's last_seen_at (an unindexed column), and the row is rewritten in its page, the indexes
+        # untouched. Said here, SQLAlchemy would load its PostgreSQL dialects in every SQLite process.
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
@@ -391,9 +391,10 @@ class Place(Base):
 
     __tablename__ = "places"
     __table_args__ = (
-        # text_pattern_ops: PostgreSQL answers LIKE 'prefix%' from the index whatever the database's collation.
-        Index("ix_places_key", "key", postgresql_ops={"key": "text_pattern_ops"}),
-        Index("ix_places_locality_key", "locality_key", postgresql_ops={"locality_key": "text_pattern_ops"}),
+        # On PostgreSQL, migration 0006 makes these two with text_pattern_ops: LIKE 'prefix%' is answered from
+        # the index whatever the database's collation (not said here, as for Station's fillfactor).
+        Index("ix_places_key", "key"),
+        Index("ix_places_locality_key", "locality_key"),
         Index("ix_places_postcode", "postcode"),
     )
 

@@ -15,13 +15,16 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, Table, column, create_engine, event, inspect, select, table, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from models import GasType
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql, sqlite
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 15_000
@@ -90,7 +93,12 @@ def bulk_writer(engine: Engine) -> Iterator[Connection]:
 
 def dialect_insert(dialect_name: str, target: Table | type) -> postgresql.Insert | sqlite.Insert:
     """An INSERT into `target` for this database, offering its ON CONFLICT clauses (PostgreSQL or SQLite)."""
-    return (postgresql if dialect_name == "postgresql" else sqlite).insert(target)
+    # Imported here: SQLAlchemy's PostgreSQL package loads every driver's dialect, which a SQLite run never needs.
+    if dialect_name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(target)
 
 
 def session_factory(engine: Engine) -> sessionmaker:

@@ -69,7 +69,7 @@ ARCHIVE_STATIONS = 10_000  # as many as the real archives list
 HOURLY_TARGET = 1.2  # an hourly update, whole process, against a bare-parse process of the same zip
 HOURLY_DRIFT = "0.005"  # share of prices changed: with ~4 prices a station, ~2% of the stations change
 # What `etl.py run` imports before it reads anything, as it imports them (collector held off, then frozen).
-RUN_IMPORTS = "import gc; gc.disable(); import sqlalchemy.exc, backups.archive, ingest.passes, session; gc.freeze()"
+RUN_IMPORTS = "import gc; gc.disable(); import sqlalchemy.exc, ingest.passes, session; gc.freeze()"
 BARE_PARSE_SCRIPT = """
 import sys, zipfile
 from lxml import etree

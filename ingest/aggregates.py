@@ -20,6 +20,7 @@ and the month after them that its prices are carried into.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import statistics
 from collections import Counter, defaultdict
@@ -124,12 +125,13 @@ def day_aggregates(conn: Connection, day: dt.date, through: dt.datetime) -> list
         )
         statement = select(Station.zip_code, GasType.id, in_force).select_from(Station).join(GasType, true())
     groups: dict[tuple[str, int], list[int]] = defaultdict(list)
-    for zip_code, fuel_id, milli in conn.execute(statement):
+    department = functools.cache(department_of_postcode)  # a postcode comes once for each fuel of each station there
+    for zip_code, fuel_id, milli in conn.execute(statement).all():
         if milli is None:
             continue
         groups[(NATIONAL, fuel_id)].append(milli)
-        if (department := department_of_postcode(zip_code)) is not None:
-            groups[(department, fuel_id)].append(milli)
+        if (scope := department(zip_code)) is not None:
+            groups[(scope, fuel_id)].append(milli)
     return [_figures(day, scope, fuel_id, prices, through) for (scope, fuel_id), prices in sorted(groups.items())]
 
 

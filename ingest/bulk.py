@@ -24,11 +24,11 @@ from sqlalchemy import (
     TypeDecorator,
     bindparam,
     delete,
+    dialects,
     select,
     tuple_,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
 from ingest.records import opening_hours_document
@@ -38,6 +38,11 @@ from utils import fold
 
 BATCH_ROWS = 5_000
 _COPIES = itertools.count(1)
+# Types with an OID below this are PostgreSQL's own, the same in every database; a type made by CREATE TYPE
+# (or an extension) has one of its database's, which may change: its columns are asked for each COPY.
+FIRST_USER_OID = 16_384
+# The type OIDs of each list of column types that binary COPY has written, for this process.
+_COPY_TYPES: dict[tuple[str, ...], list[int]] = {}
 
 
 def columns(model: type[Base]) -> tuple[str, ...]:
@@ -58,7 +63,7 @@ DOCUMENT_SHAPES: dict[str, Callable[[Any], Any]] = {"opening_hours": opening_hou
 @functools.cache
 def storage_table(table: Table, dialect_name: str) -> Table:
     """`table` with each column typed as what the database stores, so values bind without conversion."""
-    dialect = (postgresql if dialect_name == "postgresql" else sqlite).dialect()
+    dialect = dialects.registry.load(dialect_name)()  # loads PostgreSQL's dialects only when it is the database
     kept = []
     for col in table.columns:
         kind = col.type.load_dialect_impl(dialect) if isinstance(col.type, TypeDecorator) else col.type
@@ -159,11 +164,7 @@ def _copied(conn: Connection, target: Table, names: Sequence[str], rows: Iterabl
         postgresql_on_commit="DROP",
     )
     copy_table.create(conn)
-    # Binary COPY costs the client a sixth of text COPY's CPU; it needs each column's type, which the
-    # database tells (its type OIDs), from the table it just made.
-    described = conn.execute(select(copy_table).limit(0))
-    types = [description[1] for description in described.cursor.description]
-    described.close()
+    types = _copy_types(conn, copy_table)
     quote = conn.dialect.identifier_preparer.quote
     statement = f"COPY {quote(copy_table.name)} ({', '.join(map(quote, names))}) FROM STDIN (FORMAT BINARY)"
     dbapi = conn.dialect.loaded_dbapi
@@ -175,6 +176,23 @@ def _copied(conn: Connection, target: Table, names: Sequence[str], rows: Iterabl
     except dbapi.Error as exc:
         raise DBAPIError.instance(statement, None, exc, dbapi.Error) from exc
     return copy_table
+
+
+def _copy_types(conn: Connection, copy_table: Table) -> list[int]:
+    """The type OIDs of `copy_table`'s columns: binary COPY, a sixth of text COPY's client CPU, needs them.
+
+    The database tells them from the table just made, the first time a list of column types is copied;
+    PostgreSQL's own types keep their OIDs, so the answer then serves every later COPY of the process.
+    """
+    key = tuple(str(column.type.compile(conn.dialect)) for column in copy_table.columns)
+    types = _COPY_TYPES.get(key)
+    if types is None:
+        described = conn.execute(select(copy_table).limit(0))
+        types = [description[1] for description in described.cursor.description]
+        described.close()
+        if all(oid < FIRST_USER_OID for oid in types):
+            _COPY_TYPES[key] = types
+    return types
 
 
 def update_rows(conn: Connection, target: Table, names: Sequence[str], rows: Iterable[tuple]) -> int:

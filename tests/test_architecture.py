@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import FIXTURES, ROOT
 
 LAYERS = [
     {"pages", "home", "etl", "auth"},
@@ -159,3 +159,28 @@ def test_the_etl_command_line_imports_what_a_command_needs_when_it_runs():
     probe = "import sys, etl; print(sorted({'sqlalchemy', 'lxml', 'requests', 'psutil'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+# What an hourly price run on SQLite never uses: each costs a whole-process run CPU beside the feed's parse.
+NOT_FOR_A_PRICE_RUN = {"sqlalchemy.dialects.postgresql", "alembic", "babel", "requests", "tqdm", "psutil"}
+
+
+def test_an_hourly_run_on_sqlite_loads_only_what_a_price_run_needs(tmp_path):
+    """A run on a current SQLite database, from a local file: no other database's dialects, no migration tool,
+    no translations, no download or progress-bar library."""
+    env = {**os.environ, "CARBUROAM_DATA_DIR": str(tmp_path)}
+    env.pop("CARBUROAM_DATABASE_URL", None)
+    probe = (
+        "import sys, etl\n"
+        "code = etl.main(['run', '--source', sys.argv[1]])\n"
+        f"print(code, sorted(name for name in {sorted(NOT_FOR_A_PRICE_RUN)} if name in sys.modules))"
+    )
+    outcomes = [
+        subprocess.run(
+            [sys.executable, "-c", probe, str(FIXTURES / feed)], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        for feed in ("feed_a.zip", "feed_b.zip")
+    ]
+
+    assert [outcome.returncode for outcome in outcomes] == [0, 0], outcomes[-1].stderr
+    assert outcomes[-1].stdout.splitlines()[-1] == "0 []"

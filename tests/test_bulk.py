@@ -214,3 +214,41 @@ def test_sqlite_bulk_writer_still_refuses_an_orphan_row_and_keeps_foreign_keys_o
         with pytest.raises(IntegrityError, match="FOREIGN KEY"):
             conn.execute(insert(Price), orphan)
     engine.dispose()
+
+
+def _fresh_pg_engine():
+    url = make_url(PG_URL).set(database=f"carburoam_test_{uuid.uuid4().hex[:12]}").render_as_string(False)
+    create_database(url)
+    engine = make_engine(url)
+    init_db(engine)
+    return engine, url
+
+
+@pytest.mark.postgresql
+def test_copy_asks_the_column_types_once_a_process_and_they_serve_another_database(monkeypatch, tmp_path):
+    """A run's COPYs need each column's type: once asked, a later run, even into another database, asks none."""
+    if not postgres_available():
+        pytest.skip("no PostgreSQL server answers")
+    monkeypatch.setenv("CARBUROAM_DATA_DIR", str(tmp_path))
+    settings = load_settings()
+    loaded, asked = [], []
+
+    def remember_type_questions(_conn, _cursor, statement, *_args):
+        if "LIMIT" in statement and "FROM copy_" in statement:
+            asked[-1] += 1
+
+    for _ in range(2):
+        engine, url = _fresh_pg_engine()
+        asked.append(0)
+        event.listen(engine, "before_cursor_execute", remember_type_questions)
+        try:
+            for feed in (FEED_A, FEED_B):
+                passes.run_pass(engine, settings, str(feed))
+            loaded.append(contents(engine, last_seen=False))
+        finally:
+            engine.dispose()
+            drop_database(url)
+
+    assert asked[1] == 0
+    assert loaded[1] == loaded[0]
+    assert loaded[1]["prices"]  # the comparison is not of two empty databases
