@@ -109,6 +109,7 @@ SCREENSHOTS = ROOT / "outputs" / "screenshots"
 VIEWPORT = {"width": 1600, "height": 1400}
 DESKTOP = {"width": 1366, "height": 900}
 PHONE = {"width": 390, "height": 844}
+LAPTOP = {"width": 1280, "height": 800}
 TIMEOUT_MS = 20_000
 ATTEMPT_MS = 4_000
 COOKIE = "carburoam_auth"
@@ -492,20 +493,25 @@ def register(page: Page, first: str, username: str, password: str) -> None:
     wait_for_auth_cookie(page)
 
 
+def sign_in_forms(page: Page) -> Locator:
+    """The sign-in forms drawn: the sidebar's, or on the Welcome page the page's own (its sidebar has none)."""
+    return page.locator('[data-testid="stForm"]').filter(has=page.get_by_role("button", name="Sign in", exact=True))
+
+
 def send_sign_in(page: Page, username: str, password: str) -> Callable[[], None]:
-    side = sidebar(page)
+    forms = sign_in_forms(page)
 
     def send() -> None:
-        # .first: for a moment after a sign-out the old and the new sidebar can both be on screen.
-        side.locator('input[aria-label="Username"]').first.fill(username)
-        side.locator('input[aria-label="Password"]').first.fill(password)
-        side.get_by_role("button", name="Sign in", exact=True).first.click()
+        # .first: for a moment after a sign-out the old and the new form can both be on screen.
+        forms.locator('input[aria-label="Username"]').first.fill(username)
+        forms.locator('input[aria-label="Password"]').first.fill(password)
+        forms.get_by_role("button", name="Sign in", exact=True).first.click()
 
     return send
 
 
 def sign_in(page: Page, username: str, password: str) -> dict:
-    """Sign in with the sidebar form; returns the sign-in cookie the browser then holds."""
+    """Sign in with the form on screen; returns the sign-in cookie the browser then holds."""
     signed_in = sidebar(page).get_by_text(f"Signed in as {username}")
     click_until(page, "sign in", send_sign_in(page, username, password), signed_in)
     expect_signed_in(page, username)
@@ -515,15 +521,15 @@ def sign_in(page: Page, username: str, password: str) -> dict:
 def expect_signed_in(page: Page, username: str) -> None:
     expect(sidebar(page).get_by_text(f"Signed in as {username}")).to_be_visible(timeout=TIMEOUT_MS)
     expect(sidebar(page).get_by_role("button", name="Sign out")).to_be_visible(timeout=TIMEOUT_MS)
-    expect(sidebar(page).locator('input[aria-label="Password"]')).to_have_count(0, timeout=TIMEOUT_MS)
+    expect(sign_in_forms(page)).to_have_count(0, timeout=TIMEOUT_MS)
     expect(nav_links(page)).to_have_text(SIGNED_IN_PAGES, timeout=TIMEOUT_MS)
 
 
 def expect_signed_out(page: Page) -> None:
-    # Waits out the moment when the previous run's sidebar is still drawn beside the new one.
-    expect(sidebar(page).locator('input[aria-label="Username"]')).to_have_count(1, timeout=TIMEOUT_MS)
-    expect(sidebar(page).locator('input[aria-label="Username"]')).to_be_visible(timeout=TIMEOUT_MS)
-    expect(sidebar(page).get_by_role("button", name="Sign in", exact=True)).to_be_visible()
+    # One form, whatever the page; this waits out the moment when the previous run's form is still drawn.
+    expect(sign_in_forms(page)).to_have_count(1, timeout=TIMEOUT_MS)
+    expect(sign_in_forms(page).locator('input[aria-label="Username"]')).to_be_visible(timeout=TIMEOUT_MS)
+    expect(sign_in_forms(page).get_by_role("button", name="Sign in", exact=True)).to_be_visible()
     expect(sidebar(page).get_by_text("Signed in as")).to_have_count(0)
     expect(main(page).get_by_role("heading", name="My prices today")).to_have_count(0)
     expect(nav_links(page)).to_have_text(SIGNED_OUT_PAGES)
@@ -536,7 +542,7 @@ def expect_dashboard(page: Page, username: str) -> None:
 
 def sign_out(page: Page) -> None:
     button = sidebar(page).get_by_role("button", name="Sign out")
-    click_until(page, "sign out", button.click, sidebar(page).locator('input[aria-label="Username"]').first)
+    click_until(page, "sign out", button.click, sign_in_forms(page).first)
     expect_signed_out(page)
     page.wait_for_function(
         "name => !document.cookie.split('; ').some(c => c.startsWith(name + '='))", arg=COOKIE, timeout=TIMEOUT_MS
@@ -613,7 +619,7 @@ def test_sign_up_sign_in_reload_sign_out_and_a_changed_password_retires_the_old_
     page = open_app(other, app)
     expect_signed_out(page)
     submit(page, "sign in with the old password", send_sign_in(page, username, old), WRONG_CREDENTIALS)
-    expect(sidebar(page).get_by_text(WRONG_CREDENTIALS)).to_be_visible()
+    expect(main(page).get_by_text(WRONG_CREDENTIALS)).to_be_visible()  # under the Welcome page's form
     expect_signed_out(page)
     sign_in(page, username, new)
     expect_dashboard(page, username)
@@ -1541,6 +1547,29 @@ def test_the_readmes_proxy_headers_leave_sign_in_and_the_map_working(app, proxy,
 
 
 # --------------------------------------------------------------------------- on a phone
+
+# How many of these inputs a person can see: drawn, and not folded away with a sidebar (moved off the screen).
+ON_SCREEN = """inputs => inputs.filter(input => {
+  const box = input.getBoundingClientRect();
+  return input.checkVisibility({opacityProperty: true, visibilityProperty: true})
+    && box.width > 0 && box.right > 0 && box.left < window.innerWidth;
+}).length"""
+
+
+@pytest.mark.parametrize("size", [LAPTOP, PHONE], ids=["laptop", "phone"])
+def test_the_welcome_page_shows_one_sign_in_form_at_any_width_and_it_signs_in(app, new_profile, size):
+    """The Welcome page has a form of its own for phones, whose sidebar is folded away; a wide screen,
+    whose sidebar is open, showed the sidebar's form too: two forms, one above the other's level."""
+    username, password = f"oneform{size['width']}.browser", "Single-Form-Any-Width"
+    app.register(username, password)
+    page = open_app(new_profile(viewport=size), app)
+    expect(main(page).locator('input[aria-label="Username"]')).to_be_visible(timeout=TIMEOUT_MS)
+
+    assert page.locator('input[aria-label="Username"]').evaluate_all(ON_SCREEN) == 1
+    assert page.locator('input[aria-label="Password"]').evaluate_all(ON_SCREEN) == 1
+
+    sign_in(page, username, password)
+    expect_dashboard(page, username)
 
 
 def test_on_a_phone_people_sign_in_from_the_page_and_see_the_page_not_the_sidebar(app, new_profile):
