@@ -1309,6 +1309,46 @@ def test_the_place_box_speaks_french_while_it_suggests(app, new_profile):
     expect(offered(page)).to_have_text(["Calui", "Caluire et Cuire (69)"])
     frame = main(page).frame_locator(PLACE_FRAME)
     expect(frame.get_by_text("Commune, code postal ou adresse", exact=True)).to_be_visible()
+    expect(frame.get_by_role("combobox", name="Commune, code postal ou adresse")).to_be_visible()
+
+
+def test_the_place_box_input_is_named_by_its_label(app, new_profile):
+    """A screen reader, or a voice command, finds the box by the name shown above it."""
+    page = new_profile().context.new_page()
+    RUNS[page] = Runs(page)
+    page.goto(f"{app.url}/find")
+    loaded(page)
+    box = main(page).frame_locator(PLACE_FRAME).get_by_role("combobox", name="Town, postcode or address")
+    expect(box).to_be_visible()
+    box.fill("Lyon")
+    expect(offered(page).first).to_have_text("Lyon")
+    expect(box).to_be_visible()  # still named once the box drew its suggestions
+
+
+def searched(page: Page, place: str) -> None:
+    expect(page).to_have_url(re.compile(rf"[?&]q={urllib.parse.quote_plus(place)}(&|$)"), timeout=TIMEOUT_MS)
+
+
+def test_enter_right_after_typing_searches_the_text_typed(app, new_profile):
+    """The box asks the server for suggestions 150 ms after the last key, and Enter picks the first suggestion
+    on screen: pressed sooner, it searched nothing (no suggestion yet) or the text before the last key."""
+    page = new_profile().context.new_page()
+    RUNS[page] = Runs(page)
+    page.goto(f"{app.url}/find")
+    loaded(page)
+    box = place_box(page)
+    box.click()
+    box.fill("Lyon")
+    box.press("Enter")  # no suggestion on screen yet
+    searched(page, "Lyon")
+    settle(page)
+
+    box.click()
+    box.fill("Calui")
+    expect(offered(page).first).to_have_text("Calui")
+    box.press("r")
+    box.press("Enter")  # the suggestions on screen are those of "Calui"
+    searched(page, "Caluir")
 
 
 def column_lines(page: Page, grid: Locator) -> tuple[dict, list[float]]:
