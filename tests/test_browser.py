@@ -21,6 +21,8 @@ and wait_for_*, and the end of each script run read from Streamlit's own websock
   station of each row show without scrolling sideways; without a search the map of France draws
   its points; a shared link /find?q=...&radius=5 opens with its results.
 - The demo map: each station a small point inside the first view, and no request for a basemap.
+- Welcome shows one sign-in form, at 1280x800 and at 390x844, and it signs in; the place box's input
+  is named by its label; Enter pressed right after a key searches the text typed.
 - Sessions: sign in then sign out at once, reload, signed out (ten times, no retry); the same after
   a password change and a page change; a cookie copied before a sign-out signs nobody in; "sign out
   everywhere" ends another browser's session; a page opened by its URL right after signing in.
