@@ -54,6 +54,7 @@ from app_helpers import (
     request_page,
     run_frame,
     sign_in,
+    sign_in_form,
     sign_out,
     successes,
     tables,
@@ -113,8 +114,9 @@ def test_a_fresh_data_dir_starts_on_the_welcome_page(monkeypatch, data_dir):
 
     assert not at.exception
     assert titles(at) == [WELCOME]
-    assert [w.label for w in at.sidebar.text_input] == ["Username", "Password"]
-    assert [b.label for b in at.sidebar.button] == ["Sign in"]
+    assert [w.label for w in at.main.text_input] == ["Username", "Password"]
+    assert [b.label for b in at.main.button] == ["Sign in"]
+    assert at.sidebar.text_input == [] and at.sidebar.button == [], "one sign-in form, the page's, as a phone shows"
     assert page_links(at) == {
         "Find the cheapest station near you, no account needed": "find",
         "Create an account": "register",
@@ -246,7 +248,7 @@ def wrong_attempts(at, username: str, count: int) -> list[str]:
     for _ in range(count):
         sign_in(at, username, "not the password")
         assert titles(at) == [WELCOME]
-        seen.append(" / ".join(errors(at.sidebar)))
+        seen.append(" / ".join(errors(sign_in_form(at))))
     return seen
 
 
@@ -258,7 +260,7 @@ def test_wrong_passwords_then_throttling_same_for_unknown_names(app):
     assert known[:5] == [WRONG_CREDENTIALS] * 5
     assert known[6] == THROTTLED  # the 6th attempt: see test_the_sixth_attempt_after_five_failures_is_throttled
     sign_in(at, "alice", PASSWORD)  # even the right password waits now
-    assert errors(at.sidebar) == [THROTTLED]
+    assert errors(sign_in_form(at)) == [THROTTLED]
     assert titles(at) == [WELCOME]
 
     assert wrong_attempts(new_app().run(), "nobody", 7) == known, "an unknown name gets exactly the same answers"
@@ -270,7 +272,7 @@ def test_the_sixth_attempt_after_five_failures_is_throttled(app):
 
     assert wrong_attempts(at, "alice", 5) == [WRONG_CREDENTIALS] * 5
     sign_in(at, "alice", "not the password")
-    assert errors(at.sidebar) == [THROTTLED]
+    assert errors(sign_in_form(at)) == [THROTTLED]
 
 
 def test_profile_fuels_and_consumption_show_on_the_dashboard_then_sign_out(app):
@@ -325,7 +327,7 @@ def test_profile_fuels_and_consumption_show_on_the_dashboard_then_sign_out(app):
     request_page(at, "pages/dashboard.py")
     assert warnings(at) == [SIGN_IN_WARNING]
     run_frame(at)
-    assert [b.label for b in at.sidebar.button] == ["Sign in"]
+    assert [b.label for b in sign_in_form(at).button] == ["Sign in"]
 
 
 def test_right_after_sign_out_the_sidebar_offers_sign_in(app):
@@ -336,7 +338,7 @@ def test_right_after_sign_out_the_sidebar_offers_sign_in(app):
     sign_out(at)
 
     assert titles(at) == [WELCOME]
-    assert [b.label for b in at.sidebar.button] == ["Sign in"]
+    assert [b.label for b in sign_in_form(at).button] == ["Sign in"]
 
 
 def test_a_link_to_a_page_opened_first_on_a_fresh_server_goes_through_the_frame(app):
@@ -463,7 +465,7 @@ def test_change_password_on_the_profile(app):
 
     other = new_app().run()
     sign_in(other, "alice", PASSWORD)
-    assert errors(other.sidebar) == [WRONG_CREDENTIALS]
+    assert errors(sign_in_form(other)) == [WRONG_CREDENTIALS]
     assert titles(other) == [WELCOME]
     fresh = new_app().run()
     sign_in(fresh, "alice", NEW_PASSWORD)
@@ -501,7 +503,7 @@ def test_delete_account_removes_every_row_and_signs_out(app):
     run_frame(at)
     assert successes(at) == ["Your account is deleted, with all its data, and you are signed out. Goodbye!"]
     assert titles(at) == [WELCOME]
-    assert [b.label for b in at.sidebar.button] == ["Sign in"]
+    assert [b.label for b in sign_in_form(at).button] == ["Sign in"]
     run_frame(elsewhere)
     assert titles(elsewhere) == [WELCOME], "the other device is signed out too"
 
@@ -756,7 +758,7 @@ def test_forgot_password_with_the_mailed_code(app):
     assert successes(at) == ["Your password is changed, and you are signed out everywhere. Sign in with it now."]
 
     sign_in(at, "alice", PASSWORD)
-    assert errors(at.sidebar) == [WRONG_CREDENTIALS]
+    assert errors(sign_in_form(at)) == [WRONG_CREDENTIALS]
     sign_in(at, "alice", NEW_PASSWORD)
     assert titles(at) == [DASHBOARD]
 

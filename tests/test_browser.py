@@ -21,6 +21,8 @@ and wait_for_*, and the end of each script run read from Streamlit's own websock
   station of each row show without scrolling sideways; without a search the map of France draws
   its points; a shared link /find?q=...&radius=5 opens with its results.
 - The demo map: each station a small point inside the first view, and no request for a basemap.
+- Welcome shows one sign-in form, at 1280x800 and at 390x844, and it signs in; the place box's input
+  is named by its label; Enter pressed right after a key searches the text typed.
 - Sessions: sign in then sign out at once, reload, signed out (ten times, no retry); the same after
   a password change and a page change; a cookie copied before a sign-out signs nobody in; "sign out
   everywhere" ends another browser's session; a page opened by its URL right after signing in.
@@ -109,6 +111,7 @@ SCREENSHOTS = ROOT / "outputs" / "screenshots"
 VIEWPORT = {"width": 1600, "height": 1400}
 DESKTOP = {"width": 1366, "height": 900}
 PHONE = {"width": 390, "height": 844}
+LAPTOP = {"width": 1280, "height": 800}
 TIMEOUT_MS = 20_000
 ATTEMPT_MS = 4_000
 COOKIE = "carburoam_auth"
@@ -492,20 +495,25 @@ def register(page: Page, first: str, username: str, password: str) -> None:
     wait_for_auth_cookie(page)
 
 
+def sign_in_forms(page: Page) -> Locator:
+    """The sign-in forms drawn: the sidebar's, or on the Welcome page the page's own (its sidebar has none)."""
+    return page.locator('[data-testid="stForm"]').filter(has=page.get_by_role("button", name="Sign in", exact=True))
+
+
 def send_sign_in(page: Page, username: str, password: str) -> Callable[[], None]:
-    side = sidebar(page)
+    forms = sign_in_forms(page)
 
     def send() -> None:
-        # .first: for a moment after a sign-out the old and the new sidebar can both be on screen.
-        side.locator('input[aria-label="Username"]').first.fill(username)
-        side.locator('input[aria-label="Password"]').first.fill(password)
-        side.get_by_role("button", name="Sign in", exact=True).first.click()
+        # .first: for a moment after a sign-out the old and the new form can both be on screen.
+        forms.locator('input[aria-label="Username"]').first.fill(username)
+        forms.locator('input[aria-label="Password"]').first.fill(password)
+        forms.get_by_role("button", name="Sign in", exact=True).first.click()
 
     return send
 
 
 def sign_in(page: Page, username: str, password: str) -> dict:
-    """Sign in with the sidebar form; returns the sign-in cookie the browser then holds."""
+    """Sign in with the form on screen; returns the sign-in cookie the browser then holds."""
     signed_in = sidebar(page).get_by_text(f"Signed in as {username}")
     click_until(page, "sign in", send_sign_in(page, username, password), signed_in)
     expect_signed_in(page, username)
@@ -515,15 +523,15 @@ def sign_in(page: Page, username: str, password: str) -> dict:
 def expect_signed_in(page: Page, username: str) -> None:
     expect(sidebar(page).get_by_text(f"Signed in as {username}")).to_be_visible(timeout=TIMEOUT_MS)
     expect(sidebar(page).get_by_role("button", name="Sign out")).to_be_visible(timeout=TIMEOUT_MS)
-    expect(sidebar(page).locator('input[aria-label="Password"]')).to_have_count(0, timeout=TIMEOUT_MS)
+    expect(sign_in_forms(page)).to_have_count(0, timeout=TIMEOUT_MS)
     expect(nav_links(page)).to_have_text(SIGNED_IN_PAGES, timeout=TIMEOUT_MS)
 
 
 def expect_signed_out(page: Page) -> None:
-    # Waits out the moment when the previous run's sidebar is still drawn beside the new one.
-    expect(sidebar(page).locator('input[aria-label="Username"]')).to_have_count(1, timeout=TIMEOUT_MS)
-    expect(sidebar(page).locator('input[aria-label="Username"]')).to_be_visible(timeout=TIMEOUT_MS)
-    expect(sidebar(page).get_by_role("button", name="Sign in", exact=True)).to_be_visible()
+    # One form, whatever the page; this waits out the moment when the previous run's form is still drawn.
+    expect(sign_in_forms(page)).to_have_count(1, timeout=TIMEOUT_MS)
+    expect(sign_in_forms(page).locator('input[aria-label="Username"]')).to_be_visible(timeout=TIMEOUT_MS)
+    expect(sign_in_forms(page).get_by_role("button", name="Sign in", exact=True)).to_be_visible()
     expect(sidebar(page).get_by_text("Signed in as")).to_have_count(0)
     expect(main(page).get_by_role("heading", name="My prices today")).to_have_count(0)
     expect(nav_links(page)).to_have_text(SIGNED_OUT_PAGES)
@@ -536,7 +544,7 @@ def expect_dashboard(page: Page, username: str) -> None:
 
 def sign_out(page: Page) -> None:
     button = sidebar(page).get_by_role("button", name="Sign out")
-    click_until(page, "sign out", button.click, sidebar(page).locator('input[aria-label="Username"]').first)
+    click_until(page, "sign out", button.click, sign_in_forms(page).first)
     expect_signed_out(page)
     page.wait_for_function(
         "name => !document.cookie.split('; ').some(c => c.startsWith(name + '='))", arg=COOKIE, timeout=TIMEOUT_MS
@@ -613,7 +621,7 @@ def test_sign_up_sign_in_reload_sign_out_and_a_changed_password_retires_the_old_
     page = open_app(other, app)
     expect_signed_out(page)
     submit(page, "sign in with the old password", send_sign_in(page, username, old), WRONG_CREDENTIALS)
-    expect(sidebar(page).get_by_text(WRONG_CREDENTIALS)).to_be_visible()
+    expect(main(page).get_by_text(WRONG_CREDENTIALS)).to_be_visible()  # under the Welcome page's form
     expect_signed_out(page)
     sign_in(page, username, new)
     expect_dashboard(page, username)
@@ -1304,6 +1312,46 @@ def test_the_place_box_speaks_french_while_it_suggests(app, new_profile):
     expect(offered(page)).to_have_text(["Calui", "Caluire-et-Cuire (69)"])
     frame = main(page).frame_locator(PLACE_FRAME)
     expect(frame.get_by_text("Commune, code postal ou adresse", exact=True)).to_be_visible()
+    expect(frame.get_by_role("combobox", name="Commune, code postal ou adresse")).to_be_visible()
+
+
+def test_the_place_box_input_is_named_by_its_label(app, new_profile):
+    """A screen reader, or a voice command, finds the box by the name shown above it."""
+    page = new_profile().context.new_page()
+    RUNS[page] = Runs(page)
+    page.goto(f"{app.url}/find")
+    loaded(page)
+    box = main(page).frame_locator(PLACE_FRAME).get_by_role("combobox", name="Town, postcode or address")
+    expect(box).to_be_visible()
+    box.fill("Lyon")
+    expect(offered(page).first).to_have_text("Lyon")
+    expect(box).to_be_visible()  # still named once the box drew its suggestions
+
+
+def searched(page: Page, place: str) -> None:
+    expect(page).to_have_url(re.compile(rf"[?&]q={urllib.parse.quote_plus(place)}(&|$)"), timeout=TIMEOUT_MS)
+
+
+def test_enter_right_after_typing_searches_the_text_typed(app, new_profile):
+    """The box asks the server for suggestions 150 ms after the last key, and Enter picks the first suggestion
+    on screen: pressed sooner, it searched nothing (no suggestion yet) or the text before the last key."""
+    page = new_profile().context.new_page()
+    RUNS[page] = Runs(page)
+    page.goto(f"{app.url}/find")
+    loaded(page)
+    box = place_box(page)
+    box.click()
+    box.fill("Lyon")
+    box.press("Enter")  # no suggestion on screen yet
+    searched(page, "Lyon")
+    settle(page)
+
+    box.click()
+    box.fill("Calui")
+    expect(offered(page).first).to_have_text("Calui")
+    box.press("r")
+    box.press("Enter")  # the suggestions on screen are those of "Calui"
+    searched(page, "Caluir")
 
 
 def column_lines(page: Page, grid: Locator) -> tuple[dict, list[float]]:
@@ -1542,6 +1590,29 @@ def test_the_readmes_proxy_headers_leave_sign_in_and_the_map_working(app, proxy,
 
 
 # --------------------------------------------------------------------------- on a phone
+
+# How many of these inputs a person can see: drawn, and not folded away with a sidebar (moved off the screen).
+ON_SCREEN = """inputs => inputs.filter(input => {
+  const box = input.getBoundingClientRect();
+  return input.checkVisibility({opacityProperty: true, visibilityProperty: true})
+    && box.width > 0 && box.right > 0 && box.left < window.innerWidth;
+}).length"""
+
+
+@pytest.mark.parametrize("size", [LAPTOP, PHONE], ids=["laptop", "phone"])
+def test_the_welcome_page_shows_one_sign_in_form_at_any_width_and_it_signs_in(app, new_profile, size):
+    """The Welcome page has a form of its own for phones, whose sidebar is folded away; a wide screen,
+    whose sidebar is open, showed the sidebar's form too: two forms, one above the other's level."""
+    username, password = f"oneform{size['width']}.browser", "Single-Form-Any-Width"
+    app.register(username, password)
+    page = open_app(new_profile(viewport=size), app)
+    expect(main(page).locator('input[aria-label="Username"]')).to_be_visible(timeout=TIMEOUT_MS)
+
+    assert page.locator('input[aria-label="Username"]').evaluate_all(ON_SCREEN) == 1
+    assert page.locator('input[aria-label="Password"]').evaluate_all(ON_SCREEN) == 1
+
+    sign_in(page, username, password)
+    expect_dashboard(page, username)
 
 
 def test_on_a_phone_people_sign_in_from_the_page_and_see_the_page_not_the_sidebar(app, new_profile):

@@ -88,10 +88,11 @@ def test_people_sign_in_through_the_compose_proxy_in_front_of_two_replicas(tmp_p
                 page.set_default_timeout(TIMEOUT_MS)
                 page.goto(url)
                 expect(page.get_by_text("Stop overpaying at the pump")).to_be_visible(timeout=TIMEOUT_MS)
+                form = page.locator('[data-testid="stMain"] [data-testid="stForm"]')  # the Welcome page's sign-in
+                form.locator('input[aria-label="Username"]').fill("replicas.browser")
+                form.locator('input[aria-label="Password"]').fill(password)
+                form.get_by_role("button", name="Sign in").click()
                 sidebar = page.locator('[data-testid="stSidebar"]')
-                sidebar.locator('input[aria-label="Username"]').fill("replicas.browser")
-                sidebar.locator('input[aria-label="Password"]').fill(password)
-                sidebar.get_by_role("button", name="Sign in").click()
                 expect(sidebar.get_by_text("Signed in as replicas.browser")).to_be_visible(timeout=TIMEOUT_MS)
             finally:
                 browser.close()

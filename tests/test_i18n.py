@@ -31,6 +31,7 @@ from app_helpers import (
     open_page,
     run_frame,
     sign_in,
+    sign_in_form,
     text_input,
     titles,
 )
@@ -321,7 +322,7 @@ def test_the_picker_switches_the_language_and_the_profile_keeps_it_for_the_next_
     app = open_app(monkeypatch, data_dir, CARBUROAM_LANGUAGE="fr")
     seed(app)
     at = new_app().run()
-    assert [widget.label for widget in at.sidebar.button] == ["Se connecter"]
+    assert [widget.label for widget in sign_in_form(at).button] == ["Se connecter"]
 
     sign_in_in_french(at, "alice")
     assert language_of(app, "alice") == "fr", "a profile without a language takes the session's"
@@ -331,7 +332,7 @@ def test_the_picker_switches_the_language_and_the_profile_keeps_it_for_the_next_
     assert language_of(app, "alice") == "en"
 
     elsewhere = new_app().run()  # another browser: French until alice signs in
-    assert [widget.label for widget in elsewhere.sidebar.button] == ["Se connecter"]
+    assert [widget.label for widget in sign_in_form(elsewhere).button] == ["Se connecter"]
     sign_in_in_french(elsewhere, "alice")
     assert titles(elsewhere) == ["My prices today"], "the profile's language comes back at sign-in"
 
@@ -342,8 +343,8 @@ def test_a_person_signed_out_picks_a_language_without_an_account(monkeypatch, da
     assert picker(at).value == "fr"
     picker(at).set_value("en")
     run_frame(at)
-    assert [widget.label for widget in at.sidebar.button] == ["Sign in"]
-    assert text_input(at.sidebar, "Username")
+    assert [widget.label for widget in sign_in_form(at).button] == ["Sign in"]
+    assert text_input(sign_in_form(at), "Username")
 
 
 def test_a_refusal_comes_in_the_language_of_the_page(monkeypatch, data_dir):
@@ -351,7 +352,7 @@ def test_a_refusal_comes_in_the_language_of_the_page(monkeypatch, data_dir):
     app.register("alice")
     at = new_app().run()
     sign_in_in_french(at, "alice", "not the password")
-    assert errors(at.sidebar) == ["Nom d'utilisateur ou mot de passe incorrect."]
+    assert errors(sign_in_form(at)) == ["Nom d'utilisateur ou mot de passe incorrect."]
 
 
 def test_the_profile_names_a_device_it_cannot_tell_in_french(monkeypatch, data_dir):
@@ -369,9 +370,9 @@ def test_the_profile_names_a_device_it_cannot_tell_in_french(monkeypatch, data_d
 def sign_in_in_french(at, username: str, password: str = PASSWORD):
     """app_helpers.sign_in, reading the French labels."""
     run_frame(at)
-    text_input(at.sidebar, "Nom d'utilisateur").input(username)
-    text_input(at.sidebar, "Mot de passe").input(password)
-    button(at.sidebar, "Se connecter").click()
+    text_input(sign_in_form(at), "Nom d'utilisateur").input(username)
+    text_input(sign_in_form(at), "Mot de passe").input(password)
+    button(sign_in_form(at), "Se connecter").click()
     return run_frame(at)
 
 

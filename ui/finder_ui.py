@@ -8,7 +8,9 @@ component), so a search can be bookmarked and shared: /find?q=Lyon&fuel=Gazole&r
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
@@ -32,6 +34,9 @@ LOCATING, ORDER_KEY = "finder-locating", "finder-order"
 # The place box's own state; the place it holds (as in the URL); the text it opened with.
 PLACE_BOX, PLACE_HELD, PLACE_OPENED_WITH = "finder-place", "finder-place-held", "finder-place-opened-with"
 PLACE_DEBOUNCE_MS = 150  # the pause in typing after which the box asks for suggestions
+PLACE_LABEL = N_("Town, postcode or address")
+PLACE_BOX_SCRIPT = Path(__file__).with_name("place_box.js")  # names the box's input; Enter waits for its suggestions
+PLACE_ENTER_WAIT_MS = 5_000  # an Enter pressed before the suggestions of the text typed waits this long for them
 DEFAULT_RADIUS_KM = 10
 SORT_LABELS = {"price": N_("Cheapest"), "distance": N_("Nearest"), "saving": N_("Biggest net saving")}
 POSITION_NOT_FOUND = N_("Your position could not be found.")
@@ -81,6 +86,7 @@ def where(app) -> str | None:
     """The place box (communes suggested by the server as you type) and 'Locate me'; returns the place searched,
     kept in the URL (?q=) so that a link or a reload searches it again."""
     _place_box(app)  # its suggestions push the page down: 'Locate me' goes under it, not beside it
+    _mend_place_box()
     if st.button(_("Locate me"), icon=":material/my_location:"):
         st.session_state[LOCATING] = st.session_state.get(LOCATING, 0) + 1
     if st.session_state.get(LOCATING):
@@ -98,7 +104,7 @@ def _place_box(app) -> None:
         st.session_state[PLACE_HELD] = st.session_state[PLACE_OPENED_WITH] = searched
     chosen = st_searchbox(
         place_choices,
-        label=_("Town, postcode or address"),
+        label=_(PLACE_LABEL),
         placeholder=_("e.g. Lyon, 69003 or cours Gambetta Lyon"),
         default_searchterm=st.session_state[PLACE_OPENED_WITH],
         reset_function=_forget_place,
@@ -110,6 +116,16 @@ def _place_box(app) -> None:
     if chosen and chosen != searched:
         st.session_state[PLACE_HELD] = st.query_params[PLACE] = chosen
         st.rerun()
+
+
+def _mend_place_box() -> None:
+    """Name the place box's input, and have Enter search the text typed: see ui/place_box.js."""
+    script = PLACE_BOX_SCRIPT.read_text() % {
+        "label": json.dumps(_(PLACE_LABEL)),
+        "max_chars": SEARCH_MAX_CHARS,
+        "wait_ms": PLACE_ENTER_WAIT_MS,
+    }
+    st.html(f"<script>{script}</script>", unsafe_allow_javascript=True)  # code of ours; the label is JSON
 
 
 def _forget_place() -> None:

@@ -145,7 +145,7 @@ def current_session_id() -> str | None:
 
 
 def sign_in(app: Resources) -> Account | None:
-    """Resume this browser's session, or offer the sign-in form; returns the signed-in account or None."""
+    """Resume this browser's session; returns the signed-in account or None (see `offer_sign_in`)."""
     try:
         cookie = app.accounts.cookie()
         token = _token(cookie)
@@ -159,10 +159,7 @@ def sign_in(app: Resources) -> Account | None:
         flash(_(SESSION_ENDED), "info")
     if account is None:
         st.session_state.pop(ACCOUNT_KEY, None)
-        signed_in = _sign_in_form(app, cookie)
-        if signed_in is not None:  # this run goes on signed in: no rerun to draw the frame again
-            token, account = signed_in.token, signed_in.account
-    _warn_of_a_store_outage(app.store)  # after a sign-in, which may have found the store unreachable
+    _warn_of_a_store_outage(app.store)
     if account is not None:
         st.session_state[TOKEN_KEY] = token
         st.session_state[ACCOUNT_KEY] = account
@@ -203,7 +200,7 @@ def _token(cookie: CookieSettings) -> str | None:
     return token
 
 
-def _sign_in_form(app: Resources, cookie: CookieSettings, where=st.sidebar, key: str = "sign-in") -> SignedIn | None:
+def _sign_in_form(app: Resources, cookie: CookieSettings, where, key: str) -> SignedIn | None:
     """The sign-in form; the session it opened when it was sent and accepted (the form is then taken away)."""
     slot = where.empty()
     with slot.form(key, clear_on_submit=False):
@@ -226,17 +223,30 @@ def _sign_in_form(app: Resources, cookie: CookieSettings, where=st.sidebar, key:
     return signed_in
 
 
+def offer_sign_in(app: Resources, page: st.Page) -> None:
+    """The sidebar's sign-in form for a person signed out, except on the Welcome page, which shows its own.
+
+    On a phone the sidebar, and a form in it, are folded away: the Welcome page (the default page when
+    signed out) shows the form in the page instead, and only there, so that a person sees one form at
+    any width. A sign-in reruns the script, for the signed-in menu.
+    """
+    if current_account() is None and page.url_path != "":
+        _offer_sign_in(app, st.sidebar, "sign-in")
+
+
 def sign_in_here() -> None:
     """The sign-in form in the page itself: on a phone the sidebar, and its form, are folded away."""
-    if current_account() is not None:
-        return
-    app = resources()
+    if current_account() is None:
+        _offer_sign_in(resources(), st.container(), "sign-in-page")
+
+
+def _offer_sign_in(app: Resources, where, key: str) -> None:
     try:
         cookie = app.accounts.cookie()
     except (StoreError, SQLAlchemyError):
         return  # the sidebar already says that accounts cannot be reached
-    if _sign_in_form(app, cookie, st.container(), "sign-in-page") is not None:
-        st.rerun()  # the frame above this page was drawn signed out
+    if _sign_in_form(app, cookie, where, key) is not None:
+        st.rerun()  # the frame of this run was drawn signed out
 
 
 def fold_sidebar_on_phones(page: st.Page) -> None:
@@ -256,8 +266,7 @@ def fold_sidebar_on_phones(page: st.Page) -> None:
 def start_session(cookie: CookieSettings, signed_in: SignedIn) -> None:
     """This browser is now signed in to `signed_in`'s session (after a sign-in or a password change).
 
-    The frame's sign-in goes on with its run; the other callers rerun the script. The frame of the run
-    has the browser write the cookie.
+    The callers rerun the script; the frame of the run has the browser write the cookie.
     """
     st.session_state[TOKEN_KEY] = signed_in.token
     st.session_state[ACCOUNT_KEY] = signed_in.account
