@@ -27,6 +27,7 @@ from settings import Settings
 logger = logging.getLogger("mailer")
 
 USER_MESSAGE = N_("We could not send the e-mail right now; please try again later.")
+PARTIAL = ".part"  # the suffix of a message the console backend is still writing
 
 
 class MailError(Exception):
@@ -129,16 +130,23 @@ def _write_eml(mail_dir: Path, email: EmailMessage, now: datetime, account: str 
     mail_dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # outputs/, when the mail comes first
     mail_dir.mkdir(exist_ok=True, mode=0o700)
     path = mail_dir / f"{now:%Y%m%dT%H%M%S%fZ}-{_owner_tag(account)}-{secrets.token_hex(4)}.eml"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(email.as_bytes())
+    # Written aside then renamed, so that whoever reads the folder never opens a half-written message.
+    partial = path.with_name(path.name + PARTIAL)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(email.as_bytes())
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return path
 
 
 def delete_mail_of(settings: Settings, account: str) -> int:
     """Remove the messages the console backend wrote about `account`; returns how many."""
     removed = 0
-    for path in settings.mail_dir.glob(f"*-{_owner_tag(account)}-*.eml"):
+    for path in settings.mail_dir.glob(f"*-{_owner_tag(account)}-*.eml*"):  # and a message half-written
         path.unlink(missing_ok=True)
         removed += 1
     return removed

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import errno
 import logging
 import re
 import socket
@@ -23,6 +24,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+import mailer
 from certs import Certificate, self_signed_certificate
 from mailer import USER_MESSAGE, MailError, Message, delete_mail_of, mail_configured, send_mail
 from net import free_port
@@ -303,6 +305,30 @@ def test_deleting_an_accounts_mail_removes_its_files_only(mail_env):
     assert len(left) == 2 and all("alice" not in path.read_text() for path in left)
     assert delete_mail_of(settings, "alice") == 0
     assert delete_mail_of(settings, "carol") == 0, "no mail ever written, nothing to do"
+
+
+def test_a_message_that_cannot_be_written_whole_leaves_no_file(mail_env, monkeypatch):
+    settings = mail_env()
+    send_mail(settings, Message(to="alice@example.org", subject="first", body="x", account="alice"))
+
+    def disk_full(*_args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(mailer.os, "replace", disk_full)
+    with pytest.raises(MailError):
+        send_mail(settings, Message(to="alice@example.org", subject="second", body="x", account="alice"))
+
+    (kept,) = settings.mail_dir.iterdir()
+    assert "first" in kept.read_text(), "only the message written whole is in the folder"
+
+
+def test_deleting_an_accounts_mail_removes_a_message_left_half_written(mail_env):
+    settings = mail_env()
+    path = send_mail(settings, Message(to="alice@example.org", subject="hi", body="x", account="alice")).path
+    path.rename(path.with_name(path.name + mailer.PARTIAL))  # as after a crash while it was being written
+
+    assert delete_mail_of(settings, "alice") == 1
+    assert list(settings.mail_dir.iterdir()) == []
 
 
 def test_mail_configured_follows_smtp_host(mail_env):
