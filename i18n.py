@@ -32,7 +32,14 @@ from decimal import Decimal
 from pathlib import Path
 
 from babel import Locale
-from babel.dates import format_skeleton, format_time, format_timedelta, get_day_names, get_month_names
+from babel.dates import (
+    TIMEDELTA_UNITS,
+    format_skeleton,
+    format_time,
+    format_timedelta,
+    get_day_names,
+    get_month_names,
+)
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_currency, format_decimal, format_percent, get_decimal_symbol, get_group_symbol
@@ -50,6 +57,10 @@ SHORT_AGES = dt.timedelta(days=1)
 # Babel takes 0.1-0.3 ms to write one value, and a search's list and map write a thousand prices and distances,
 # mostly the same ones again: the numbers, prices, distances and cents written are remembered per region.
 FORMATS_KEPT = 4096
+# An age reads as one unit and a count ('il y a 3 h'): Babel takes the largest unit that holds at least this share of
+# one (its default) and rounds. A search writes a thousand ages, each at a different second, but only a few dozen
+# (unit, count) pairs: the ages written are remembered by those.
+AGE_THRESHOLD = 0.85
 _ACTIVE: contextvars.ContextVar[str] = contextvars.ContextVar("language", default=SOURCE_LANGUAGE)
 _LANGUAGE_RANGE = re.compile(r"^\s*([A-Za-z]{1,8})(?:-[A-Za-z0-9]{1,8})*\s*(?:;\s*q\s*=\s*([0-9.]+))?\s*$")
 
@@ -222,13 +233,22 @@ def moment(value: dt.datetime, now: dt.datetime | None = None) -> str:
     return _("on {date} at {time}").format(date=date, time=clock(here))
 
 
+_AGES: dict[tuple[str, str, bool, str, int], str] = {}  # (region, form, past, unit, count): the age written
+
+
 def age(value: dt.datetime, now: dt.datetime) -> str:
     """How long ago: 'à l'instant', 'il y a 12 min', 'il y a 3 h', then in words: 'il y a 4 jours', 'il y a 3 ans';
     '12 min ago', '3 years ago' in English. CLDR's short forms past a day ('3 j', '2 m.', '3 a') read as riddles."""
     if now - value < JUST_NOW:
         return _("just now")
     form = "short" if now - value < SHORT_AGES else "long"
-    return format_timedelta(value - now, add_direction=True, format=form, locale=_region())
+    delta = value - now
+    seconds = delta.days * 86400 + delta.seconds  # as Babel counts: whole seconds
+    unit, per_unit = next((u for u in TIMEDELTA_UNITS if abs(seconds) / u[1] >= AGE_THRESHOLD), TIMEDELTA_UNITS[-1])
+    key = (_region(), form, seconds < 0, unit, round(abs(seconds) / per_unit))
+    if key not in _AGES:
+        _AGES[key] = format_timedelta(seconds, threshold=AGE_THRESHOLD, add_direction=True, format=form, locale=key[0])
+    return _AGES[key]
 
 
 def day_name(weekday: int) -> str:
