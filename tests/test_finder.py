@@ -573,6 +573,23 @@ def test_a_new_pass_shows_at_once_on_the_map_of_france_and_in_the_freshness_line
     assert points(maps(at)[0]) == 5
 
 
+def test_a_new_pass_shows_at_once_in_a_search_of_the_place_it_brought(app):
+    """The place a search names is read once per pass for everyone: a town the next pass brings is found at once."""
+    lyon(app)
+    at = find({"q": "Givors", "fuel": "Gazole", "radius": "10"})
+    assert warnings(at) == ["No place called “Givors” was found. Try a town, a postcode, or a street and its town."]
+
+    with app.session() as session, session.begin():  # the next pass: a station in Givors, and its run
+        add_station(session, 206, "1 quai Leon Blum", "Givors", "69700", 45.5900, 4.7700)
+        add_price(session, 206, GAZOLE, "1.759", utcnow())
+        add_run(session, "success", utcnow())
+    at.run()
+
+    assert warnings(at) == []
+    assert sentences(at) == ["**1** station in and around Givors (69700), 10 km around."]
+    assert list(tables(at)[0]["Price"]) == ["€1.759/L"]
+
+
 # --------------------------------------------------------------------------- a place
 
 
