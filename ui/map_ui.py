@@ -36,10 +36,11 @@ MIN_ZOOM, MAX_ZOOM = 4.0, 14.0
 
 
 OPENING_WORDS = {"open": N_("open"), "closed": N_("closed")}
+HOURS_UNKNOWN = N_("hours unknown")
 
 
 def opening_word(opening: OpeningStatus) -> str:
-    return _(OPENING_WORDS.get(opening.state, N_("hours unknown")))
+    return _(OPENING_WORDS.get(opening.state, HOURS_UNKNOWN))
 
 
 def _colour(price: Decimal | None, low: Decimal, high: Decimal) -> list[int]:
