@@ -38,6 +38,9 @@ TOKEN_KEY = "session-token"  # noqa: S105 (a session-state key)
 COOKIE_READ_KEY = "cookie-read"  # the browser's cookie is read once per connection
 SCHEDULER_CHECKED_KEY = "scheduler-checked"
 STARTED_KEY = "started"
+# The resources were open at a run of this session: no spinner then, as each costs a thread and a message to the
+# browser at every run (twice a run: the frame and the page ask), though only a process's first run waits.
+RESOURCES_OPEN_KEY = "resources-open"
 PAGE_KEY = "page-shown"  # the page of the last run, to tell a change of page
 SIGNED_IN_NOW_KEY = "signed-in-now"
 FOLDS_KEY = "sidebar-folds"  # each fold is a new script, which the browser runs once
@@ -112,8 +115,12 @@ def resources() -> Resources:
     """The process-wide settings, database and account services; a clear stop when they cannot open."""
     through_the_frame()
     try:
-        with st.spinner(_("Opening the database…")):
+        if st.session_state.get(RESOURCES_OPEN_KEY):
             return _open_resources()
+        with st.spinner(_("Opening the database…")):
+            opened = _open_resources()
+        st.session_state[RESOURCES_OPEN_KEY] = True
+        return opened
     except ValueError as exc:
         widgets.error(_("Carburoam is not configured correctly: {}"), exc)
     except SQLAlchemyError as exc:
