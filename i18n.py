@@ -32,7 +32,14 @@ from decimal import Decimal
 from pathlib import Path
 
 from babel import Locale
-from babel.dates import format_skeleton, format_time, format_timedelta, get_day_names, get_month_names
+from babel.dates import (
+    TIMEDELTA_UNITS,
+    format_skeleton,
+    format_time,
+    format_timedelta,
+    get_day_names,
+    get_month_names,
+)
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_currency, format_decimal, format_percent, get_decimal_symbol, get_group_symbol
@@ -50,6 +57,10 @@ SHORT_AGES = dt.timedelta(days=1)
 # Babel takes 0.1-0.3 ms to write one value, and a search's list and map write a thousand prices and distances,
 # mostly the same ones again: the numbers, prices, distances and cents written are remembered per region.
 FORMATS_KEPT = 4096
+# An age reads as one unit and a count ('il y a 3 h'): Babel takes the largest unit that holds at least this share of
+# one (its default) and rounds. A search writes a thousand ages, each at a different second, but only a few dozen
+# (unit, count) pairs: the ages written are remembered by those.
+AGE_THRESHOLD = 0.85
 _ACTIVE: contextvars.ContextVar[str] = contextvars.ContextVar("language", default=SOURCE_LANGUAGE)
 _LANGUAGE_RANGE = re.compile(r"^\s*([A-Za-z]{1,8})(?:-[A-Za-z0-9]{1,8})*\s*(?:;\s*q\s*=\s*([0-9.]+))?\s*$")
 
@@ -211,15 +222,29 @@ def ordinal(rank: int) -> str:
 
 def clock(moment: dt.datetime) -> str:
     """The Paris wall-clock time: '12:09'."""
-    return format_time(moment.astimezone(PARIS), "HH:mm", locale=_region())
+    return _clock(_region(), moment.astimezone(PARIS).replace(second=0, microsecond=0))
+
+
+# Babel takes 0.1-0.3 ms for a date or a time, and a price board writes the same ones at every run.
+@functools.lru_cache(maxsize=FORMATS_KEPT)
+def _clock(region: str, minute: dt.datetime) -> str:
+    return format_time(minute, "HH:mm", locale=region)
 
 
 def moment(value: dt.datetime, now: dt.datetime | None = None) -> str:
     """When, in Paris: 'le 05/06 à 12:09', 'on 05/06 at 12:09'; the year shows when it is not this year's."""
-    here = value.astimezone(PARIS)
+    here = value.astimezone(PARIS).replace(second=0, microsecond=0)
     this_year = (now or dt.datetime.now(PARIS)).astimezone(PARIS).year
-    date = format_skeleton("ddMM" if here.year == this_year else "ddMMyyyy", here, locale=_region())
-    return _("on {date} at {time}").format(date=date, time=clock(here))
+    date = _date(_region(), here.date(), here.year != this_year)
+    return _("on {date} at {time}").format(date=date, time=_clock(_region(), here))
+
+
+@functools.lru_cache(maxsize=FORMATS_KEPT)
+def _date(region: str, day: dt.date, with_year: bool) -> str:
+    return format_skeleton("ddMMyyyy" if with_year else "ddMM", day, locale=region)
+
+
+_AGES: dict[tuple[str, str, bool, str, int], str] = {}  # (region, form, past, unit, count): the age written
 
 
 def age(value: dt.datetime, now: dt.datetime) -> str:
@@ -228,7 +253,13 @@ def age(value: dt.datetime, now: dt.datetime) -> str:
     if now - value < JUST_NOW:
         return _("just now")
     form = "short" if now - value < SHORT_AGES else "long"
-    return format_timedelta(value - now, add_direction=True, format=form, locale=_region())
+    delta = value - now
+    seconds = delta.days * 86400 + delta.seconds  # as Babel counts: whole seconds
+    unit, per_unit = next((u for u in TIMEDELTA_UNITS if abs(seconds) / u[1] >= AGE_THRESHOLD), TIMEDELTA_UNITS[-1])
+    key = (_region(), form, seconds < 0, unit, round(abs(seconds) / per_unit))
+    if key not in _AGES:
+        _AGES[key] = format_timedelta(seconds, threshold=AGE_THRESHOLD, add_direction=True, format=form, locale=key[0])
+    return _AGES[key]
 
 
 def day_name(weekday: int) -> str:

@@ -9,7 +9,7 @@ from prices import queries
 from prices.preferences import yearly_litres
 from prices.savings import savings_per_fuel
 from prices.trends import board_trends
-from ui import shell, widgets
+from ui import reads, shell, widgets
 from utils import utcnow
 
 app = shell.resources()
@@ -18,8 +18,8 @@ now = utcnow()
 stale_after = dt.timedelta(days=app.settings.stale_after_days)
 
 st.title(_("My prices today"))
+fresh = reads.freshness(app)
 with app.Session() as session:
-    fresh = queries.freshness(session)
     favourites = queries.user_favourites(session, account.user_id)
     fuel_ids = queries.user_fuel_ids(session, account.user_id)
     rows = queries.favourites_board(session, account.user_id)

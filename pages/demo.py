@@ -54,12 +54,12 @@ text = st.text_input(
     _("Town, postcode or address"), placeholder=_("e.g. Lyon, 69003 or cours Gambetta Lyon"), max_chars=SEARCH_MAX_CHARS
 ).strip()
 if text:
+    try:
+        match = reads.place(app, text)
+    except place_search.SearchTooLong as exc:
+        widgets.error("{}", exc)
+        st.stop()
     with app.Session() as session:
-        try:
-            match = place_search.resolve_place(session, text)
-        except place_search.SearchTooLong as exc:
-            widgets.error("{}", exc)
-            st.stop()
         around = finder.stations_for(session, match, DEMO_RADIUS_KM, DEMO_FUELS[0]) if match else []
     found = finder.results(around, now, Trip())[:DEMO_FOUND]
     if not found and not widgets.nothing_to_search_yet(fresh):

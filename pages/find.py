@@ -31,12 +31,12 @@ if place:
     finder_ui.forget_position()
 
 match = None
+try:
+    match = reads.place(app, place) if place else None
+except place_search.SearchTooLong as exc:
+    widgets.error("{}", exc)
+    place = None
 with app.Session() as session:
-    try:
-        match = place_search.resolve_place(session, place) if place else None
-    except place_search.SearchTooLong as exc:
-        widgets.error("{}", exc)
-        place = None
     if match is not None:
         stations = finder.stations_for(session, match, criteria.radius_km, fuel_id)
     elif here is not None:

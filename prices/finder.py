@@ -112,10 +112,9 @@ def stations_around(
     statement = _select(fuel_id).where(Station.latitude.between(south, north), Station.longitude.between(west, east))
     found = []
     for row in session.execute(statement):
-        station = FinderStation(*row)
-        distance = haversine_km(latitude, longitude, station.latitude, station.longitude)
+        distance = haversine_km(latitude, longitude, row.latitude, row.longitude)
         if distance <= radius_km:
-            found.append(station._replace(distance_km=distance))
+            found.append(FinderStation(*row, distance))
     found.sort(key=lambda s: (s.distance_km, s.id))
     return found
 

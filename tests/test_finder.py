@@ -573,6 +573,36 @@ def test_a_new_pass_shows_at_once_on_the_map_of_france_and_in_the_freshness_line
     assert points(maps(at)[0]) == 5
 
 
+def test_a_new_pass_shows_at_once_in_a_search_of_the_place_it_brought(app):
+    """The place a search names is read once per pass for everyone: a town the next pass brings is found at once."""
+    lyon(app)
+    at = find({"q": "Givors", "fuel": "Gazole", "radius": "10"})
+    assert warnings(at) == ["No place called “Givors” was found. Try a town, a postcode, or a street and its town."]
+
+    with app.session() as session, session.begin():  # the next pass: a station in Givors, and its run
+        add_station(session, 206, "1 quai Leon Blum", "Givors", "69700", 45.5900, 4.7700)
+        add_price(session, 206, GAZOLE, "1.759", utcnow())
+        add_run(session, "success", utcnow())
+    at.run()
+
+    assert warnings(at) == []
+    assert sentences(at) == ["**1** station in and around Givors (69700), 10 km around."]
+    assert list(tables(at)[0]["Price"]) == ["€1.759/L"]
+
+
+def test_a_new_import_of_places_is_offered_at_once_by_the_place_box(app, monkeypatch):
+    """The places offered as one types are read once per pass (or import) for everyone, not until later."""
+    monkeypatch.setattr(ingest_places, "MIN_PLACES", 100)
+    lyon(app)
+    box = SimpleNamespace(Session=app.session, settings=app.settings)
+    assert finder_ui.place_choices("calu", box) == ["calu"], "what was typed, and no commune known yet"
+
+    cut = Path(__file__).resolve().parent / "data" / "places-laposte_cut.csv"
+    imports.import_reference(app.engine, app.settings, imports.PLACES, str(cut))
+
+    assert finder_ui.place_choices("calu", box) == ["calu", "Caluire-et-Cuire (69)"]
+
+
 # --------------------------------------------------------------------------- a place
 
 
@@ -612,7 +642,9 @@ def test_a_village_without_a_station_is_found_and_suggested_with_the_stations_ar
     assert not at.exception
     assert sentences(at) == ["**3** stations in and around Caluire-et-Cuire (69300), 5 km around."]
     assert sorted(tables(at)[0]["Distance"]) == ["3 km", "4.2 km", "4.5 km"]  # from La Poste's centre of Caluire
-    offered = finder_ui.place_choices("calu", SimpleNamespace(Session=app.session))  # what the box shows as typed
+    offered = finder_ui.place_choices(
+        "calu", SimpleNamespace(Session=app.session, settings=app.settings)
+    )  # what the box shows as typed
     assert offered == ["calu", "Caluire-et-Cuire (69)"], "what was typed first, for Enter; then the commune"
     chosen = find({"q": offered[1], "fuel": "Gazole", "radius": "5"})
     assert tables(chosen)[0].equals(tables(at)[0]), "the commune chosen is searched as its name typed is"
@@ -626,7 +658,7 @@ def test_the_place_box_offers_the_communes_of_a_postcode_and_homonyms_in_two_dep
         imports.PLACES,
         str(Path(__file__).resolve().parent / "data" / "places-laposte_cut.csv"),
     )
-    box = SimpleNamespace(Session=app.session)
+    box = SimpleNamespace(Session=app.session, settings=app.settings)
 
     shared = finder_ui.place_choices(" 69380 ", box)
     assert shared[0] == "69380" and {"Chazay-d'Azergues (69)", "Charnay (69)", "Les Cheres (69)"} <= set(shared)

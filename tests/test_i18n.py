@@ -14,6 +14,7 @@ import re
 from decimal import Decimal
 
 import pytest
+from babel.dates import TIMEDELTA_UNITS, format_timedelta
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
@@ -124,6 +125,25 @@ def test_each_kind_of_value_is_written_the_way_its_language_writes_it(language, 
             "day": i18n.day_name(0),
         }
     assert written == expected
+
+
+def _ages_around_each_change_of_wording() -> list[dt.timedelta]:
+    """Ages a second either side of where Babel changes unit (85 % of one) or count (half a unit), and between."""
+    edges = {unit * 0.85 for _, unit in TIMEDELTA_UNITS} | {
+        unit * (count + 0.5) for _, unit in TIMEDELTA_UNITS[1:] for count in range(60)
+    }
+    seconds = sorted({round(edge) + shift for edge in edges for shift in (-1, 0, 1)} | set(range(60, 4000, 7)))
+    return [dt.timedelta(seconds=s, microseconds=micro) for s in seconds if s >= 60 for micro in (0, 999_999)]
+
+
+@pytest.mark.parametrize("language", ["fr", "en"])
+def test_every_age_reads_as_babel_writes_it_though_ages_are_remembered(language):
+    """Ages are remembered by unit and count: a remembered one must read exactly as Babel writes that age."""
+    with i18n.using(language):
+        for ago in _ages_around_each_change_of_wording() * 2:  # written, then remembered
+            form = "short" if ago < i18n.SHORT_AGES else "long"
+            expected = format_timedelta(-ago, add_direction=True, format=form, locale=i18n.REGIONS[language])
+            assert i18n.age(NOW - ago, NOW) == expected, ago
 
 
 def test_a_language_holds_for_its_block_only_and_an_unknown_one_is_the_product_default():

@@ -19,13 +19,12 @@ from streamlit_js_eval import get_geolocation
 from streamlit_searchbox import st_searchbox
 
 from i18n import N_, _, age, distance, litres, moment, money, ngettext, number, price
-from prices import place_search
 from prices.detour import ROAD_FACTOR, Trip
 from prices.finder import FinderStation, Result, StationDetail, week_of
 from prices.hours import opening_status, week
 from prices.place_search import SEARCH_MAX_CHARS, PlaceMatch
 from prices.preferences import NAME_MAX_CHARS, default_name
-from ui import language, map_ui, trends_ui, widgets
+from ui import language, map_ui, reads, trends_ui, widgets
 from utils import PARIS
 
 PLACE, FUEL, RADIUS, OPEN_NOW, AUTOMAT, BRAND, SORT = "q", "fuel", "radius", "open", "automat", "brand", "sort"
@@ -66,9 +65,7 @@ def place_choices(text: str, app) -> list[str]:
     typed = " ".join(text.split())[:SEARCH_MAX_CHARS]
     if not typed:
         return []
-    with app.Session() as session:
-        found = place_search.suggest(session, typed)
-    return [typed, *(label for label in found if label.casefold() != typed.casefold())]
+    return [typed, *(label for label in reads.suggestions(app, typed) if label.casefold() != typed.casefold())]
 
 
 def located() -> tuple[float, float] | None:

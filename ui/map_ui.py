@@ -19,7 +19,7 @@ import streamlit as st
 from pydeck.bindings.json_tools import default_serialize
 
 import i18n
-from i18n import _, age, price
+from i18n import N_, _, age, price
 from prices import finder
 from prices.finder import FinderStation
 from prices.hours import OpeningStatus
@@ -35,8 +35,12 @@ MAP_LAYER = "stations"
 MIN_ZOOM, MAX_ZOOM = 4.0, 14.0
 
 
+OPENING_WORDS = {"open": N_("open"), "closed": N_("closed")}
+HOURS_UNKNOWN = N_("hours unknown")
+
+
 def opening_word(opening: OpeningStatus) -> str:
-    return {"open": _("open"), "closed": _("closed")}.get(opening.state, _("hours unknown"))
+    return _(OPENING_WORDS.get(opening.state, HOURS_UNKNOWN))
 
 
 def _colour(price: Decimal | None, low: Decimal, high: Decimal) -> list[int]:

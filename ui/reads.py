@@ -2,7 +2,8 @@
 
 Stations, prices, brands and places are written by passes alone, and each pass records its run in
 the same transaction (`queries.data_version`): a page asks for the version (one indexed read) and
-gets the freshness line and the demo's stations computed once for everyone
+gets the freshness line, the demo's stations, the places suggested and the place a search names computed once
+for everyone
 until the next pass, which shows at once. Nothing here reads a person's own data.
 """
 
@@ -12,10 +13,12 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from prices import queries
+from prices import place_search, queries
+from prices.place_search import PlaceMatch
 from prices.queries import Favourite, Freshness
 
 VERSIONS_KEPT = 4  # a pass landing while pages are drawn: the previous version is still asked for a moment
+PLACES_KEPT = 2000  # places searched, over the versions kept: a few KB each
 
 
 def version(app) -> int:
@@ -43,3 +46,27 @@ def _demo_stations(_sessions, database_url: str, version: int, fuel_ids: tuple[i
 def demo_stations(app, fuel_ids: Sequence[int]) -> list[Favourite]:
     """The demo's three stations (see `queries.demo_stations`)."""
     return _demo_stations(app.Session, app.settings.database_url, version(app), tuple(fuel_ids))
+
+
+@st.cache_data(max_entries=PLACES_KEPT, show_spinner=False)
+def _place(_sessions, database_url: str, version: int, text: str) -> PlaceMatch | None:
+    with _sessions() as session:
+        return place_search.resolve_place(session, text)
+
+
+def place(app, text: str) -> PlaceMatch | None:
+    """The place `text` names (see `place_search.resolve_place`, which raises SearchTooLong): a search, and every
+    rerun of its page (a filter, a pick in the list, a sign-in), reads it again."""
+    return _place(app.Session, app.settings.database_url, version(app), text)
+
+
+@st.cache_data(max_entries=PLACES_KEPT, show_spinner=False)
+def _suggestions(_sessions, database_url: str, version: int, text: str) -> list[str]:
+    with _sessions() as session:
+        return place_search.suggest(session, text)
+
+
+def suggestions(app, text: str) -> list[str]:
+    """The places offered for `text` (see `place_search.suggest`): each keystroke in the place box asks, and the
+    first letters people type are much the same."""
+    return _suggestions(app.Session, app.settings.database_url, version(app), text)
