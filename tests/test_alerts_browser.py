@@ -112,9 +112,11 @@ def expect_drawn(page: Page) -> None:
     expect(main(page).locator('[data-testid="stSkeleton"]')).to_have_count(0, timeout=TIMEOUT_MS)
 
 
-def new_alert_labels(page: Page) -> list[str]:
+def expect_new_alert_labels(page: Page, labels: list[str]) -> None:
+    """The new-alert form's fields are these, in this order, once its rerun has drawn them all (retried)."""
     form = main(page).locator('[data-testid="stForm"]').filter(has=page.locator('button[kind="primaryFormSubmit"]'))
-    return [label.inner_text() for label in form.first.locator('[data-testid="stWidgetLabel"]').all()]
+    drawn = form.first.locator('[data-testid="stWidgetLabel"]')
+    expect(drawn).to_have_text(labels, use_inner_text=True, timeout=TIMEOUT_MS)
 
 
 def test_an_alert_set_in_the_profile_mails_once_and_its_link_stops_it(app, new_profile, mail_server, tmp_path):  # noqa: F811
@@ -197,7 +199,7 @@ def test_the_new_alert_form_labels_each_field_in_french_at_desktop_and_phone_wid
         page.set_viewport_size(size)
         reload(page)
         expect_drawn(page)
-        assert new_alert_labels(page) == ["Dans ma station", "Carburant", "Prix (€/L)"]
+        expect_new_alert_labels(page, ["Dans ma station", "Carburant", "Prix (€/L)"])
         expect(main(page).get_by_text("Me prévenir pour", exact=True)).to_be_visible()
         screenshot(page, f"alerts-form-fr-{size['width']}.png", heading)
 
@@ -206,5 +208,5 @@ def test_the_new_alert_form_labels_each_field_in_french_at_desktop_and_phone_wid
     page.get_by_role("option", name="Le prix le plus bas autour d'un lieu").click()
     settle(page)
     expect_drawn(page)
-    assert new_alert_labels(page) == ["Carburant", "Autour de", "Rayon (km)", "Prix (€/L)"]
+    expect_new_alert_labels(page, ["Carburant", "Autour de", "Rayon (km)", "Prix (€/L)"])
     screenshot(page, "alerts-form-area-fr-390.png", heading)
