@@ -55,7 +55,8 @@ with password_tab:
             widgets.error("{}", exc)
         else:
             st.success(_("Your password is changed, and you are signed out everywhere. Sign in with it now."))
-            shell.sign_in_here()
+            # Not a form here: this page would not draw it again at the run its button starts.
+            st.page_link("pages/welcome.py", label=_("Sign in"), icon=":material/login:")
 
 with username_tab:
     with st.form("remind-username"):

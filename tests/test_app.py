@@ -766,6 +766,8 @@ def test_forgot_password_with_the_mailed_code(app):
     button(at, "Set my new password").click().run()
     assert not at.exception
     assert successes(at) == ["Your password is changed, and you are signed out everywhere. Sign in with it now."]
+    assert page_links(at) == {"Sign in": "welcome"}, "to the Welcome page and its form, at any width"
+    assert "Username" not in [widget.label for widget in at.main.text_input], "no form that the next run would lose"
 
     sign_in(at, "alice", PASSWORD)
     assert errors(sign_in_form(at)) == [WRONG_CREDENTIALS]
