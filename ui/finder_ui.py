@@ -8,6 +8,7 @@ component), so a search can be bookmarked and shared: /find?q=Lyon&fuel=Gazole&r
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -117,12 +118,17 @@ def _place_box(app) -> None:
 
 def _mend_place_box() -> None:
     """Name the place box's input, and have Enter search the text typed: see ui/place_box.js."""
-    script = PLACE_BOX_SCRIPT.read_text() % {
+    script = _place_box_script() % {
         "label": json.dumps(_(PLACE_LABEL)),
         "max_chars": SEARCH_MAX_CHARS,
         "wait_ms": PLACE_ENTER_WAIT_MS,
     }
     st.html(f"<script>{script}</script>", unsafe_allow_javascript=True)  # code of ours; the label is JSON
+
+
+@functools.cache
+def _place_box_script() -> str:
+    return PLACE_BOX_SCRIPT.read_text()
 
 
 def _forget_place() -> None:

@@ -35,15 +35,18 @@
       event.stopPropagation();  // before react-select sees it: in the capture phase, on the document
       if (doc.carburoamEnterHeld) return;
       doc.carburoamEnterHeld = true;
-      const started = Date.now();
-      const watch = new MutationObserver(() => {
-        if (!answered(doc, input) && Date.now() - started < WAIT_MS) return;
-        watch.disconnect();  // an Enter held longer (no answer from the server) is dropped
+      const release = () => {
+        watch.disconnect();
+        clearTimeout(giveUp);
         doc.carburoamEnterHeld = false;
-        if (answered(doc, input)) {
-          input.dispatchEvent(new KeyboardEvent("keydown", {key: "Enter", code: "Enter", keyCode: 13, bubbles: true}));
-        }
+      };
+      const watch = new MutationObserver(() => {
+        if (!answered(doc, input)) return;
+        release();
+        input.dispatchEvent(new KeyboardEvent("keydown", {key: "Enter", code: "Enter", keyCode: 13, bubbles: true}));
       });
+      // An Enter held longer (no answer from the server) is dropped, and the next one is held again.
+      const giveUp = setTimeout(release, WAIT_MS);
       watch.observe(doc.body, {childList: true, subtree: true, characterData: true});
     }, true);
   }
