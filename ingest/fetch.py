@@ -1,4 +1,5 @@
-"""Downloading the feed over HTTP(S): retries, time-outs, a size cap, TLS always verified."""
+"""Downloading a file over HTTP(S): the feed, or a reference file (brands, places); retries, time-outs, a size cap,
+TLS always verified. Every error names the file, so a failed places import never reads as a feed outage."""
 
 from __future__ import annotations
 
@@ -35,8 +36,10 @@ def _http_session(settings) -> requests.Session:
     return session
 
 
-def fetch_feed(url: str, download_dir: Path, settings) -> Path:
-    """Download `url` into an owner-only (0600, as tempfile makes it) file under `download_dir`, within the cap."""
+def fetch_feed(url: str, download_dir: Path, settings, what: str = "feed file") -> Path:
+    """Download `url` into an owner-only (0600, as tempfile makes it) file under `download_dir`, within the cap.
+
+    `what` names the file in errors: "feed file", "brands file", "postcode base"."""
     host = urlsplit(url).hostname or url
     cap = settings.max_download_bytes
     download_dir.mkdir(parents=True, exist_ok=True)
@@ -53,34 +56,34 @@ def fetch_feed(url: str, download_dir: Path, settings) -> Path:
             ) as response,
         ):
             if response.status_code != 200:
-                raise FeedError(f"the feed server {host} answered HTTP {response.status_code}")
+                raise FeedError(f"{host} answered HTTP {response.status_code} when asked for the {what}")
             announced = int(response.headers.get("Content-Length") or 0)
             if announced > cap:
-                raise FeedError(f"the feed is {announced:,} bytes, over the {cap:,}-byte download cap")
+                raise FeedError(f"the {what} is {announced:,} bytes, over the {cap:,}-byte download cap")
             received = 0
             for chunk in response.iter_content(DOWNLOAD_CHUNK):
                 received += len(chunk)
                 if received > cap:
-                    raise FeedError(f"the feed exceeded the {cap:,}-byte download cap")
+                    raise FeedError(f"the {what} exceeded the {cap:,}-byte download cap")
                 tmp.write(chunk)
     except BaseException as exc:
         path.unlink(missing_ok=True)
         if isinstance(exc, requests.exceptions.RequestException):
-            raise FeedError(_describe(exc, host)) from exc
+            raise FeedError(_describe(exc, host, what)) from exc
         raise
     return path
 
 
-def _describe(exc: requests.exceptions.RequestException, host: str) -> str:
+def _describe(exc: requests.exceptions.RequestException, host: str, what: str) -> str:
     cause = _root_cause(exc)
     if isinstance(exc, requests.exceptions.SSLError):
         return f"TLS certificate verification failed for {host}: {cause}"
     if _timed_out(exc):
-        return f"the feed server {host} did not answer in time ({cause})"
+        return f"the server {host} did not answer in time ({cause})"
     if isinstance(exc, requests.exceptions.ChunkedEncodingError):
         return f"the download from {host} was cut off ({cause})"
     if isinstance(exc, requests.exceptions.ConnectionError):
-        return f"could not download the feed from {host}: {cause}"
+        return f"could not download the {what} from {host}: {cause}"
     return f"the download from {host} failed: {cause}"
 
 

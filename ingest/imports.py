@@ -49,6 +49,7 @@ class Reference(Generic[TableT]):
 
     kind: str
     label: str  # how the log names it: "brand import failed"
+    what: str  # how errors name the file: "no brands file at ..."
     model: type  # the table it replaces: while it is empty, an import is due at once
     url: Callable[[Settings], str]
     interval_seconds: Callable[[Settings], int]  # 0: never on schedule
@@ -59,6 +60,7 @@ class Reference(Generic[TableT]):
 BRANDS: Reference[brands.BrandTable] = Reference(
     "brands",
     "brand",
+    "brands file",
     StationBrand,
     attrgetter("brands_url"),
     attrgetter("brands_interval_seconds"),
@@ -68,6 +70,7 @@ BRANDS: Reference[brands.BrandTable] = Reference(
 PLACES: Reference[places.PlaceTable] = Reference(
     "places",
     "places",
+    "postcode base",
     Place,
     attrgetter("places_url"),
     attrgetter("places_interval_seconds"),
@@ -86,7 +89,7 @@ def import_reference(
     started = utcnow()
     clock = time.perf_counter()
     with all_or_nothing(engine, reference.kind, source, started):
-        with feed_file(source, settings.data_dir, settings) as path:
+        with feed_file(source, settings.data_dir, settings, reference.what) as path:
             table = reference.read(path)
         with writer(engine).begin() as conn:
             rows = reference.replace(conn, table)

@@ -22,13 +22,14 @@ READ_CHUNK = 1 << 16
 
 
 @contextlib.contextmanager
-def feed_file(source: str, download_dir: Path, settings) -> Iterator[Path]:
-    """The feed as a local file: a path is used in place, a URL is downloaded and removed afterwards."""
+def feed_file(source: str, download_dir: Path, settings, what: str = "feed file") -> Iterator[Path]:
+    """The feed (or the reference file `what` names) as a local file: a path is used in place, a URL is downloaded
+    and removed afterwards."""
     if urlsplit(source).scheme in ("http", "https"):
         # Imported here: requests weighs ~6 MB, which a run from a local file never needs.
         from ingest.fetch import fetch_feed
 
-        path = fetch_feed(source, download_dir, settings)
+        path = fetch_feed(source, download_dir, settings, what)
         try:
             yield path
         finally:
@@ -36,7 +37,7 @@ def feed_file(source: str, download_dir: Path, settings) -> Iterator[Path]:
         return
     path = Path(source.removeprefix("file://")).expanduser()
     if not path.is_file():
-        raise FeedError(f"no feed file at {path}")
+        raise FeedError(f"no {what} at {path}")
     yield path
 
 

@@ -385,7 +385,7 @@ def test_a_broken_file_is_refused_and_the_table_kept(engine, settings, preloaded
 
 
 def test_a_missing_file_is_refused(engine, settings, preloaded, tmp_path):
-    assert_refused(engine, settings, str(tmp_path / "nowhere.csv"), r"^no feed file at .*nowhere\.csv$", preloaded)
+    assert_refused(engine, settings, str(tmp_path / "nowhere.csv"), r"^no brands file at .*nowhere\.csv$", preloaded)
 
 
 def test_a_file_under_half_the_table_is_refused(engine, settings, preloaded, tmp_path, monkeypatch):
@@ -446,10 +446,14 @@ def _cut_off(handler: FeedHandler, _number: int) -> None:
     ("respond", "match"),
     [
         pytest.param(_cut_off, r"download from 127\.0\.0\.1 was cut off \(IncompleteRead", id="cut-off"),
-        pytest.param(lambda h, n: send(h, b"gone", status=404), r"127\.0\.0\.1 answered HTTP 404", id="not-found"),
+        pytest.param(
+            lambda h, n: send(h, b"gone", status=404),
+            r"127\.0\.0\.1 answered HTTP 404 when asked for the brands file",
+            id="not-found",
+        ),
         pytest.param(
             lambda h, n: send(h, b"x" * (2 << 20)),
-            r"the feed is 2,097,152 bytes, over the 1,048,576-byte download cap",
+            r"the brands file is 2,097,152 bytes, over the 1,048,576-byte download cap",
             id="over-the-download-cap",
         ),
     ],
@@ -587,7 +591,7 @@ def test_a_failed_brand_import_is_logged_and_prices_keep_their_schedule(due, tmp
     settings, engine = due
     if failure == "broken file":
         settings = dataclasses.replace(settings, brands_url=str(tmp_path / "missing.csv"))
-        reason = f"no feed file at {tmp_path / 'missing.csv'}"
+        reason = f"no brands file at {tmp_path / 'missing.csv'}"
         logged = f"brand import failed: {reason}"
     else:
 

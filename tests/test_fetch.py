@@ -216,7 +216,7 @@ def test_connection_refused_is_reported(engine, settings, loaded):
         closed_port.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{closed_port.getsockname()[1]}/feed.zip"
         assert_download_refused(
-            engine, settings, url, r"could not download the feed from 127\.0\.0\.1: .*Connection refused", loaded
+            engine, settings, url, r"could not download the feed file from 127\.0\.0\.1: .*Connection refused", loaded
         )
 
 
@@ -244,8 +244,8 @@ def test_download_cut_off_mid_body_is_refused(engine, settings, loaded, serve, a
 @pytest.mark.parametrize(
     ("announced", "match"),
     [
-        pytest.param(True, r"the feed is 2,097,152 bytes, over the 1,048,576-byte download cap", id="announced"),
-        pytest.param(False, r"the feed exceeded the 1,048,576-byte download cap", id="streamed"),
+        pytest.param(True, r"the feed file is 2,097,152 bytes, over the 1,048,576-byte download cap", id="announced"),
+        pytest.param(False, r"the feed file exceeded the 1,048,576-byte download cap", id="streamed"),
     ],
 )
 def test_download_over_the_cap_is_refused(engine, settings, loaded, serve, monkeypatch, announced, match):

@@ -57,7 +57,7 @@ def test_the_admin_page_keeps_the_technical_reason(unreachable):
     open_page(at, ADMIN)
 
     (reason,) = [text for text in warnings(at) if "could not be downloaded yet" in text]
-    assert "could not download the feed from 127.0.0.1" in reason
+    assert "could not download the feed file from 127.0.0.1" in reason
 
 
 def test_a_search_before_the_first_download_says_prices_are_loading_not_that_the_place_is_unknown(app):

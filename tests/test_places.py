@@ -165,7 +165,9 @@ def test_a_file_with_too_few_places_is_refused_and_the_places_kept(engine, setti
 
 def test_a_failed_download_is_refused_and_the_places_kept(engine, settings, preloaded, serve):
     server = serve(lambda handler, n: send(handler, b"gone", status=404))
-    assert_refused(engine, settings, server.url, r"127\.0\.0\.1 answered HTTP 404", preloaded)
+    assert_refused(
+        engine, settings, server.url, r"^127\.0\.0\.1 answered HTTP 404 when asked for the postcode base$", preloaded
+    )
 
 
 def test_the_base_is_downloaded(engine, settings, serve):
@@ -254,7 +256,7 @@ def test_a_failed_places_import_is_logged_and_never_blocks_prices(due, tmp_path,
 
     assert INTERVAL - 60 < wait <= INTERVAL, "the next price pass is an interval away, not a retry away"
     assert kinds(engine) == [("run", "success"), ("places", "failed")]
-    assert f"places import failed: no feed file at {tmp_path / 'missing.csv'}" in caplog.messages
+    assert f"places import failed: no postcode base at {tmp_path / 'missing.csv'}" in caplog.messages
     assert stored(engine) == []
 
 
