@@ -57,6 +57,15 @@ def with_locality(
     return _communes(session, condition, department, limit=rows if prefix else None, by_locality=True)
 
 
+def departments_named(session: Session, keys: Iterable[str]) -> dict[str, set[str]]:
+    """For each of `keys` that names communes, the departments they are in."""
+    found: defaultdict[str, set[str]] = defaultdict(set)
+    if keys := set(keys):
+        for key, department in session.execute(select(Place.key, Place.department).where(Place.key.in_(keys))):
+            found[key].add(department)
+    return found
+
+
 def with_postcode(session: Session, postcode: str) -> list[Commune]:
     """The communes that share a postcode, by name."""
     communes = _communes(session, Place.postcode == postcode, None, limit=None)

@@ -113,7 +113,7 @@ def resolve_place(session: Session, text: str) -> PlaceMatch | None:
     if not key:  # blank, or only punctuation
         return None
     words = fold(name).split()
-    towns = group_towns(fetch_rows(session, station_rows(candidates(words))), department)
+    towns = _spelt_as_communes(session, group_towns(fetch_rows(session, station_rows(candidates(words))), department))
     return (
         _town(session, towns, key, department, name)
         or _locality(session, key, department)
@@ -138,6 +138,7 @@ def suggest(session: Session, text: str) -> list[str]:
         found += communes.with_locality(session, key, prefix=True, rows=SUGGESTION_ROWS)
     postcodes = {postcode for commune in found for postcode in commune.postcodes}
     towns = group_towns(fetch_rows(session, station_rows(Station.zip_code.in_(postcodes)))) if postcodes else []
+    towns = _spelt_as_communes(session, towns)
     ranked = []
     for commune in found:
         town = None if commune.locality else next((t for t in towns if _has_stations(commune, [t])), None)
@@ -173,7 +174,7 @@ def _postcode(session: Session, text: str) -> PlaceMatch | None:
     sharing = communes.with_postcode(session, text)
     if not rows and not sharing:
         return None
-    towns = group_towns(rows)
+    towns = _spelt_as_communes(session, group_towns(rows))
     names = [town.name for town in towns] or [_commune_name(commune) for commune in sharing]
     label = f"{text} {', '.join(names[:3])}"
     if rows:
@@ -199,7 +200,8 @@ def _street_in_town(session: Session, towns: list[Town], splits: list[tuple[str,
     for street, key in splits:
         station_ids = [row.id for town in towns if town.key == key for row in town.rows]
         if station_ids:
-            found = group_towns(fetch_rows(session, station_rows(Station.id.in_(station_ids), *words_match(street))))
+            rows = fetch_rows(session, station_rows(Station.id.in_(station_ids), *words_match(street)))
+            found = _spelt_as_communes(session, group_towns(rows))
             if found:
                 return _match("street_town", found, title(street))
     return None
@@ -262,6 +264,26 @@ def _hyphenated(name: str) -> str:
     article = _LEADING_ARTICLE.match(name)
     start = article.end() if article else 0
     return name[:start] + name[start:].replace(" ", "-")
+
+
+def _spelt_as_communes(session: Session, towns: list[Town]) -> list[Town]:
+    """The towns whose stations write a commune's name with spaces ('CORBEIL ESSONNES', 'CAGNES SUR MER') spelt as
+    the commune's name is written: 'Corbeil-Essonnes', 'Cagnes-sur-Mer'. A town that is no commune ('Lyon St
+    Exupery Aeroport', 'Bordeaux Cauderan') keeps its stations' spelling."""
+    spaced = {town.key for town in towns if _spaced(town.name)}
+    if not spaced:
+        return towns
+    departments = communes.departments_named(session, spaced)
+    return [
+        town._replace(name=_hyphenated(_ELISION.sub(r"\1'", town.name)))
+        if _spaced(town.name) and any(same_department(town.department, found) for found in departments[town.key])
+        else town
+        for town in towns
+    ]
+
+
+def _spaced(name: str) -> bool:
+    return " " in name and "-" not in name
 
 
 def _town_reading(kind: str, first: Town, street: str | None) -> PlaceMatch:

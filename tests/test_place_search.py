@@ -411,13 +411,32 @@ def test_homonyms_with_stations_come_first_then_the_villages_of_that_name(places
 
     assert (match.query, len(match.station_ids)) == ("Saint-Denis (93)", 2)
     assert [other.query for other in match.alternatives] == [
-        "Saint Denis (974)",  # the feed's 'SAINT DENIS': a town with a station
+        "Saint-Denis (974)",  # the feed's 'SAINT DENIS': a town with a station, spelt as the commune is
         "Saint-Denis (11)",  # La Poste's 'SAINT DENIS', its words joined as in a commune's name
         "Saint-Denis (30)",
     ]
     village = resolve_place(session, "Saint-Denis (30)")
     assert (village.kind, village.department, village.station_ids) == ("town", "30", ())
     assert (village.latitude, village.longitude) == (44.2378320115, 4.24892271537)
+
+
+def test_a_town_its_stations_write_with_spaces_is_spelt_as_its_commune_and_a_town_that_is_no_commune_is_not(
+    places, session
+):
+    add_station(session, 1, "Route de Lyon", "SAINT DENIS", "97400", -20.88, 55.45)
+    add_station(session, 2, "Aérogare", "SAINT DENIS AEROPORT", "97438", -20.89, 55.51)
+    add_station(session, 3, "Avenue de Lyon", "CHAZAY D AZERGUES", "69380", 45.87, 4.71)
+
+    assert resolve_place(session, "saint denis (974)").label == "Saint-Denis (97400)"
+    assert resolve_place(session, "Chazay").label == "Chazay-d'Azergues (69380)"
+    assert resolve_place(session, "69380").label.startswith("69380 Chazay-d'Azergues")
+    assert resolve_place(session, "route de lyon saint denis").label == "Route de Lyon, Saint-Denis (97400)"
+    assert resolve_place(session, "saint denis aeroport").label == "Saint Denis Aeroport (97438)"  # no commune
+    assert suggest(session, "saint denis")[0] == "Saint-Denis (974)"
+
+
+def test_without_places_a_town_keeps_its_stations_spelling(session, towns):
+    assert resolve_place(session, "saint denis (974)").label == "Saint Denis (97400)"
 
 
 def test_a_postcode_shared_by_several_communes_offers_them(places, session):
@@ -476,5 +495,5 @@ def test_suggestions_offer_communes_and_localities_by_their_first_letters_or_pos
 
 def test_suggestions_offer_the_towns_with_stations_first_as_their_stations_spell_them(places, session, towns):
     offered = suggest(session, "saint den")
-    assert offered[:4] == ["Saint-Denis (93)", "Saint Denis (974)", "Saint-Denis (11)", "Saint-Denis (30)"]
+    assert offered[:4] == ["Saint-Denis (93)", "Saint-Denis (974)", "Saint-Denis (11)", "Saint-Denis (30)"]
     assert offered[0] in [town_label(town) for town in towns_with_stations(session)], "one label per place"
