@@ -29,6 +29,7 @@ TOUCH_EVERY = dt.timedelta(minutes=1)  # last_seen_at is written at most this of
 DEAD_ROWS_KEPT = dt.timedelta(days=1)  # revoked or ended sessions are pruned this long after
 DEVICE_MAX_CHARS = 80
 UNKNOWN_DEVICE = N_("Unknown device")  # stored as it is; the profile shows it translated
+DEVICE_ON = " on "  # joins a stored device's browser and system, 'Firefox on Windows'; the profile translates it
 
 
 @dataclass(frozen=True)
@@ -163,4 +164,10 @@ def device_label(user_agent: str) -> str:
         return UNKNOWN_DEVICE
     if system == "Other":
         return browser[:DEVICE_MAX_CHARS]
-    return f"{browser} on {system}"[:DEVICE_MAX_CHARS]
+    return f"{browser}{DEVICE_ON}{system}"[:DEVICE_MAX_CHARS]
+
+
+def device_parts(device: str) -> tuple[str, str | None]:
+    """('Firefox', 'Windows') of a stored 'Firefox on Windows'; (device, None) for a browser alone."""
+    browser, on, system = device.rpartition(DEVICE_ON)
+    return (browser, system) if on else (device, None)

@@ -387,6 +387,19 @@ def test_the_profile_names_a_device_it_cannot_tell_in_french(monkeypatch, data_d
     assert line.startswith("**Appareil inconnu** (cet appareil)"), line
 
 
+def test_the_profile_names_the_other_devices_in_french(monkeypatch, data_dir):
+    app = open_app(monkeypatch, data_dir, CARBUROAM_LANGUAGE="fr")
+    app.register("alice")
+    phone = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Mobile"
+    app.accounts.sign_in("alice", PASSWORD, user_agent=phone)
+    at = new_app().run()
+    sign_in_in_french(at, "alice")
+
+    open_page(at, "pages/profile.py")
+
+    assert any(text.startswith("**Chrome sur Android** — connecté") for text in markdowns(at)), markdowns(at)
+
+
 def sign_in_in_french(at, username: str, password: str = PASSWORD):
     """app_helpers.sign_in, reading the French labels."""
     run_frame(at)

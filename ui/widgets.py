@@ -18,7 +18,7 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy.orm import Session, sessionmaker
 
-from accounts.sessions import UNKNOWN_DEVICE, SessionRow
+from accounts.sessions import UNKNOWN_DEVICE, SessionRow, device_parts
 from i18n import N_, _, age, cents, litres, moment, money, ordinal, price
 from prices.preferences import PreferenceError
 from prices.queries import BoardRow, Freshness
@@ -273,6 +273,14 @@ def password_change_form(help_text: str) -> tuple[str, str, str] | None:
     return (current, new, repeat) if submitted else None
 
 
+def _device_name(device: str) -> str:
+    """A stored device in the reader's language: 'Firefox sur Windows'."""
+    if device == UNKNOWN_DEVICE:
+        return _(UNKNOWN_DEVICE)
+    browser, system = device_parts(device)
+    return _("{browser} on {system}").format(browser=browser, system=system) if system else browser
+
+
 def session_list(rows: Sequence[SessionRow], this_device: str | None, now: dt.datetime) -> str | None:
     """The account's live sessions, one line each with a sign-out button; the id of the one to end, if clicked."""
     ended = None
@@ -282,7 +290,7 @@ def session_list(rows: Sequence[SessionRow], this_device: str | None, now: dt.da
             _("**{}** (this device) — signed in {}, last used {}")
             if row.id == this_device
             else _("**{}** — signed in {}, last used {}"),
-            _(UNKNOWN_DEVICE) if row.device == UNKNOWN_DEVICE else row.device,
+            _device_name(row.device),
             moment(row.created_at, now),
             age(row.last_seen_at, now),
             where=left,
