@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, or_
 from sqlalchemy.orm import Session
 
 from i18n import _
+from ingest.places import ABBREVIATIONS as _ABBREVIATED
 from ingest.places import DISTRICT_CITIES as _CITIES
 from ingest.places import name_key as _name_key
 from models import Station
@@ -48,9 +49,13 @@ SUGGESTION_ROWS = 4 * SUGGESTIONS  # places rows it reads for them, of names and
 # 'Saint-Denis (93)', 'Lyon (69002–69009)', 'Ajaccio (2A)'
 _LABEL = re.compile(r"(?P<name>.*\S)\s*\((?P<code>2[AB]|\d[\d\s–-]*)\)", re.IGNORECASE)
 _POSTCODE = re.compile(r"\d{5}")
+_POSTCODE_WORD = re.compile(r"(?<![\w-])\d{5}(?![\w-])")
+# '12 ', '12 bis, ', '7B ' before a street: stations' addresses seldom carry the same number, so it is left out
+_HOUSE_NUMBER = re.compile(r"^\d{1,4}(?:\s?(?:bis|ter|[a-d]))?\b[\s,]+(?=\D)", re.IGNORECASE)
 _ELISION = re.compile(r"\b([dlDL]) (?=[aeiouyhAEIOUYH])")  # La Poste's 'CHAZAY D AZERGUES' is Chazay d'Azergues
 _LEADING_ARTICLE = re.compile(r"(?:Les?|La) (?=.)")
 _DIGITS = re.compile(r"\d{2,5}")
+_ARTICLES = ("le", "la", "les", "l")  # as name_key writes them: "L'Isle-Adam" is 'l isle adam'
 
 
 class PlaceMatch(NamedTuple):
@@ -101,14 +106,19 @@ def resolve_place(session: Session, text: str) -> PlaceMatch | None:
     """The place `text` names, read in this order: a town's exact name, a town's first letters, a 5-digit postcode,
     street words then a town (or a town then street words), street words alone. None when nothing matches.
 
-    A department in parentheses ('Saint-Denis (93)', as suggest labels towns) restricts the towns.
+    A department in parentheses ('Saint-Denis (93)', as suggest labels towns), or a postcode beside the town's
+    name ('Saint-Denis 97400'), restricts the towns; a house number before a street ('12 cours Gambetta') is
+    left out.
     A town with stations comes before a commune without any of the same name; a locality (La Poste's line 5,
     'Belle Pierre') is read after the towns. Raises SearchTooLong when `text` is over the search limits.
     """
     words_match(text)  # raises SearchTooLong
-    name, department = text.strip(), None
+    name, department = _HOUSE_NUMBER.sub("", text.strip()), None
     if label := _LABEL.fullmatch(name):
         name, department = label["name"], label_department(label["code"])
+    elif (postcode := _POSTCODE_WORD.search(name)) and _POSTCODE_WORD.sub(" ", name).strip(" ,"):
+        # 'Chazay-d'Azergues 69380', '69007 Lyon': the postcode says the department of the town named beside it
+        name, department = " ".join(_POSTCODE_WORD.sub(" ", name).strip(" ,").split()), label_department(postcode[0])
     key = _name_key(name)
     if not key:  # blank, or only punctuation
         return None
@@ -124,18 +134,21 @@ def resolve_place(session: Session, text: str) -> PlaceMatch | None:
 
 
 def suggest(session: Session, text: str) -> list[str]:
-    """Labels of the communes and localities whose name starts with `text` (or whose postcode starts with its
-    digits): the towns with stations first, most stations first and spelt as their stations spell them, then
-    the shortest of the first names in alphabetical order. resolve_place reads each back as its place.
-    [] for under two characters."""
+    """Labels of the communes and localities whose name starts with `text`, with or without a leading article
+    ('sables' offers Les Sables-d'Olonne), or whose postcode starts with its digits: the places of exactly that
+    name first (every Saint-Denis before Saint-Denis-en-Val), the towns with stations first, most stations first
+    and spelt as their stations spell them, then the shortest of the first names in alphabetical order.
+    resolve_place reads each back as its place. [] for under two characters."""
     key = _name_key(text[:SEARCH_MAX_CHARS])
     if len(key) < 2:
         return []
     if _DIGITS.fullmatch(key):
         found = communes.with_postcode_prefix(session, key, SUGGESTION_ROWS)
     else:
-        found = communes.named(session, key, prefix=True, rows=SUGGESTION_ROWS)
-        found += communes.with_locality(session, key, prefix=True, rows=SUGGESTION_ROWS)
+        found = []
+        for start in (key, *_with_articles(key)):
+            found += communes.named(session, start, prefix=True, rows=SUGGESTION_ROWS)
+            found += communes.with_locality(session, start, prefix=True, rows=SUGGESTION_ROWS)
     postcodes = {postcode for commune in found for postcode in commune.postcodes}
     towns = group_towns(fetch_rows(session, station_rows(Station.zip_code.in_(postcodes)))) if postcodes else []
     towns = _spelt_as_communes(session, towns)
@@ -143,22 +156,35 @@ def suggest(session: Session, text: str) -> list[str]:
     for commune in found:
         town = None if commune.locality else next((t for t in towns if _has_stations(commune, [t])), None)
         label = town_label(town) if town else _commune_reading("town", commune, text).query
-        ranked.append((-town.stations if town else 0, label))
-    ranked.sort(key=lambda entry: entry[0])  # stable: the others keep their order
-    return list(dict.fromkeys(label for station_rows, label in ranked))[:SUGGESTIONS]
+        exact = (_name_key(commune.locality) if commune.locality else commune.key) == key
+        ranked.append((not exact, -town.stations if town else 0, label))
+    ranked.sort(key=lambda entry: entry[:2])  # stable: the others keep their order
+    return list(dict.fromkeys(label for *_, label in ranked))[:SUGGESTIONS]
 
 
 # --------------------------------------------------------------------------- the readings, in order
 
 
 def _town(session: Session, towns: list[Town], key: str, department: str | None, typed: str) -> PlaceMatch | None:
-    """The towns with stations of that name, then the communes without any; else the same by first letters."""
+    """The towns with stations of that name, then the communes without any; else the same by first letters.
+    A name typed without its leading article is read with it last: 'sables d olonne', Les Sables-d'Olonne."""
     for kind, prefix in (("town", False), ("town_prefix", True)):
         found = [town for town in towns if town.key.startswith(key)] if prefix else [t for t in towns if t.key == key]
         others = [c for c in communes.named(session, key, department, prefix) if not _has_stations(c, found)]
         if found or others:
             return _readings(kind, found, others, typed)
+    for kind, prefix in (("town", False), ("town_prefix", True)):
+        others = [c for start in _with_articles(key) for c in communes.named(session, start, department, prefix)]
+        if others:
+            return _readings(kind, [], others, typed)
     return None
+
+
+def _with_articles(key: str) -> list[str]:
+    """The name with each leading article France's communes take, unless it has one: 'sables' -> 'les sables'..."""
+    if key.split(" ", 1)[0] in _ARTICLES:
+        return []
+    return [f"{article} {key}" for article in _ARTICLES]
 
 
 def _locality(session: Session, key: str, department: str | None) -> PlaceMatch | None:
@@ -182,7 +208,14 @@ def _postcode(session: Session, text: str) -> PlaceMatch | None:
     else:
         position = statistics.median([c.latitude for c in sharing]), statistics.median([c.longitude for c in sharing])
     department = towns[0].department if towns else sharing[0].department
-    offered = tuple(_commune_reading("town", commune) for commune in sharing) if len(sharing) > 1 else ()
+    offered = ()
+    if len(sharing) > 1:  # each commune of the postcode, spelt as its stations do, but the one the label names
+        spelt = {(town.key, town.department): town.name for town in towns}
+        offered = tuple(
+            _commune_reading("town", commune, spelt.get((commune.key, commune.department)))
+            for commune in sharing
+            if not (towns and _has_stations(commune, towns[:1]))
+        )
     return PlaceMatch("postcode", label, *position, ids(rows), offered, text, names[0], department, (text,))
 
 
@@ -252,9 +285,14 @@ def _commune_name(commune: Commune, typed: str | None = None) -> str:
     """La Poste's capitals in title case, or the person's own spelling of the name when it has accents or hyphens."""
     if commune.key in _CITIES:
         return _CITIES[commune.key][0]
-    if typed and _name_key(typed) == commune.key and (not typed.isascii() or "-" in typed):
+    if typed and _name_key(typed) == commune.key and (not typed.isascii() or "-" in typed) and _written_out(typed):
         return pretty(typed.strip())
     return _hyphenated(_ELISION.sub(r"\1'", title(commune.name)))
+
+
+def _written_out(typed: str) -> bool:
+    """Whether a spelling writes its words out: 'St-Denis' names Saint-Denis but is no way to show it."""
+    return not _ABBREVIATED.keys() & set(fold(typed).split())
 
 
 def _hyphenated(name: str) -> str:

@@ -29,6 +29,7 @@ _SAINTS = {"saint": "s%t", "sainte": "s%te"}  # LIKE patterns for the words as w
 LINKS = frozenset({"a", "au", "aux", "d", "de", "des", "du", "en", "l", "la", "le", "les", "sur"})
 _SMALL_WORDS = LINKS | {"et", "sous"}  # not capitalised inside a town name
 _LETTERS = re.compile(r"[^\W\d_]+")
+_CEDEX_MARK = re.compile(r"\s+cedex(?:\s+\d{1,2})?\s*$", re.IGNORECASE)  # 'AMIENS CEDEX 2' is in Amiens
 
 
 class Row(NamedTuple):
@@ -130,6 +131,8 @@ def _rank(spelling: str) -> tuple[bool, bool, bool]:
 
 @functools.lru_cache(maxsize=32768)
 def pretty(spelling: str) -> str:
+    """A town as people write it: in mixed case, without a business postcode's CEDEX mark."""
+    spelling = _CEDEX_MARK.sub("", spelling) or spelling
     return spelling if _mixed_case(spelling) else title(spelling)
 
 

@@ -439,6 +439,61 @@ def test_without_places_a_town_keeps_its_stations_spelling(session, towns):
     assert resolve_place(session, "saint denis (974)").label == "Saint Denis (97400)"
 
 
+def test_a_business_postcode_names_its_town_without_the_cedex_mark(session):
+    add_station(session, 1, "Zone industrielle", "AMIENS CEDEX 2", "80046", 49.89, 2.30)
+
+    assert resolve_place(session, "80046").label == "80046 Amiens"
+    assert resolve_place(session, "amiens").label == "Amiens (80046)"
+
+
+def test_an_abbreviation_typed_is_read_but_never_shown(places, session, towns):
+    village = resolve_place(session, "ST-DENIS (30)")
+    assert (village.label, village.query) == ("Saint-Denis (30500)", "Saint-Denis (30)")
+    assert all(label.startswith("Saint-") for label in suggest(session, "St-Denis"))
+
+
+def test_every_place_of_exactly_that_name_is_suggested_before_longer_names(places, session, towns):
+    add_station(session, 11, "Route de Cahors", "SAINT DENIS CATUS", "46150", 44.57, 1.37)
+    add_station(session, 12, "Le Bourg", "Saint-Denis-Catus", "46150", 44.58, 1.38)
+
+    offered = suggest(session, "saint denis")
+
+    assert offered[:4] == ["Saint-Denis (93)", "Saint-Denis (974)", "Saint-Denis (11)", "Saint-Denis (30)"]
+    assert offered[4] == "Saint-Denis-Catus (46)"  # the longer name with stations, before the villages
+
+
+def test_a_name_typed_without_its_leading_article_is_found(places, session):
+    assert suggest(session, "cheres") == ["Les Cheres (69)"]  # La Poste writes no accent
+    match = resolve_place(session, "cheres")
+    assert (match.kind, match.query, match.department) == ("town", "Les Cheres (69)", "69")
+    assert resolve_place(session, "chere").query == "Les Cheres (69)"  # first letters too
+
+
+def test_a_house_number_before_the_street_is_left_out(session, towns):
+    assert resolve_place(session, "12 cours Gambetta Lyon").station_ids == (4,)
+    assert resolve_place(session, "7 bis, Route de Rue").station_ids == (1,)
+
+
+def test_a_postcode_beside_a_town_says_its_department(places, session, towns):
+    reunion = resolve_place(session, "Saint-Denis 97400")
+    assert (reunion.label, reunion.station_ids) == ("Saint-Denis (97400)", (8,))
+    assert resolve_place(session, "30500 saint denis").label == "Saint-Denis (30500)"
+    assert resolve_place(session, "Chazay-d'Azergues, 69380").label == "Chazay-d'Azergues (69380)"
+
+
+def test_a_shared_postcode_with_stations_offers_its_other_communes_as_their_stations_spell_them(places, session):
+    add_station(session, 1, "Route de Lyon", "LES CHERES", "69380", 45.889, 4.740)
+    add_station(session, 2, "Grande Rue", "Les Chères", "69380", 45.890, 4.741)
+    add_station(session, 3, "Place de l'Église", "Châtillon", "69380", 45.875, 4.650)
+
+    match = resolve_place(session, "69380")
+
+    assert match.label.startswith("69380 Les Chères")
+    offered = [other.query for other in match.alternatives]
+    assert "Châtillon (69)" in offered and "Chatillon (69)" not in offered
+    assert "Les Chères (69)" not in offered  # the place the label names is not offered again
+
+
 def test_a_postcode_shared_by_several_communes_offers_them(places, session):
     match = resolve_place(session, "69380")
 
