@@ -66,6 +66,11 @@ def departments_named(session: Session, keys: Iterable[str]) -> dict[str, set[st
     return found
 
 
+def keys_starting(session: Session, letters: str) -> list[str]:
+    """The distinct name keys that start with `letters`: the names a misspelt one is compared with."""
+    return list(session.scalars(select(Place.key).where(_starts(session, Place.key, letters)).distinct()))
+
+
 def with_postcode(session: Session, postcode: str) -> list[Commune]:
     """The communes that share a postcode, by name."""
     communes = _communes(session, Place.postcode == postcode, None, limit=None)

@@ -8,6 +8,7 @@ village without a station is found too, after the towns with stations of the sam
 
 from __future__ import annotations
 
+import difflib
 import re
 import statistics
 from typing import NamedTuple
@@ -45,6 +46,8 @@ SEARCH_MAX_WORDS = 8
 SEARCH_ORDER = (Station.town, Station.zip_code, Station.address, Station.id)
 SUGGESTIONS = 12  # places suggest() offers
 SUGGESTION_ROWS = 4 * SUGGESTIONS  # places rows it reads for them, of names and of localities
+SPELLINGS = 3  # places spelt_like() offers
+SPELLING_CUTOFF = 0.8  # 'lyyon' and 'lyon' 0.89, 'marseile' and 'marseille' 0.94; 'lyon' and 'lyons' 0.89 too
 
 # 'Saint-Denis (93)', 'Lyon (69002–69009)', 'Ajaccio (2A)'
 _LABEL = re.compile(r"(?P<name>.*\S)\s*\((?P<code>2[AB]|\d[\d\s–-]*)\)", re.IGNORECASE)
@@ -160,6 +163,22 @@ def suggest(session: Session, text: str) -> list[str]:
         ranked.append((not exact, -town.stations if town else 0, label))
     ranked.sort(key=lambda entry: entry[:2])  # stable: the others keep their order
     return list(dict.fromkeys(label for *_, label in ranked))[:SUGGESTIONS]
+
+
+def spelt_like(session: Session, text: str) -> list[str]:
+    """For a text that names no place ('Marseile', 'Lyyon'), the places whose name is spelt nearly so, as
+    suggest labels them, closest first: ['Marseille (13)']. Names are compared with those of the same first
+    letter (difflib's ratio at least SPELLING_CUTOFF); [] for a text under three letters."""
+    key = _name_key(text[:SEARCH_MAX_CHARS])
+    if len(key) < 3 or _DIGITS.search(key):
+        return []
+    close = difflib.get_close_matches(key, communes.keys_starting(session, key[0]), SPELLINGS, SPELLING_CUTOFF)
+    return [label for name in close for label in suggest(session, name) if _label_key(label) == name][:SPELLINGS]
+
+
+def _label_key(label: str) -> str:
+    parts = _LABEL.fullmatch(label)
+    return _name_key(parts["name"] if parts else label)
 
 
 # --------------------------------------------------------------------------- the readings, in order

@@ -18,6 +18,7 @@ from prices.place_search import (
     SEARCH_MAX_WORDS,
     SearchTooLong,
     resolve_place,
+    spelt_like,
     suggest,
 )
 from prices.towns import Town, centre, fetch_rows, group_towns, station_rows, town_label
@@ -492,6 +493,15 @@ def test_a_shared_postcode_with_stations_offers_its_other_communes_as_their_stat
     offered = [other.query for other in match.alternatives]
     assert "Châtillon (69)" in offered and "Chatillon (69)" not in offered
     assert "Les Chères (69)" not in offered  # the place the label names is not offered again
+
+
+def test_a_misspelt_place_is_offered_as_it_is_spelt(places, session, towns):
+    assert resolve_place(session, "Villeurbane") is None
+    assert spelt_like(session, "Villeurbane") == ["Villeurbanne (69)"]
+    assert spelt_like(session, "Sant-Denis")[:2] == ["Saint-Denis (93)", "Saint-Denis (974)"]  # stations first
+    assert resolve_place(session, spelt_like(session, "Chazay d'Azergue")[0]).label == "Chazay-d'Azergues (69380)"
+    assert spelt_like(session, "Zzyzx") == []
+    assert spelt_like(session, "Ly") == []
 
 
 def test_a_postcode_shared_by_several_communes_offers_them(places, session):
