@@ -39,7 +39,7 @@ ABBREVIATIONS = {"st": "saint", "ste": "sainte"}
 # Cities the feed spells with their arrondissement or district (La Poste too: 'PARIS 06'):
 # their display name and the start of their postcodes.
 DISTRICT_CITIES = {"paris": ("Paris", "75"), "lyon": ("Lyon", "6900"), "marseille": ("Marseille", "130")}
-_ARRONDISSEMENT = re.compile(r"\d{1,2} ?(?:e|er|eme|ieme)?(?: arrondissement)?")
+ARRONDISSEMENT = re.compile(r"(\d{1,2}) ?(?:e|er|eme|ieme)?(?: arrondissement)?")  # its number, group 1
 _CEDEX = re.compile(r" cedex(?: \d{1,2})?$")  # a business postcode's mark: 'RUNGIS CEDEX' is in Rungis
 
 # The columns by their folded header (utils.fold); each knows the spellings seen in the wild.
@@ -86,7 +86,7 @@ def name_key(name: str) -> str:
     """'ST-ÉTIENNE' -> 'saint etienne'; 'Lyon 3e', 'PARIS 15E ARRONDISSEMENT', 'PARIS 06' -> 'lyon', 'paris';
     'AMIENS CEDEX 2' -> 'amiens'."""
     words = [ABBREVIATIONS.get(word, word) for word in _CEDEX.sub("", fold(name)).split()]
-    if len(words) > 1 and words[0] in DISTRICT_CITIES and _ARRONDISSEMENT.fullmatch(" ".join(words[1:])):
+    if len(words) > 1 and words[0] in DISTRICT_CITIES and ARRONDISSEMENT.fullmatch(" ".join(words[1:])):
         return words[0]
     return " ".join(words)
 

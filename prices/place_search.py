@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from i18n import _
 from ingest.places import ABBREVIATIONS as _ABBREVIATED
+from ingest.places import ARRONDISSEMENT as _ARRONDISSEMENT
 from ingest.places import DISTRICT_CITIES as _CITIES
 from ingest.places import name_key as _name_key
 from models import Station
@@ -116,7 +117,7 @@ def resolve_place(session: Session, text: str) -> PlaceMatch | None:
     'Belle Pierre') is read after the towns. Raises SearchTooLong when `text` is over the search limits.
     """
     words_match(text)  # raises SearchTooLong
-    name, department = _HOUSE_NUMBER.sub("", text.strip()), None
+    name, department, postcode = _HOUSE_NUMBER.sub("", text.strip()), None, None
     if label := _LABEL.fullmatch(name):
         name, department = label["name"], label_department(label["code"])
     elif (postcode := _POSTCODE_WORD.search(name)) and _POSTCODE_WORD.sub(" ", name).strip(" ,"):
@@ -125,6 +126,8 @@ def resolve_place(session: Session, text: str) -> PlaceMatch | None:
     key = _name_key(name)
     if not key:  # blank, or only punctuation
         return None
+    if (district := _district(name, postcode[0] if postcode else None)) and (found := _postcode(session, district)):
+        return found
     words = fold(name).split()
     towns = _spelt_as_communes(session, group_towns(fetch_rows(session, station_rows(candidates(words))), department))
     return (
@@ -182,6 +185,19 @@ def _label_key(label: str) -> str:
 
 
 # --------------------------------------------------------------------------- the readings, in order
+
+
+def _district(name: str, postcode: str | None) -> str | None:
+    """The postcode of the arrondissement of Paris, Lyon or Marseille that `name` names ('Paris 15', 'Lyon 3e',
+    'MARSEILLE 8EME ARRONDISSEMENT') or that is given beside the city ('69007 Lyon'): '75015', '69003'."""
+    words = fold(name).split()
+    if not words or words[0] not in _CITIES:
+        return None
+    start = _CITIES[words[0]][1]
+    if postcode is not None:
+        return postcode if len(words) == 1 and postcode.startswith(start) else None
+    number = _ARRONDISSEMENT.fullmatch(" ".join(words[1:]))
+    return start + str(int(number[1])).zfill(5 - len(start)) if number else None
 
 
 def _town(session: Session, towns: list[Town], key: str, department: str | None, typed: str) -> PlaceMatch | None:

@@ -82,9 +82,9 @@ def test_the_feed_spells_the_big_towns_in_many_ways(real):
 @pytest.mark.parametrize(
     ("text", "label", "stations", "box"),
     [
-        *[(text, "Lyon (69002–69009)", 17, LYON_BOX) for text in ("Lyon", "LYON 03", "lyon 3e", "Lyon (69)")],
-        *[(text, "Paris (75001–75116)", 46, PARIS_BOX) for text in ("paris", "Paris 15e Arrondissement")],
-        ("MARSEILLE 8E", "Marseille (13000–13016)", 62, ((43.20, 43.40), (5.30, 5.50))),
+        *[(text, "Lyon (69002–69009)", 17, LYON_BOX) for text in ("Lyon", "LYON", "Lyon (69)")],
+        ("paris", "Paris (75001–75116)", 46, PARIS_BOX),
+        ("Marseille", "Marseille (13000–13016)", 62, ((43.20, 43.40), (5.30, 5.50))),
     ],
 )
 def test_a_big_town_is_every_arrondissement_of_it_and_nothing_else(real, text, label, stations, box):
@@ -99,6 +99,17 @@ def test_a_big_town_is_every_arrondissement_of_it_and_nothing_else(real, text, l
     assert south <= match.latitude <= north
     assert west <= match.longitude <= east
     assert match.alternatives == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "postcode"),
+    [("LYON 03", "69003"), ("lyon 3e", "69003"), ("Paris 15e Arrondissement", "75015"), ("MARSEILLE 8E", "13008")],
+)
+def test_an_arrondissement_is_its_own_stations(real, text, postcode):
+    match = resolve_place(real, text)
+
+    assert (match.kind, match.postcodes) == ("postcode", (postcode,))
+    assert set(match.station_ids) == ids_where(real, lambda s: s.zip_code == postcode) != set()
 
 
 @pytest.mark.parametrize("text", ["saint etienne", "ST ETIENNE", "Saint-Étienne", "St-Etienne", "saint-étienne (42)"])
@@ -473,6 +484,17 @@ def test_a_name_typed_without_its_leading_article_is_found(places, session):
 def test_a_house_number_before_the_street_is_left_out(session, towns):
     assert resolve_place(session, "12 cours Gambetta Lyon").station_ids == (4,)
     assert resolve_place(session, "7 bis, Route de Rue").station_ids == (1,)
+
+
+def test_an_arrondissement_named_is_searched_not_the_whole_city(session, towns):
+    assert (resolve_place(session, "Lyon 3e").label, resolve_place(session, "Lyon 3e").station_ids) == (
+        "69003 Lyon",
+        (4,),
+    )
+    assert resolve_place(session, "LYON 7EME ARRONDISSEMENT").station_ids == (5,)
+    assert resolve_place(session, "69007 Lyon").station_ids == (5,)
+    assert resolve_place(session, "Lyon").station_ids == (4, 5)
+    assert resolve_place(session, "Lyon 8").station_ids == (4, 5)  # no station nor place in 69008: the city
 
 
 def test_a_postcode_beside_a_town_says_its_department(places, session, towns):
