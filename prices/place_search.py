@@ -63,7 +63,7 @@ _ARTICLES = ("le", "la", "les", "l")  # as name_key writes them: "L'Isle-Adam" i
 
 
 class PlaceMatch(NamedTuple):
-    kind: str  # 'town', 'town_prefix', 'postcode', 'street_town' or 'street'
+    kind: str  # 'town', 'town_prefix', 'postcode', 'street_town', 'street' or 'town_of_street'
     label: str  # what was understood: 'Lyon (69002–69009)', '69003 Lyon', 'Rue Garibaldi, Lyon (69003)'
     latitude: float | None  # median of the stations' positions: one misplaced station does not move it
     longitude: float | None
@@ -136,6 +136,7 @@ def resolve_place(session: Session, text: str) -> PlaceMatch | None:
         or _postcode(session, name.strip())
         or _street_in_town(session, towns, _splits(words))
         or _street(session, name)
+        or _town_of_street(session, towns, _splits(words, town_first=False), department)
     )
 
 
@@ -254,13 +255,15 @@ def _postcode(session: Session, text: str) -> PlaceMatch | None:
     return PlaceMatch("postcode", label, *position, ids(rows), offered, text, names[0], department, (text,))
 
 
-def _splits(words: list[str]) -> list[tuple[str, str]]:
-    """(street words, town key) for each way of reading the text as a street then a town, or a town then a street.
+def _splits(words: list[str], town_first: bool = True) -> list[tuple[str, str]]:
+    """(street words, town key) for each way of reading the text as a street then a town, or (unless not
+    `town_first`) a town then a street.
 
     The longest town first, the town last first; never a town right after 'de', 'la'...: 'Route de Lyon' is a street.
     """
     splits = [(words[:i], words[i:]) for i in range(1, len(words)) if words[i - 1] not in LINKS]
-    splits += [(words[i:], words[:i]) for i in range(len(words) - 1, 0, -1)]
+    if town_first:
+        splits += [(words[i:], words[:i]) for i in range(len(words) - 1, 0, -1)]
     return [(" ".join(street), _name_key(" ".join(town))) for street, town in splits]
 
 
@@ -272,6 +275,19 @@ def _street_in_town(session: Session, towns: list[Town], splits: list[tuple[str,
             found = _spelt_as_communes(session, group_towns(rows))
             if found:
                 return _match("street_town", found, title(street))
+    return None
+
+
+def _town_of_street(
+    session: Session, towns: list[Town], splits: list[tuple[str, str]], department: str | None
+) -> PlaceMatch | None:
+    """A street no station is on, then a town that exists: the town ('avenue des Frères Lumière Lyon' is in Lyon).
+    Only the readings with the town last are tried: in 'rue inconnue Chazay', Rue (80) is no town meant."""
+    for _street_words, key in splits:
+        found = [town for town in towns if town.key == key]
+        others = [c for c in communes.named(session, key, department) if not _has_stations(c, found)]
+        if found or others:
+            return _readings("town_of_street", found, others)
     return None
 
 

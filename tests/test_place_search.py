@@ -497,6 +497,15 @@ def test_an_arrondissement_named_is_searched_not_the_whole_city(session, towns):
     assert resolve_place(session, "Lyon 8").station_ids == (4, 5)  # no station nor place in 69008: the city
 
 
+def test_a_street_no_station_is_on_gives_its_town(places, session, towns):
+    lyon = resolve_place(session, "avenue des Frères Lumière Lyon")
+    assert (lyon.kind, lyon.label, lyon.station_ids) == ("town_of_street", "Lyon (69003–69007)", (4, 5))
+    village = resolve_place(session, "chemin des Vignes, Chazay-d'Azergues")
+    assert (village.kind, village.label, village.station_ids) == ("town_of_street", "Chazay-d'Azergues (69380)", ())
+    assert resolve_place(session, "rue inconnue Zzyzx") is None
+    assert resolve_place(session, "Rue du Moulin Inconnu") is None  # Rue (80) is no town meant there
+
+
 def test_a_postcode_beside_a_town_says_its_department(places, session, towns):
     reunion = resolve_place(session, "Saint-Denis 97400")
     assert (reunion.label, reunion.station_ids) == ("Saint-Denis (97400)", (8,))
