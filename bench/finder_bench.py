@@ -15,8 +15,9 @@ Then, in this one run, it reports the median of --runs (every figure with its ra
 - place_search.resolve_place of a town, its first letters, a postcode, a street and its town, and a text
   nothing matches, each <= 20 ms; with La Poste's real postcode base
   (../shared/feeds/real/places_laposte-*.csv, 39,204 places) imported when present, place_search.suggest
-  of first letters and postcode digits, and resolve_place of villages without a station and a postcode
-  shared by communes, each <= 20 ms;
+  of first letters and postcode digits, resolve_place of villages without a station and a postcode
+  shared by communes, and spelt_like of misspelt names (what a search that found nothing offers), each
+  <= 20 ms;
 - reruns of the finder page (Streamlit's AppTest; home.py, then switch_page to pages/find.py): with
   ?q=<the town with most stations>&radius=20 <= 300 ms; with no search (the France map, cached 60 s by
   st.cache_resource) both cached and uncached (its cache cleared before each run) <= 300 ms;
@@ -53,8 +54,9 @@ from common import CHROMIUM, CHROMIUM_ARGS, GEN_FEED, SHARED, app_environ, load_
 
 REAL_BRANDS = SHARED / "feeds" / "real"
 # What a person types in the place box, read against the 39,204 places: first letters, digits, villages.
-SUGGESTED = ("sai", "saint den", "ch", "693", "belle p")
+SUGGESTED = ("sai", "saint den", "ch", "693", "belle p", "sables")  # 'sables': Les Sables-d'Olonne, after its article
 VILLAGES = ("Chazay-d'Azergues", "saint denis (30)", "69380")
+MISSPELT = ("Marseile", "St Etiene")  # spelt_like compares the second with the 4,000 names starting with 's'
 VIEWPORT = {"width": 1400, "height": 1000}
 
 PARIS_CENTRE = (48.8566, 2.3522)
@@ -292,6 +294,14 @@ def bench_places(Session, runs: int) -> None:
         match = resolve()
         label = f"resolve_place({text!r}): {match.label if match else 'nothing found'}"
         report(label, median_ms(resolve, runs), PLACE_TARGET_MS)
+    for text in MISSPELT:
+
+        def spelt_like(text: str = text) -> list[str]:
+            with Session() as session:
+                return place_search.spelt_like(session, text)
+
+        label = f"spelt_like({text!r}), a text that names no place: {(spelt_like() or ['nothing'])[0]}"
+        report(label, median_ms(spelt_like, runs), PLACE_TARGET_MS)
 
 
 # --------------------------------------------------------------------------- the page, in AppTest

@@ -48,6 +48,11 @@ def named(
     return _communes(session, condition, department, limit=rows if prefix else None)
 
 
+def named_any(session: Session, keys: Iterable[str]) -> list[Commune]:
+    """The communes whose name key is one of `keys`."""
+    return _communes(session, Place.key.in_(list(keys)), None, limit=None)
+
+
 def with_locality(
     session: Session, key: str, department: str | None = None, prefix: bool = False, rows: int = PREFIX_ROWS
 ) -> list[Commune]:

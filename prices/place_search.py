@@ -47,6 +47,7 @@ SEARCH_MAX_WORDS = 8
 SEARCH_ORDER = (Station.town, Station.zip_code, Station.address, Station.id)
 SUGGESTIONS = 12  # places suggest() offers
 SUGGESTION_ROWS = 4 * SUGGESTIONS  # places rows it reads for them, of names and of localities
+ARTICLE_FREE_CHARS = 3  # from this many, suggest() also offers the names that start so after an article
 SPELLINGS = 3  # places spelt_like() offers
 SPELLING_CUTOFF = 0.8  # 'lyyon' and 'lyon' 0.89, 'marseile' and 'marseille' 0.94; 'lyon' and 'lyons' 0.89 too
 
@@ -153,9 +154,27 @@ def suggest(session: Session, text: str) -> list[str]:
         found = communes.with_postcode_prefix(session, key, SUGGESTION_ROWS)
     else:
         found = []
-        for start in (key, *_with_articles(key)):
+        for start in (key, *(_with_articles(key) if len(key) >= ARTICLE_FREE_CHARS else ())):
             found += communes.named(session, start, prefix=True, rows=SUGGESTION_ROWS)
             found += communes.with_locality(session, start, prefix=True, rows=SUGGESTION_ROWS)
+    return _labels(session, found, key, text)[:SUGGESTIONS]
+
+
+def spelt_like(session: Session, text: str) -> list[str]:
+    """For a text that names no place ('Marseile', 'Lyyon'), the places whose name is spelt nearly so, as
+    suggest labels them, the towns with stations first: ['Marseille (13)']. Names are compared with those of
+    the same first letter (difflib's ratio at least SPELLING_CUTOFF); [] for a text under three letters."""
+    key = _name_key(text[:SEARCH_MAX_CHARS])
+    if len(key) < 3 or _DIGITS.search(key):
+        return []
+    close = difflib.get_close_matches(key, communes.keys_starting(session, key[0]), SPELLINGS, SPELLING_CUTOFF)
+    found = sorted(communes.named_any(session, close), key=lambda commune: close.index(commune.key))
+    return _labels(session, found, key, text)[:SPELLINGS]
+
+
+def _labels(session: Session, found: list[Commune], key: str, text: str) -> list[str]:
+    """The communes' labels, once each: those named `key` exactly first, then the towns with stations, most
+    stations first and spelt as their stations spell them, then the others in the order found."""
     postcodes = {postcode for commune in found for postcode in commune.postcodes}
     towns = group_towns(fetch_rows(session, station_rows(Station.zip_code.in_(postcodes)))) if postcodes else []
     towns = _spelt_as_communes(session, towns)
@@ -166,23 +185,7 @@ def suggest(session: Session, text: str) -> list[str]:
         exact = (_name_key(commune.locality) if commune.locality else commune.key) == key
         ranked.append((not exact, -town.stations if town else 0, label))
     ranked.sort(key=lambda entry: entry[:2])  # stable: the others keep their order
-    return list(dict.fromkeys(label for *_, label in ranked))[:SUGGESTIONS]
-
-
-def spelt_like(session: Session, text: str) -> list[str]:
-    """For a text that names no place ('Marseile', 'Lyyon'), the places whose name is spelt nearly so, as
-    suggest labels them, closest first: ['Marseille (13)']. Names are compared with those of the same first
-    letter (difflib's ratio at least SPELLING_CUTOFF); [] for a text under three letters."""
-    key = _name_key(text[:SEARCH_MAX_CHARS])
-    if len(key) < 3 or _DIGITS.search(key):
-        return []
-    close = difflib.get_close_matches(key, communes.keys_starting(session, key[0]), SPELLINGS, SPELLING_CUTOFF)
-    return [label for name in close for label in suggest(session, name) if _label_key(label) == name][:SPELLINGS]
-
-
-def _label_key(label: str) -> str:
-    parts = _LABEL.fullmatch(label)
-    return _name_key(parts["name"] if parts else label)
+    return list(dict.fromkeys(label for *_, label in ranked))
 
 
 # --------------------------------------------------------------------------- the readings, in order
