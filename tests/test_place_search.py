@@ -154,11 +154,13 @@ def test_a_street_and_its_town_in_either_order(real):
     assert resolve_place(real, garibaldi.query).station_ids == (69003013,)
 
 
-def test_no_station_on_a_street_of_a_town_finds_nothing(real):
+def test_no_station_on_a_street_of_a_town_gives_the_town_not_that_street_elsewhere(real):
     # No Lyon station of this feed is on a Cours Gambetta (Aix-en-Provence has one).
     assert not ids_where(real, lambda s: in_lyon(s) and "gambetta" in fold(s.address))
     assert ids_where(real, lambda s: "cours gambetta" in fold(s.address))
-    assert resolve_place(real, "cours gambetta lyon") is None
+    match = resolve_place(real, "cours gambetta lyon")
+    assert (match.kind, match.town) == ("town_of_street", "Lyon")
+    assert set(match.station_ids) == ids_where(real, in_lyon)
 
 
 def test_a_street_named_after_a_town_is_a_street(real):
