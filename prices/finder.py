@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import re
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import NamedTuple
@@ -18,7 +19,7 @@ from sqlalchemy import Select, Text, and_, case, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from models import GasType, Price, Rupture, Station, StationBrand
-from prices import hours
+from prices import hours, towns
 from prices.detour import Trip, net_saving
 from prices.place_search import PlaceMatch
 from prices.trends import CHART_DAYS, daily_prices
@@ -26,6 +27,16 @@ from utils import bounding_box, haversine_km
 
 SORTS = ("price", "distance", "saving")
 MAX_RADIUS_KM = 50
+_CEDEX = re.compile(r"\s+cedex(\s+\d+)?\s*$", re.IGNORECASE)  # a mail-sorting mark, no part of the town's name
+
+
+@functools.lru_cache(maxsize=20_000)  # the map of France names 10,000 stations a minute
+def town_name(town: str) -> str:
+    """A station's town as people write it: 'GARGES-LèS-GONESSE' -> 'Garges-lès-Gonesse', 'AMIENS CEDEX 2' -> 'Amiens'.
+
+    The feed writes most towns in capitals, some with a CEDEX mark; a town written in mixed case is kept.
+    """
+    return towns.pretty(_CEDEX.sub("", town).strip() or town)
 
 
 class FinderStation(NamedTuple):
@@ -54,7 +65,11 @@ class FinderStation(NamedTuple):
         """'TotalEnergies · Relais de la Gare', 'Carrefour', or, without a brand, the town and address."""
         if self.brand and self.osm_name and self.osm_name.casefold() != self.brand.casefold():
             return f"{self.brand} · {self.osm_name}"
-        return self.brand or self.osm_name or f"{self.town}, {self.address}"
+        return self.brand or self.osm_name or f"{self.town_name}, {self.address}"
+
+    @property
+    def town_name(self) -> str:
+        return town_name(self.town)
 
 
 class Result(NamedTuple):

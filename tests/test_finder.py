@@ -777,6 +777,53 @@ def test_filters_that_leave_nothing_say_zero_and_show_no_table(app):
     assert tables(at) == []
 
 
+def feed_spelt_towns(app: App) -> None:
+    """Three stations north of Paris whose towns are written as the feed writes them: in capitals, with a
+    lower-case accent inside them, or with a CEDEX mark. The one without a brand is named by its town."""
+    with app.session() as session, session.begin():
+        add_station(session, 301, "1 rue de Paris", "GARGES-LèS-GONESSE", "95140", 48.9730, 2.4000)
+        add_station(session, 302, "2 rue de la Gare", "EPINAY SUR SEINE", "93800", 48.9550, 2.3100)
+        add_station(session, 303, "3 rue des Halles", "RUNGIS CEDEX", "94150", 48.9600, 2.3600)
+        session.add(StationBrand(station_id=302, brand="Esso", name=None))
+        for station_id, euros in {301: "1.799", 302: "1.819", 303: "1.839"}.items():
+            add_price(session, station_id, GAZOLE, euros, utcnow())
+        add_run(session, "success", utcnow())
+
+
+def test_station_towns_read_as_towns_are_written_not_in_the_feeds_capitals(app):
+    feed_spelt_towns(app)
+    app.register("alice")
+    at = new_app().run()
+    sign_in(at, "alice", PASSWORD)
+    find({"lat": "48.9650", "lon": "2.3600", "radius": "10"}, at)
+
+    assert not at.exception
+    table = tables(at)[0]
+    assert list(table["Town"]) == ["Garges-lès-Gonesse", "Epinay sur Seine", "Rungis"]
+    assert list(table["Station"]) == [
+        "Garges-lès-Gonesse, 1 rue de Paris",
+        "Esso",
+        "Rungis, 3 rue des Halles",
+    ]
+    (chart,) = maps(at)
+    tooltips = [point["t"] for point in next(layer for layer in chart["layers"] if layer["id"] == "stations")["data"]]
+    assert sorted(tip.split("\n")[0] for tip in tooltips) == ["Esso", "Garges-lès-Gonesse", "Rungis"]
+
+    pick(at, "finder-list", "Garges-lès-Gonesse, 1 rue de Paris")
+    assert subheaders(at) == ["Garges-lès-Gonesse, 1 rue de Paris"]
+    assert "1 rue de Paris, 95140 Garges-lès-Gonesse" in markdowns(at)
+    assert text_input(at, "Name it (1 to 40 characters)").value == "Garges-lès-Gonesse 1 rue de Paris"
+
+
+def test_a_town_name_loses_the_feeds_capitals_and_cedex_mark_and_keeps_a_spelling_of_its_own():
+    assert finder.town_name("GENAY") == "Genay"
+    assert finder.town_name("GARGES-LèS-GONESSE") == "Garges-lès-Gonesse"
+    assert finder.town_name("AMIENS CEDEX 2") == "Amiens"
+    assert finder.town_name("RUNGIS CEDEX") == "Rungis"
+    assert finder.town_name("Saint-Denis") == "Saint-Denis"
+    assert finder.town_name("Cedex") == "Cedex", "a town is never left without a name"
+
+
 # --------------------------------------------------------------------------- one station
 
 

@@ -266,7 +266,7 @@ def results_list(
             _("Distance"): [
                 distance(r.station.distance_km) if r.station.distance_km is not None else "" for r in results
             ],
-            _("Town"): [r.station.town for r in results],
+            _("Town"): [r.station.town_name for r in results],
             _("Updated"): [age(r.station.updated_at, now) if r.station.updated_at else "" for r in results],
             _("Open"): [map_ui.opening_word(r.opening) for r in results],
             _("Detour"): [_saving(r) for r in results],
@@ -308,7 +308,7 @@ def station_detail(detail: StationDetail, now: dt.datetime) -> None:
     station = detail.station
     opening = opening_status(week_of(station), station.automat, now)
     st.subheader(widgets.md("{}", station.title))
-    widgets.markdown("{}, {} {}", station.address, station.zip_code, station.town)
+    widgets.markdown("{}, {} {}", station.address, station.zip_code, station.town_name)
     facts = [opening.phrase()]
     if station.automat and opening.state == "open":  # otherwise the phrase names the automat already
         facts.append(_("24/24 automat"))
@@ -349,7 +349,7 @@ def follow_form(station: FinderStation) -> str | None:
     with st.form("follow"):
         name = st.text_input(
             _("Name it (1 to {} characters)").format(NAME_MAX_CHARS),
-            value=default_name(station.brand or station.town, station.address),
+            value=default_name(station.brand or station.town_name, station.address),
             max_chars=NAME_MAX_CHARS,
         )
         if st.form_submit_button(_("Follow this station"), icon=":material/add:"):

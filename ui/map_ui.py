@@ -219,7 +219,7 @@ def _tooltip(station: FinderStation, opening: OpeningStatus | None, now: dt.date
     else:
         shown = _("no price")
     status = f"\n{opening_word(opening)}" if opening is not None else ""
-    return f"{station.brand or station.town}\n{shown}{status}"
+    return f"{station.brand or station.town_name}\n{shown}{status}"
 
 
 def _view(positions: Sequence[list[float]], here: tuple[float, float] | None) -> pdk.ViewState:
