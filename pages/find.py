@@ -36,18 +36,18 @@ try:
 except place_search.SearchTooLong as exc:
     widgets.error("{}", exc)
     place = None
-with app.Session() as session:
-    if match is not None:
-        stations = finder.stations_for(session, match, criteria.radius_km, fuel_id)
-    elif here is not None:
-        stations = finder.stations_around(session, *here, criteria.radius_km, fuel_id)
-    else:
-        stations = []
-    results = finder.results(stations, now, trip, **criteria.filters())
-
 searched = place is not None or here is not None
+with app.Session() as session:
+    stations = finder.stations_searched(session, match, here, criteria.radius_km, fuel_id)
+    results = finder.results(stations, now, trip, **criteria.filters())
+    farther = (
+        finder.stations_farther(session, match, here, criteria.radius_km, fuel_id)
+        if searched and not stations
+        else None
+    )
+
 if searched and not widgets.nothing_to_search_yet(fresh):
-    finder_ui.understood(match, place, here is not None, criteria, len(results))
+    finder_ui.understood(match, place, here is not None, criteria, len(results), len(stations), farther)
 elif fresh.stations:  # before the first download, the freshness line says prices are loading
     st.info(
         _("Type a place or press Locate me to see the stations around it, cheapest first."), icon=":material/search:"

@@ -265,3 +265,24 @@ def stations_for(session: Session, match: PlaceMatch, radius_km: float, fuel_id:
     if match.kind == "street":
         return stations_by_id(session, match.station_ids, fuel_id)
     return stations_around(session, match.latitude, match.longitude, radius_km, fuel_id)
+
+
+def stations_searched(
+    session: Session, match: PlaceMatch | None, here: tuple[float, float] | None, radius_km: float, fuel_id: int
+) -> list[FinderStation]:
+    """The stations of a search: around the place found, else around the person's position; none without either."""
+    if match is not None:
+        return stations_for(session, match, radius_km, fuel_id)
+    if here is not None:
+        return stations_around(session, *here, radius_km, fuel_id)
+    return []
+
+
+def stations_farther(
+    session: Session, match: PlaceMatch | None, here: tuple[float, float] | None, radius_km: float, fuel_id: int
+) -> int | None:
+    """How many stations a search finding none within `radius_km` finds within MAX_RADIUS_KM; None when it
+    cannot look farther (the radius is the largest already, or the search is of a street's stations)."""
+    if radius_km >= MAX_RADIUS_KM or (match is not None and match.kind == "street"):
+        return None
+    return len(stations_searched(session, match, here, MAX_RADIUS_KM, fuel_id))

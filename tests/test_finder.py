@@ -650,6 +650,72 @@ def test_a_village_without_a_station_is_found_and_suggested_with_the_stations_ar
     assert tables(chosen)[0].equals(tables(at)[0]), "the commune chosen is searched as its name typed is"
 
 
+def import_places(monkeypatch, app: App) -> None:
+    """La Poste's communes of tests/data (a cut of the real file): Caluire-et-Cuire, the Saint-Denis, and others."""
+    monkeypatch.setattr(ingest_places, "MIN_PLACES", 100)
+    cut = Path(__file__).resolve().parent / "data" / "places-laposte_cut.csv"
+    imports.import_reference(app.engine, app.settings, imports.PLACES, str(cut))
+
+
+def test_no_station_within_the_radius_says_so_and_how_many_the_largest_radius_finds_and_widens_to_it(app, monkeypatch):
+    import_places(monkeypatch, app)
+    lyon(app)
+    at = find({"q": "Caluire-et-Cuire", "fuel": "Gazole", "radius": "2"})
+
+    assert not at.exception
+    assert sentences(at) == [] and tables(at) == []
+    assert infos(at) == ["No station within 2 km of Caluire-et-Cuire (69300). There are 5 within 50 km."]
+    button(at, "Search within 50 km").click().run()
+
+    assert not at.exception
+    assert at.query_params["radius"] == "50", "the link searches the radius widened to"
+    assert sentences(at) == ["**5** stations in and around Caluire-et-Cuire (69300), 50 km around."]
+    assert len(tables(at)[0]) == 5
+    assert [b.label for b in at.button if b.label.startswith("Search within")] == []
+
+
+def test_no_station_even_within_the_largest_radius_says_there_is_none_near_the_place(app, monkeypatch):
+    import_places(monkeypatch, app)
+    lyon(app)  # no station in Réunion
+    at = find({"q": "Saint-Denis (974)", "fuel": "Gazole", "radius": "10"})
+
+    assert not at.exception
+    assert infos(at) == ["There is no station within 50 km of Saint-Denis (97400–97490)."]
+    assert [b.label for b in at.button if b.label.startswith("Search within")] == []
+    assert warnings(at) == [] and tables(at) == []
+
+
+def test_near_me_with_no_station_within_the_radius_offers_the_largest(app):
+    lyon(app)
+    at = find({"lat": "45.8000", "lon": "4.8300", "radius": "2"})  # 4.4 km north of Bellecour
+
+    assert infos(at) == ["No station within 2 km of you. There are 5 within 50 km."]
+    button(at, "Search within 50 km").click().run()
+    assert sentences(at) == ["**5** stations within 50 km of you."]
+
+    far = find({"lat": "43.3000", "lon": "5.4000", "radius": "50"})  # Marseille
+    assert infos(far) == ["There is no station within 50 km of you."]
+    assert [b.label for b in far.button if b.label.startswith("Search within")] == []
+
+
+def test_each_other_reading_of_a_place_is_a_button_that_searches_it(app, monkeypatch):
+    import_places(monkeypatch, app)
+    lyon(app)
+    at = find({"q": "Saint-Denis", "fuel": "Gazole", "radius": "10"})
+    with app.session() as session:
+        match = place_search.resolve_place(session, "Saint-Denis")
+    others = [widgets.md("{}", other.label) for other in match.alternatives]
+    assert len(others) > 1 and "Did you mean:" in captions(at)
+    assert [b.label for b in at.button if b.label in others] == others
+
+    button(at, widgets.md("{}", match.alternatives[1].label)).click().run()
+
+    assert not at.exception
+    assert at.query_params["q"] == match.alternatives[1].query
+    assert match.alternatives[1].label in "".join(infos(at) + markdowns(at))
+    assert match.label not in "".join(infos(at) + markdowns(at))
+
+
 def test_the_place_box_offers_the_communes_of_a_postcode_and_homonyms_in_two_departments(app, monkeypatch):
     monkeypatch.setattr(ingest_places, "MIN_PLACES", 100)
     imports.import_reference(

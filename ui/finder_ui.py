@@ -21,7 +21,7 @@ from streamlit_searchbox import st_searchbox
 
 from i18n import N_, _, age, distance, litres, moment, money, ngettext, number, price
 from prices.detour import ROAD_FACTOR, Trip
-from prices.finder import FinderStation, Result, StationDetail, week_of
+from prices.finder import MAX_RADIUS_KM, FinderStation, Result, StationDetail, week_of
 from prices.hours import opening_status, week
 from prices.place_search import SEARCH_MAX_CHARS, PlaceMatch
 from prices.preferences import NAME_MAX_CHARS, default_name
@@ -38,6 +38,7 @@ PLACE_LABEL = N_("Town, postcode or address")
 PLACE_BOX_SCRIPT = Path(__file__).with_name("place_box.js")  # names the box's input; Enter waits for its suggestions
 PLACE_ENTER_WAIT_MS = 5_000  # an Enter pressed before the suggestions of the text typed waits this long for them
 DEFAULT_RADIUS_KM = 10
+MIN_RADIUS_KM = 2
 SORT_LABELS = {"price": N_("Cheapest"), "distance": N_("Nearest"), "saving": N_("Biggest net saving")}
 POSITION_NOT_FOUND = N_("Your position could not be found.")
 GEOLOCATION_ERRORS = {
@@ -166,7 +167,9 @@ def what(fuels: Sequence[str], default_fuel: str, brands: Sequence[str]) -> Crit
     """Fuel, radius, filters and order, each kept in the URL."""
     fuel_column, radius_column = st.columns(2)
     fuel = fuel_column.selectbox(_("Fuel"), fuels, index=list(fuels).index(default_fuel), key=FUEL, bind="query-params")
-    radius = radius_column.slider(_("Within (km)"), 2, 50, DEFAULT_RADIUS_KM, key=RADIUS, bind="query-params")
+    radius = radius_column.slider(
+        _("Within (km)"), MIN_RADIUS_KM, MAX_RADIUS_KM, DEFAULT_RADIUS_KM, key=RADIUS, bind="query-params"
+    )
     chosen = sum(bool(st.session_state.get(name)) for name in (OPEN_NOW, AUTOMAT, BRAND))
     with st.expander(
         ngettext("Filters and order ({} filter on)", "Filters and order ({} filters on)", chosen).format(chosen)
@@ -204,17 +207,20 @@ def _order() -> str:
     return sort
 
 
-def understood(match: PlaceMatch | None, place: str | None, near_me: bool, criteria: Criteria, count: int) -> None:
-    """One sentence saying what the search understood and found."""
-    if near_me:
-        widgets.markdown(
-            ngettext("**{}** station within {} of you.", "**{}** stations within {} of you.", count),
-            count,
-            distance(criteria.radius_km),
-        )
-    elif match is None:
+def understood(
+    match: PlaceMatch | None,
+    place: str | None,
+    near_me: bool,
+    criteria: Criteria,
+    count: int,
+    nearby: int,
+    farther: int | None,
+) -> None:
+    """One sentence saying what the search understood and found: `count` results of the `nearby` stations within
+    the radius; when there are none, the `farther` ones within the largest radius, with a button to widen it."""
+    if match is None and not near_me:
         widgets.warning(_("No place called “{}” was found. Try a town, a postcode, or a street and its town."), place)
-    elif match.kind == "street":
+    elif match is not None and match.kind == "street":
         widgets.markdown(
             ngettext(
                 "No town called “{}”: **{}** station whose address matches.",
@@ -223,6 +229,14 @@ def understood(match: PlaceMatch | None, place: str | None, near_me: bool, crite
             ),
             place,
             count,
+        )
+    elif not nearby:
+        _none_within(match, criteria.radius_km, farther)
+    elif near_me:
+        widgets.markdown(
+            ngettext("**{}** station within {} of you.", "**{}** stations within {} of you.", count),
+            count,
+            distance(criteria.radius_km),
         )
     else:
         widgets.markdown(
@@ -233,8 +247,76 @@ def understood(match: PlaceMatch | None, place: str | None, near_me: bool, crite
             match.label,
             distance(criteria.radius_km),
         )
-        if match.alternatives:
-            widgets.caption(_("Did you mean {}?"), ", ".join(a.label for a in match.alternatives))
+    if match is not None and match.alternatives:
+        _did_you_mean(match.alternatives)
+
+
+def _none_within(match: PlaceMatch | None, radius_km: int, farther: int | None) -> None:
+    """No station within the radius: how many there are within the largest one, and a button to widen it to
+    that; or that there is no station near the place at all."""
+    icon = ":material/search_off:"
+    if not farther:
+        widest = distance(max(radius_km, MAX_RADIUS_KM))
+        if match is None:
+            widgets.info(_("There is no station within {} of you."), widest, icon=icon)
+        else:
+            widgets.info(_("There is no station within {} of {}."), widest, match.label, icon=icon)
+        return
+    if match is None:
+        widgets.info(
+            ngettext(
+                "No station within {} of you. There is {} within {}.",
+                "No station within {} of you. There are {} within {}.",
+                farther,
+            ),
+            distance(radius_km),
+            farther,
+            distance(MAX_RADIUS_KM),
+            icon=icon,
+        )
+    else:
+        widgets.info(
+            ngettext(
+                "No station within {} of {}. There is {} within {}.",
+                "No station within {} of {}. There are {} within {}.",
+                farther,
+            ),
+            distance(radius_km),
+            match.label,
+            farther,
+            distance(MAX_RADIUS_KM),
+            icon=icon,
+        )
+    st.button(
+        widgets.md(_("Search within {}"), distance(MAX_RADIUS_KM)),
+        icon=":material/zoom_out_map:",
+        on_click=_widen,
+        key="finder-widen",
+    )
+
+
+def _widen() -> None:
+    """The button's callback, run before the slider is drawn again: the slider (and the URL) take the largest radius."""
+    st.session_state[RADIUS] = MAX_RADIUS_KM
+
+
+def _did_you_mean(alternatives: Sequence[PlaceMatch]) -> None:
+    """The other places the text may name, each a button that searches it, as choosing it in the place box does."""
+    with st.container(horizontal=True, vertical_alignment="center", gap="small"):
+        st.caption(_("Did you mean:"))
+        for number_, other in enumerate(alternatives):
+            st.button(
+                widgets.md("{}", other.label),
+                type="tertiary",
+                on_click=_search,
+                args=(other.query,),
+                key=f"finder-other-{number_}",
+            )
+
+
+def _search(query: str) -> None:
+    """An alternative's callback: search it (the place box shows it on the next run, as after Locate me)."""
+    st.query_params[PLACE] = query
 
 
 def _price(result: Result) -> str:
