@@ -63,8 +63,9 @@ if list_column is not None and results:
 with map_column:
     shown = [r.station for r in results]
     points = map_ui.map_points(shown, openings, now) if searched else map_ui.france(app, fuel_id)
+    area = finder_ui.searched_area(match, here, criteria.radius_km)
     picked_on_map = map_ui.price_map(
-        points, st.session_state.get(SELECTED), here, app.settings.map_provider, "finder-map"
+        points, st.session_state.get(SELECTED), here, app.settings.map_provider, "finder-map", area
     )
 drawn_with = st.session_state.get(SELECTED)
 widgets.remember_latest_pick(SELECTED, picked_on_map, picked_in_list)

@@ -747,6 +747,50 @@ def test_the_fuel_and_radius_in_the_link_are_used(app):
     assert list(tables(sp95)[0]["Price"]) == ["€1.939/L", "€1.959/L", "—", "—"]
 
 
+def layer(chart: dict, layer_id: str) -> dict | None:
+    return next((layer for layer in chart["layers"] if layer["id"] == layer_id), None)
+
+
+def test_the_map_marks_the_place_searched_and_the_circle_of_the_radius_under_the_stations(app, monkeypatch):
+    import_places(monkeypatch, app)
+    lyon(app)
+    with app.session() as session:
+        caluire = place_search.resolve_place(session, "Caluire-et-Cuire")
+    centre = [round(caluire.longitude, 4), round(caluire.latitude, 4)]
+
+    (chart,) = maps(find({"q": "Caluire-et-Cuire", "fuel": "Gazole", "radius": "5"}))
+    assert layer(chart, "place")["data"] == [{"p": centre, "t": "Caluire-et-Cuire (69300)"}]
+    circle = layer(chart, "radius")
+    assert circle["data"] == [{"p": centre}] and circle["getRadius"] == 5000 and circle["radiusUnits"] == "meters"
+    assert [layer["id"] for layer in chart["layers"]].index("radius") == 0, "drawn under the stations"
+    assert points(chart) == 3
+
+    (empty,) = maps(find({"q": "Caluire-et-Cuire", "fuel": "Gazole", "radius": "2"}))
+    assert points(empty) == 0 and layer(empty, "radius")["getRadius"] == 2000
+    view = empty["initialViewState"]
+    assert view["zoom"] > 9, "a view of the circle, not of France"
+    assert abs(view["latitude"] - caluire.latitude) < 0.01 and abs(view["longitude"] - caluire.longitude) < 0.01
+
+
+def test_near_me_the_map_circles_the_radius_around_the_person(app):
+    lyon(app)
+    (chart,) = maps(find({"lat": "45.7600", "lon": "4.8300", "radius": "3"}))
+
+    assert layer(chart, "radius")["data"] == [{"p": [4.83, 45.76]}] and layer(chart, "radius")["getRadius"] == 3000
+    assert layer(chart, "here")["data"][0]["t"] == "You are here"
+    assert layer(chart, "place") is None, "the person's position is the one mark"
+
+
+def test_a_street_found_in_several_towns_has_no_circle(app):
+    lyon(app)
+    at = find({"q": "Jaures"})  # the address of a station in Lyon 7e; no town of that name
+
+    assert "No town called “Jaures”: **1** station whose address matches." in markdowns(at)
+    assert tables(at)[0]["Station"][0] == "Lyon, 3 avenue Jean Jaures"
+    (chart,) = maps(at)
+    assert layer(chart, "radius") is None and layer(chart, "place") is None, "its stations are on it, not around it"
+
+
 def test_an_unknown_place_is_said_and_nothing_is_listed(app):
     lyon(app)
     at = find({"q": "Zzyzx", "fuel": "Gazole", "radius": "10"})

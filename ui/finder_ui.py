@@ -319,6 +319,16 @@ def _search(query: str) -> None:
     st.query_params[PLACE] = query
 
 
+def searched_area(match: PlaceMatch | None, here: tuple[float, float] | None, radius_km: int) -> map_ui.Area | None:
+    """What the map marks of a search: the place found (or the person's position) and the radius around it;
+    nothing for a street's stations, which are found by their address, not by a distance."""
+    if match is not None and match.kind != "street" and match.latitude is not None and match.longitude is not None:
+        return map_ui.Area(match.latitude, match.longitude, radius_km, match.label)
+    if match is None and here is not None:
+        return map_ui.Area(*here, radius_km, None)
+    return None
+
+
 def _price(result: Result) -> str:
     station = result.station
     if station.out_of_stock:
