@@ -704,11 +704,11 @@ def test_each_other_reading_of_a_place_is_a_button_that_searches_it(app, monkeyp
     at = find({"q": "Saint-Denis", "fuel": "Gazole", "radius": "10"})
     with app.session() as session:
         match = place_search.resolve_place(session, "Saint-Denis")
-    others = [widgets.md("{}", other.label) for other in match.alternatives]
+    others = [widgets.md(finder_ui.OTHER_PLACE, other.label) for other in match.alternatives]
     assert len(others) > 1 and "Did you mean:" in captions(at)
     assert [b.label for b in at.button if b.label in others] == others
 
-    button(at, widgets.md("{}", match.alternatives[1].label)).click().run()
+    button(at, widgets.md(finder_ui.OTHER_PLACE, match.alternatives[1].label)).click().run()
 
     assert not at.exception
     assert at.query_params["q"] == match.alternatives[1].query

@@ -39,6 +39,7 @@ PLACE_BOX_SCRIPT = Path(__file__).with_name("place_box.js")  # names the box's i
 PLACE_ENTER_WAIT_MS = 5_000  # an Enter pressed before the suggestions of the text typed waits this long for them
 DEFAULT_RADIUS_KM = 10
 MIN_RADIUS_KM = 2
+OTHER_PLACE = ":blue[{}]"  # "Did you mean" offers each other place as a button that reads as a link
 SORT_LABELS = {"price": N_("Cheapest"), "distance": N_("Nearest"), "saving": N_("Biggest net saving")}
 POSITION_NOT_FOUND = N_("Your position could not be found.")
 GEOLOCATION_ERRORS = {
@@ -303,10 +304,10 @@ def _widen() -> None:
 def _did_you_mean(alternatives: Sequence[PlaceMatch]) -> None:
     """The other places the text may name, each a button that searches it, as choosing it in the place box does."""
     with st.container(horizontal=True, vertical_alignment="center", gap="small"):
-        st.caption(_("Did you mean:"))
+        st.caption(_("Did you mean:"), width="content")
         for number_, other in enumerate(alternatives):
             st.button(
-                widgets.md("{}", other.label),
+                widgets.md(OTHER_PLACE, other.label),
                 type="tertiary",
                 on_click=_search,
                 args=(other.query,),
