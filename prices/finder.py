@@ -34,9 +34,11 @@ _CEDEX = re.compile(r"\s+cedex(\s+\d+)?\s*$", re.IGNORECASE)  # a mail-sorting m
 def town_name(town: str) -> str:
     """A station's town as people write it: 'GARGES-LèS-GONESSE' -> 'Garges-lès-Gonesse', 'AMIENS CEDEX 2' -> 'Amiens'.
 
-    The feed writes most towns in capitals, some with a CEDEX mark; a town written in mixed case is kept.
+    The feed writes most towns in capitals, some with a CEDEX mark; a town written otherwise (in mixed case, or
+    with no capital at all) is kept as it is written.
     """
-    return towns.pretty(_CEDEX.sub("", town).strip() or town)
+    town = _CEDEX.sub("", town).strip() or town
+    return towns.pretty(town) if re.search("[A-Z]", town) else town
 
 
 class FinderStation(NamedTuple):

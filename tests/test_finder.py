@@ -931,6 +931,7 @@ def test_a_town_name_loses_the_feeds_capitals_and_cedex_mark_and_keeps_a_spellin
     assert finder.town_name("AMIENS CEDEX 2") == "Amiens"
     assert finder.town_name("RUNGIS CEDEX") == "Rungis"
     assert finder.town_name("Saint-Denis") == "Saint-Denis"
+    assert finder.town_name("lyon 3e [x](y)") == "lyon 3e [x](y)", "only capitals are the feed's"
     assert finder.town_name("Cedex") == "Cedex", "a town is never left without a name"
 
 
