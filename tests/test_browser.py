@@ -1210,7 +1210,7 @@ def expect_station_detail(page: Page, result: finder.Result) -> None:
     body = main(page)
     station = result.station
     expect(body.get_by_role("heading", name=station.title, exact=True)).to_be_visible()
-    expect(body.get_by_text(f"{station.address}, {station.zip_code} {station.town}", exact=True)).to_be_visible()
+    expect(body.get_by_text(f"{station.address}, {station.zip_code} {station.town_name}", exact=True)).to_be_visible()
     bold = body.locator('[data-testid="stMarkdownContainer"] p > strong').filter(has_text=OPENING)
     expect(bold).to_have_count(1)
     later = hours.opening_status(finder.week_of(station), station.automat, dt.datetime.now(dt.UTC))
