@@ -36,18 +36,18 @@ try:
 except place_search.SearchTooLong as exc:
     widgets.error("{}", exc)
     place = None
-with app.Session() as session:
-    if match is not None:
-        stations = finder.stations_for(session, match, criteria.radius_km, fuel_id)
-    elif here is not None:
-        stations = finder.stations_around(session, *here, criteria.radius_km, fuel_id)
-    else:
-        stations = []
-    results = finder.results(stations, now, trip, **criteria.filters())
-
 searched = place is not None or here is not None
+with app.Session() as session:
+    stations = finder.stations_searched(session, match, here, criteria.radius_km, fuel_id)
+    results = finder.results(stations, now, trip, **criteria.filters())
+    farther = (
+        finder.stations_farther(session, match, here, criteria.radius_km, fuel_id)
+        if searched and not stations
+        else None
+    )
+
 if searched and not widgets.nothing_to_search_yet(fresh):
-    finder_ui.understood(match, place, here is not None, criteria, len(results))
+    finder_ui.understood(match, place, here is not None, criteria, len(results), len(stations), farther)
 elif fresh.stations:  # before the first download, the freshness line says prices are loading
     st.info(
         _("Type a place or press Locate me to see the stations around it, cheapest first."), icon=":material/search:"
@@ -63,8 +63,9 @@ if list_column is not None and results:
 with map_column:
     shown = [r.station for r in results]
     points = map_ui.map_points(shown, openings, now) if searched else map_ui.france(app, fuel_id)
+    area = finder_ui.searched_area(match, here, criteria.radius_km)
     picked_on_map = map_ui.price_map(
-        points, st.session_state.get(SELECTED), here, app.settings.map_provider, "finder-map"
+        points, st.session_state.get(SELECTED), here, app.settings.map_provider, "finder-map", area
     )
 drawn_with = st.session_state.get(SELECTED)
 widgets.remember_latest_pick(SELECTED, picked_on_map, picked_in_list)

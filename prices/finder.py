@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import re
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import NamedTuple
@@ -18,7 +19,7 @@ from sqlalchemy import Select, Text, and_, case, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from models import GasType, Price, Rupture, Station, StationBrand
-from prices import hours
+from prices import hours, towns
 from prices.detour import Trip, net_saving
 from prices.place_search import PlaceMatch
 from prices.trends import CHART_DAYS, daily_prices
@@ -26,6 +27,18 @@ from utils import bounding_box, haversine_km
 
 SORTS = ("price", "distance", "saving")
 MAX_RADIUS_KM = 50
+_CEDEX = re.compile(r"\s+cedex(\s+\d+)?\s*$", re.IGNORECASE)  # a mail-sorting mark, no part of the town's name
+
+
+@functools.lru_cache(maxsize=20_000)  # the map of France names 10,000 stations a minute
+def town_name(town: str) -> str:
+    """A station's town as people write it: 'GARGES-LèS-GONESSE' -> 'Garges-lès-Gonesse', 'AMIENS CEDEX 2' -> 'Amiens'.
+
+    The feed writes most towns in capitals, some with a CEDEX mark; a town written otherwise (in mixed case, or
+    with no capital at all) is kept as it is written.
+    """
+    town = _CEDEX.sub("", town).strip() or town
+    return towns.pretty(town) if re.search("[A-Z]", town) else town
 
 
 class FinderStation(NamedTuple):
@@ -54,7 +67,11 @@ class FinderStation(NamedTuple):
         """'TotalEnergies · Relais de la Gare', 'Carrefour', or, without a brand, the town and address."""
         if self.brand and self.osm_name and self.osm_name.casefold() != self.brand.casefold():
             return f"{self.brand} · {self.osm_name}"
-        return self.brand or self.osm_name or f"{self.town}, {self.address}"
+        return self.brand or self.osm_name or f"{self.town_name}, {self.address}"
+
+    @property
+    def town_name(self) -> str:
+        return town_name(self.town)
 
 
 class Result(NamedTuple):
@@ -250,3 +267,24 @@ def stations_for(session: Session, match: PlaceMatch, radius_km: float, fuel_id:
     if match.kind == "street":
         return stations_by_id(session, match.station_ids, fuel_id)
     return stations_around(session, match.latitude, match.longitude, radius_km, fuel_id)
+
+
+def stations_searched(
+    session: Session, match: PlaceMatch | None, here: tuple[float, float] | None, radius_km: float, fuel_id: int
+) -> list[FinderStation]:
+    """The stations of a search: around the place found, else around the person's position; none without either."""
+    if match is not None:
+        return stations_for(session, match, radius_km, fuel_id)
+    if here is not None:
+        return stations_around(session, *here, radius_km, fuel_id)
+    return []
+
+
+def stations_farther(
+    session: Session, match: PlaceMatch | None, here: tuple[float, float] | None, radius_km: float, fuel_id: int
+) -> int | None:
+    """How many stations a search finding none within `radius_km` finds within MAX_RADIUS_KM; None when it
+    cannot look farther (the radius is the largest already, or the search is of a street's stations)."""
+    if radius_km >= MAX_RADIUS_KM or (match is not None and match.kind == "street"):
+        return None
+    return len(stations_searched(session, match, here, MAX_RADIUS_KM, fuel_id))

@@ -19,7 +19,8 @@ and wait_for_*, and the end of each script run read from Streamlit's own websock
   around it cheapest first and opens one in detail (screenshots at desktop and phone sizes); a
   browser that refuses gets a clear warning and keeps the place box; on a phone the price and the
   station of each row show without scrolling sideways; without a search the map of France draws
-  its points; a shared link /find?q=...&radius=5 opens with its results.
+  its points; a shared link /find?q=...&radius=5 opens with its results; a 'Did you mean' place clicked is
+  searched.
 - The demo map: each station a small point inside the first view, and no request for a basemap.
 - Welcome shows one sign-in form, at 1280x800 and at 390x844, and it signs in; the place box's input
   is named by its label; Enter pressed right after a key searches the text typed.
@@ -1209,7 +1210,7 @@ def expect_station_detail(page: Page, result: finder.Result) -> None:
     body = main(page)
     station = result.station
     expect(body.get_by_role("heading", name=station.title, exact=True)).to_be_visible()
-    expect(body.get_by_text(f"{station.address}, {station.zip_code} {station.town}", exact=True)).to_be_visible()
+    expect(body.get_by_text(f"{station.address}, {station.zip_code} {station.town_name}", exact=True)).to_be_visible()
     bold = body.locator('[data-testid="stMarkdownContainer"] p > strong').filter(has_text=OPENING)
     expect(bold).to_have_count(1)
     later = hours.opening_status(finder.week_of(station), station.automat, dt.datetime.now(dt.UTC))
@@ -1443,6 +1444,34 @@ def test_a_shared_link_opens_with_its_results(app, new_profile):
     grid = results_grid(page)
     expect(grid.locator('td[role="gridcell"][aria-colindex="2"]').first).to_have_text(expected[0].station.title)
     assert shown_prices(grid) == [r.station.price for r in expected if r.station.available][: len(shown_prices(grid))]
+
+
+def test_did_you_mean_searches_the_other_place_clicked(app, new_profile):
+    """Each other reading of a place is a button: a click searches it, as choosing it in the place box does."""
+    engine = make_engine(app.database_url)
+    try:
+        with session_factory(engine)() as session:
+            match = place_search.resolve_place(session, "Saint-Denis")
+    finally:
+        engine.dispose()
+    assert match is not None and match.alternatives, "the cut of La Poste's base holds several Saint-Denis"
+    other = match.alternatives[-1]
+    page = open_find(new_profile(), app, "?q=Saint-Denis")
+    body = main(page)
+    expect(body.get_by_text("Did you mean:")).to_be_visible()
+    link = body.get_by_role("button", name=other.label, exact=True)
+    # The sentence over the results (or the one saying there is none) names the place searched.
+    said = body.get_by_text(re.compile(rf"(around|of) {re.escape(other.label)}"))
+
+    def click() -> None:
+        if urllib.parse.parse_qs(urllib.parse.urlsplit(page.url).query).get("q") != [other.query]:
+            link.click()
+
+    click_until(page, f"did you mean {other.label}", click, said)
+    assert urllib.parse.parse_qs(urllib.parse.urlsplit(page.url).query)["q"] == [other.query]
+    expect(place_box(page)).to_have_value(other.query, timeout=TIMEOUT_MS)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    whole_page_screenshot(page, SCREENSHOTS / "find-did-you-mean.png")
 
 
 def test_a_shared_link_opened_first_after_a_start_shows_the_apps_frame(app, browser, tmp_path):

@@ -650,6 +650,72 @@ def test_a_village_without_a_station_is_found_and_suggested_with_the_stations_ar
     assert tables(chosen)[0].equals(tables(at)[0]), "the commune chosen is searched as its name typed is"
 
 
+def import_places(monkeypatch, app: App) -> None:
+    """La Poste's communes of tests/data (a cut of the real file): Caluire-et-Cuire, the Saint-Denis, and others."""
+    monkeypatch.setattr(ingest_places, "MIN_PLACES", 100)
+    cut = Path(__file__).resolve().parent / "data" / "places-laposte_cut.csv"
+    imports.import_reference(app.engine, app.settings, imports.PLACES, str(cut))
+
+
+def test_no_station_within_the_radius_says_so_and_how_many_the_largest_radius_finds_and_widens_to_it(app, monkeypatch):
+    import_places(monkeypatch, app)
+    lyon(app)
+    at = find({"q": "Caluire-et-Cuire", "fuel": "Gazole", "radius": "2"})
+
+    assert not at.exception
+    assert sentences(at) == [] and tables(at) == []
+    assert infos(at) == ["No station within 2 km of Caluire-et-Cuire (69300). There are 5 within 50 km."]
+    button(at, "Search within 50 km").click().run()
+
+    assert not at.exception
+    assert at.query_params["radius"] == "50", "the link searches the radius widened to"
+    assert sentences(at) == ["**5** stations in and around Caluire-et-Cuire (69300), 50 km around."]
+    assert len(tables(at)[0]) == 5
+    assert [b.label for b in at.button if b.label.startswith("Search within")] == []
+
+
+def test_no_station_even_within_the_largest_radius_says_there_is_none_near_the_place(app, monkeypatch):
+    import_places(monkeypatch, app)
+    lyon(app)  # no station in Réunion
+    at = find({"q": "Saint-Denis (974)", "fuel": "Gazole", "radius": "10"})
+
+    assert not at.exception
+    assert infos(at) == ["There is no station within 50 km of Saint-Denis (97400–97490)."]
+    assert [b.label for b in at.button if b.label.startswith("Search within")] == []
+    assert warnings(at) == [] and tables(at) == []
+
+
+def test_near_me_with_no_station_within_the_radius_offers_the_largest(app):
+    lyon(app)
+    at = find({"lat": "45.8000", "lon": "4.8300", "radius": "2"})  # 4.4 km north of Bellecour
+
+    assert infos(at) == ["No station within 2 km of you. There are 5 within 50 km."]
+    button(at, "Search within 50 km").click().run()
+    assert sentences(at) == ["**5** stations within 50 km of you."]
+
+    far = find({"lat": "43.3000", "lon": "5.4000", "radius": "50"})  # Marseille
+    assert infos(far) == ["There is no station within 50 km of you."]
+    assert [b.label for b in far.button if b.label.startswith("Search within")] == []
+
+
+def test_each_other_reading_of_a_place_is_a_button_that_searches_it(app, monkeypatch):
+    import_places(monkeypatch, app)
+    lyon(app)
+    at = find({"q": "Saint-Denis", "fuel": "Gazole", "radius": "10"})
+    with app.session() as session:
+        match = place_search.resolve_place(session, "Saint-Denis")
+    others = [widgets.md(finder_ui.OTHER_PLACE, other.label) for other in match.alternatives]
+    assert len(others) > 1 and "Did you mean:" in captions(at)
+    assert [b.label for b in at.button if b.label in others] == others
+
+    button(at, widgets.md(finder_ui.OTHER_PLACE, match.alternatives[1].label)).click().run()
+
+    assert not at.exception
+    assert at.query_params["q"] == match.alternatives[1].query
+    assert match.alternatives[1].label in "".join(infos(at) + markdowns(at))
+    assert match.label not in "".join(infos(at) + markdowns(at))
+
+
 def test_the_place_box_offers_the_communes_of_a_postcode_and_homonyms_in_two_departments(app, monkeypatch):
     monkeypatch.setattr(ingest_places, "MIN_PLACES", 100)
     imports.import_reference(
@@ -679,6 +745,50 @@ def test_the_fuel_and_radius_in_the_link_are_used(app):
 
     sp95 = find({"q": "Lyon", "fuel": "SP95"})
     assert list(tables(sp95)[0]["Price"]) == ["€1.939/L", "€1.959/L", "—", "—"]
+
+
+def layer(chart: dict, layer_id: str) -> dict | None:
+    return next((layer for layer in chart["layers"] if layer["id"] == layer_id), None)
+
+
+def test_the_map_marks_the_place_searched_and_the_circle_of_the_radius_under_the_stations(app, monkeypatch):
+    import_places(monkeypatch, app)
+    lyon(app)
+    with app.session() as session:
+        caluire = place_search.resolve_place(session, "Caluire-et-Cuire")
+    centre = [round(caluire.longitude, 4), round(caluire.latitude, 4)]
+
+    (chart,) = maps(find({"q": "Caluire-et-Cuire", "fuel": "Gazole", "radius": "5"}))
+    assert layer(chart, "place")["data"] == [{"p": centre, "t": "Caluire-et-Cuire (69300)"}]
+    circle = layer(chart, "radius")
+    assert circle["data"] == [{"p": centre}] and circle["getRadius"] == 5000 and circle["radiusUnits"] == "meters"
+    assert [layer["id"] for layer in chart["layers"]].index("radius") == 0, "drawn under the stations"
+    assert points(chart) == 3
+
+    (empty,) = maps(find({"q": "Caluire-et-Cuire", "fuel": "Gazole", "radius": "2"}))
+    assert points(empty) == 0 and layer(empty, "radius")["getRadius"] == 2000
+    view = empty["initialViewState"]
+    assert view["zoom"] > 9, "a view of the circle, not of France"
+    assert abs(view["latitude"] - caluire.latitude) < 0.01 and abs(view["longitude"] - caluire.longitude) < 0.01
+
+
+def test_near_me_the_map_circles_the_radius_around_the_person(app):
+    lyon(app)
+    (chart,) = maps(find({"lat": "45.7600", "lon": "4.8300", "radius": "3"}))
+
+    assert layer(chart, "radius")["data"] == [{"p": [4.83, 45.76]}] and layer(chart, "radius")["getRadius"] == 3000
+    assert layer(chart, "here")["data"][0]["t"] == "You are here"
+    assert layer(chart, "place") is None, "the person's position is the one mark"
+
+
+def test_a_street_found_in_several_towns_has_no_circle(app):
+    lyon(app)
+    at = find({"q": "Jaures"})  # the address of a station in Lyon 7e; no town of that name
+
+    assert "No town called “Jaures”: **1** station whose address matches." in markdowns(at)
+    assert tables(at)[0]["Station"][0] == "Lyon, 3 avenue Jean Jaures"
+    (chart,) = maps(at)
+    assert layer(chart, "radius") is None and layer(chart, "place") is None, "its stations are on it, not around it"
 
 
 def test_an_unknown_place_is_said_and_nothing_is_listed(app):
@@ -775,6 +885,54 @@ def test_filters_that_leave_nothing_say_zero_and_show_no_table(app):
     assert not at.exception
     assert sentences(at) == ["**0** stations in and around Lyon (69002–69007), 10 km around."]
     assert tables(at) == []
+
+
+def feed_spelt_towns(app: App) -> None:
+    """Three stations north of Paris whose towns are written as the feed writes them: in capitals, with a
+    lower-case accent inside them, or with a CEDEX mark. The one without a brand is named by its town."""
+    with app.session() as session, session.begin():
+        add_station(session, 301, "1 rue de Paris", "GARGES-LèS-GONESSE", "95140", 48.9730, 2.4000)
+        add_station(session, 302, "2 rue de la Gare", "EPINAY SUR SEINE", "93800", 48.9550, 2.3100)
+        add_station(session, 303, "3 rue des Halles", "RUNGIS CEDEX", "94150", 48.9600, 2.3600)
+        session.add(StationBrand(station_id=302, brand="Esso", name=None))
+        for station_id, euros in {301: "1.799", 302: "1.819", 303: "1.839"}.items():
+            add_price(session, station_id, GAZOLE, euros, utcnow())
+        add_run(session, "success", utcnow())
+
+
+def test_station_towns_read_as_towns_are_written_not_in_the_feeds_capitals(app):
+    feed_spelt_towns(app)
+    app.register("alice")
+    at = new_app().run()
+    sign_in(at, "alice", PASSWORD)
+    find({"lat": "48.9650", "lon": "2.3600", "radius": "10"}, at)
+
+    assert not at.exception
+    table = tables(at)[0]
+    assert list(table["Town"]) == ["Garges-lès-Gonesse", "Epinay sur Seine", "Rungis"]
+    assert list(table["Station"]) == [
+        "Garges-lès-Gonesse, 1 rue de Paris",
+        "Esso",
+        "Rungis, 3 rue des Halles",
+    ]
+    (chart,) = maps(at)
+    tooltips = [point["t"] for point in next(layer for layer in chart["layers"] if layer["id"] == "stations")["data"]]
+    assert sorted(tip.split("\n")[0] for tip in tooltips) == ["Esso", "Garges-lès-Gonesse", "Rungis"]
+
+    pick(at, "finder-list", "Garges-lès-Gonesse, 1 rue de Paris")
+    assert subheaders(at) == ["Garges-lès-Gonesse, 1 rue de Paris"]
+    assert "1 rue de Paris, 95140 Garges-lès-Gonesse" in markdowns(at)
+    assert text_input(at, "Name it (1 to 40 characters)").value == "Garges-lès-Gonesse 1 rue de Paris"
+
+
+def test_a_town_name_loses_the_feeds_capitals_and_cedex_mark_and_keeps_a_spelling_of_its_own():
+    assert finder.town_name("GENAY") == "Genay"
+    assert finder.town_name("GARGES-LèS-GONESSE") == "Garges-lès-Gonesse"
+    assert finder.town_name("AMIENS CEDEX 2") == "Amiens"
+    assert finder.town_name("RUNGIS CEDEX") == "Rungis"
+    assert finder.town_name("Saint-Denis") == "Saint-Denis"
+    assert finder.town_name("lyon 3e [x](y)") == "lyon 3e [x](y)", "only capitals are the feed's"
+    assert finder.town_name("Cedex") == "Cedex", "a town is never left without a name"
 
 
 # --------------------------------------------------------------------------- one station

@@ -21,7 +21,7 @@ from streamlit_searchbox import st_searchbox
 
 from i18n import N_, _, age, distance, litres, moment, money, ngettext, number, price
 from prices.detour import ROAD_FACTOR, Trip
-from prices.finder import FinderStation, Result, StationDetail, week_of
+from prices.finder import MAX_RADIUS_KM, FinderStation, Result, StationDetail, week_of
 from prices.hours import opening_status, week
 from prices.place_search import SEARCH_MAX_CHARS, PlaceMatch
 from prices.preferences import NAME_MAX_CHARS, default_name
@@ -38,6 +38,8 @@ PLACE_LABEL = N_("Town, postcode or address")
 PLACE_BOX_SCRIPT = Path(__file__).with_name("place_box.js")  # names the box's input; Enter waits for its suggestions
 PLACE_ENTER_WAIT_MS = 5_000  # an Enter pressed before the suggestions of the text typed waits this long for them
 DEFAULT_RADIUS_KM = 10
+MIN_RADIUS_KM = 2
+OTHER_PLACE = ":blue[{}]"  # "Did you mean" offers each other place as a button that reads as a link
 SORT_LABELS = {"price": N_("Cheapest"), "distance": N_("Nearest"), "saving": N_("Biggest net saving")}
 POSITION_NOT_FOUND = N_("Your position could not be found.")
 GEOLOCATION_ERRORS = {
@@ -166,7 +168,9 @@ def what(fuels: Sequence[str], default_fuel: str, brands: Sequence[str]) -> Crit
     """Fuel, radius, filters and order, each kept in the URL."""
     fuel_column, radius_column = st.columns(2)
     fuel = fuel_column.selectbox(_("Fuel"), fuels, index=list(fuels).index(default_fuel), key=FUEL, bind="query-params")
-    radius = radius_column.slider(_("Within (km)"), 2, 50, DEFAULT_RADIUS_KM, key=RADIUS, bind="query-params")
+    radius = radius_column.slider(
+        _("Within (km)"), MIN_RADIUS_KM, MAX_RADIUS_KM, DEFAULT_RADIUS_KM, key=RADIUS, bind="query-params"
+    )
     chosen = sum(bool(st.session_state.get(name)) for name in (OPEN_NOW, AUTOMAT, BRAND))
     with st.expander(
         ngettext("Filters and order ({} filter on)", "Filters and order ({} filters on)", chosen).format(chosen)
@@ -204,17 +208,20 @@ def _order() -> str:
     return sort
 
 
-def understood(match: PlaceMatch | None, place: str | None, near_me: bool, criteria: Criteria, count: int) -> None:
-    """One sentence saying what the search understood and found."""
-    if near_me:
-        widgets.markdown(
-            ngettext("**{}** station within {} of you.", "**{}** stations within {} of you.", count),
-            count,
-            distance(criteria.radius_km),
-        )
-    elif match is None:
+def understood(
+    match: PlaceMatch | None,
+    place: str | None,
+    near_me: bool,
+    criteria: Criteria,
+    count: int,
+    nearby: int,
+    farther: int | None,
+) -> None:
+    """One sentence saying what the search understood and found: `count` results of the `nearby` stations within
+    the radius; when there are none, the `farther` ones within the largest radius, with a button to widen it."""
+    if match is None and not near_me:
         widgets.warning(_("No place called “{}” was found. Try a town, a postcode, or a street and its town."), place)
-    elif match.kind == "street":
+    elif match is not None and match.kind == "street":
         widgets.markdown(
             ngettext(
                 "No town called “{}”: **{}** station whose address matches.",
@@ -223,6 +230,14 @@ def understood(match: PlaceMatch | None, place: str | None, near_me: bool, crite
             ),
             place,
             count,
+        )
+    elif not nearby:
+        _none_within(match, criteria.radius_km, farther)
+    elif near_me:
+        widgets.markdown(
+            ngettext("**{}** station within {} of you.", "**{}** stations within {} of you.", count),
+            count,
+            distance(criteria.radius_km),
         )
     else:
         widgets.markdown(
@@ -233,8 +248,86 @@ def understood(match: PlaceMatch | None, place: str | None, near_me: bool, crite
             match.label,
             distance(criteria.radius_km),
         )
-        if match.alternatives:
-            widgets.caption(_("Did you mean {}?"), ", ".join(a.label for a in match.alternatives))
+    if match is not None and match.alternatives:
+        _did_you_mean(match.alternatives)
+
+
+def _none_within(match: PlaceMatch | None, radius_km: int, farther: int | None) -> None:
+    """No station within the radius: how many there are within the largest one, and a button to widen it to
+    that; or that there is no station near the place at all."""
+    icon = ":material/search_off:"
+    if not farther:
+        widest = distance(max(radius_km, MAX_RADIUS_KM))
+        if match is None:
+            widgets.info(_("There is no station within {} of you."), widest, icon=icon)
+        else:
+            widgets.info(_("There is no station within {} of {}."), widest, match.label, icon=icon)
+        return
+    if match is None:
+        widgets.info(
+            ngettext(
+                "No station within {} of you. There is {} within {}.",
+                "No station within {} of you. There are {} within {}.",
+                farther,
+            ),
+            distance(radius_km),
+            farther,
+            distance(MAX_RADIUS_KM),
+            icon=icon,
+        )
+    else:
+        widgets.info(
+            ngettext(
+                "No station within {} of {}. There is {} within {}.",
+                "No station within {} of {}. There are {} within {}.",
+                farther,
+            ),
+            distance(radius_km),
+            match.label,
+            farther,
+            distance(MAX_RADIUS_KM),
+            icon=icon,
+        )
+    st.button(
+        widgets.md(_("Search within {}"), distance(MAX_RADIUS_KM)),
+        icon=":material/zoom_out_map:",
+        on_click=_widen,
+        key="finder-widen",
+    )
+
+
+def _widen() -> None:
+    """The button's callback, run before the slider is drawn again: the slider (and the URL) take the largest radius."""
+    st.session_state[RADIUS] = MAX_RADIUS_KM
+
+
+def _did_you_mean(alternatives: Sequence[PlaceMatch]) -> None:
+    """The other places the text may name, each a button that searches it, as choosing it in the place box does."""
+    with st.container(horizontal=True, vertical_alignment="center", gap="small"):
+        st.caption(_("Did you mean:"), width="content")
+        for number_, other in enumerate(alternatives):
+            st.button(
+                widgets.md(OTHER_PLACE, other.label),
+                type="tertiary",
+                on_click=_search,
+                args=(other.query,),
+                key=f"finder-other-{number_}",
+            )
+
+
+def _search(query: str) -> None:
+    """An alternative's callback: search it (the place box shows it on the next run, as after Locate me)."""
+    st.query_params[PLACE] = query
+
+
+def searched_area(match: PlaceMatch | None, here: tuple[float, float] | None, radius_km: int) -> map_ui.Area | None:
+    """What the map marks of a search: the place found (or the person's position) and the radius around it;
+    nothing for a street's stations, which are found by their address, not by a distance."""
+    if match is not None and match.kind != "street" and match.latitude is not None and match.longitude is not None:
+        return map_ui.Area(match.latitude, match.longitude, radius_km, match.label)
+    if match is None and here is not None:
+        return map_ui.Area(*here, radius_km, None)
+    return None
 
 
 def _price(result: Result) -> str:
@@ -266,7 +359,7 @@ def results_list(
             _("Distance"): [
                 distance(r.station.distance_km) if r.station.distance_km is not None else "" for r in results
             ],
-            _("Town"): [r.station.town for r in results],
+            _("Town"): [r.station.town_name for r in results],
             _("Updated"): [age(r.station.updated_at, now) if r.station.updated_at else "" for r in results],
             _("Open"): [map_ui.opening_word(r.opening) for r in results],
             _("Detour"): [_saving(r) for r in results],
@@ -308,7 +401,7 @@ def station_detail(detail: StationDetail, now: dt.datetime) -> None:
     station = detail.station
     opening = opening_status(week_of(station), station.automat, now)
     st.subheader(widgets.md("{}", station.title))
-    widgets.markdown("{}, {} {}", station.address, station.zip_code, station.town)
+    widgets.markdown("{}, {} {}", station.address, station.zip_code, station.town_name)
     facts = [opening.phrase()]
     if station.automat and opening.state == "open":  # otherwise the phrase names the automat already
         facts.append(_("24/24 automat"))
@@ -349,7 +442,7 @@ def follow_form(station: FinderStation) -> str | None:
     with st.form("follow"):
         name = st.text_input(
             _("Name it (1 to {} characters)").format(NAME_MAX_CHARS),
-            value=default_name(station.brand or station.town, station.address),
+            value=default_name(station.brand or station.town_name, station.address),
             max_chars=NAME_MAX_CHARS,
         )
         if st.form_submit_button(_("Follow this station"), icon=":material/add:"):

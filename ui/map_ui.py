@@ -1,5 +1,6 @@
 """The price map: stations coloured on one scale from the cheapest to the dearest shown, with its legend,
-the person's position and the selected station; every station of France when nothing is searched.
+the place searched (or the person's position) and the circle of the radius around it, and the selected
+station; every station of France when nothing is searched.
 
 A 10,000-point map stays under 1 MB: each point carries its position, colour and tooltip only, in
 JSON without indentation, and a click is read back by the point's index.
@@ -24,12 +25,12 @@ from prices import finder
 from prices.finder import FinderStation
 from prices.hours import OpeningStatus
 from ui import reads, widgets
-from utils import utcnow
+from utils import bounding_box, utcnow
 
 # A continuous scale from the cheapest to the dearest price shown: green, amber, red.
 SCALE = ((46, 160, 67), (240, 170, 0), (214, 39, 40))
 NO_PRICE = (150, 150, 150)
-HERE = (0, 90, 220)
+HERE = (0, 90, 220)  # the place searched, or the person's position, and the circle of the radius around it
 FRANCE = pdk.ViewState(latitude=46.6, longitude=2.4, zoom=4.6)
 MAP_LAYER = "stations"
 MIN_ZOOM, MAX_ZOOM = 4.0, 14.0
@@ -58,6 +59,15 @@ def _scale(stations: Sequence[FinderStation]) -> tuple[Decimal, Decimal]:
     if not prices:
         return Decimal(0), Decimal(0)
     return prices[len(prices) * 5 // 100], prices[(len(prices) - 1) * 95 // 100]
+
+
+class Area(NamedTuple):
+    """The centre of a search and the radius around it, drawn under the stations."""
+
+    latitude: float
+    longitude: float
+    radius_km: float
+    label: str | None  # the place searched; None for the person's position, marked 'You are here'
 
 
 class MapPoints(NamedTuple):
@@ -140,9 +150,16 @@ class _CompactDeck(pdk.Deck):
         return json.dumps(self, sort_keys=True, default=default_serialize, separators=(",", ":"), ensure_ascii=False)
 
 
-def _deck(points: MapPoints, selected: int | None, here: tuple[float, float] | None, map_provider: str) -> _CompactDeck:
+def _deck(
+    points: MapPoints,
+    selected: int | None,
+    here: tuple[float, float] | None,
+    map_provider: str,
+    area: Area | None = None,
+) -> _CompactDeck:
     data = points.data
-    layers = [
+    layers = [] if area is None else [_circle(area)]
+    layers += [
         pdk.Layer(
             "ScatterplotLayer",
             id=MAP_LAYER,
@@ -158,16 +175,18 @@ def _deck(points: MapPoints, selected: int | None, here: tuple[float, float] | N
     marks = [{"p": data[i]["p"], "t": data[i]["t"]} for i, id_ in enumerate(points.ids) if id_ == selected]
     if marks:
         layers.append(_ring(marks, "selected", (20, 20, 20), 12))
+    if area is not None and area.label is not None:
+        layers.append(_ring([{"p": _position(area.latitude, area.longitude), "t": area.label}], "place", HERE, 8, True))
     if here is not None:
         layers.append(_ring([{"p": [here[1], here[0]], "t": _("You are here")}], "here", HERE, 9, filled=True))
     deck = _CompactDeck(
         layers=layers,
-        initial_view_state=_view([point["p"] for point in data], here),
+        initial_view_state=_view([point["p"] for point in data], here, area),
         tooltip={"text": "{t}"},
         map_provider=None if map_provider == "none" else map_provider,
         **({} if map_provider == "none" else {"map_style": None}),
     )
-    if points.spec is not None and not marks and here is None:
+    if points.spec is not None and not marks and here is None and area is None:
         deck.spec = points.spec
     return deck
 
@@ -178,9 +197,11 @@ def price_map(
     here: tuple[float, float] | None,
     map_provider: str,
     key: str,
+    area: Area | None = None,
 ) -> int | None:
-    """The stations coloured by price on one scale, with its legend; returns the station clicked."""
-    deck = _deck(points, selected, here, map_provider)
+    """The stations coloured by price on one scale, with its legend, over the `area` searched; returns the
+    station clicked."""
+    deck = _deck(points, selected, here, map_provider, area)
     event = st.pydeck_chart(deck, on_select="rerun", selection_mode="single-object", key=key, height=460)
     if points.low < points.high:
         widgets.caption(
@@ -191,6 +212,29 @@ def price_map(
         )
     chosen = event.selection.get("indices", {}).get(MAP_LAYER) if event else None
     return points.ids[chosen[0]] if chosen else None
+
+
+def _position(latitude: float, longitude: float) -> list[float]:
+    return [round(longitude, 4), round(latitude, 4)]
+
+
+def _circle(area: Area):
+    """The radius searched: a thin circle, its inside lightly tinted, that no click or tooltip picks."""
+    return pdk.Layer(
+        "ScatterplotLayer",
+        id="radius",
+        data=[{"p": _position(area.latitude, area.longitude)}],
+        get_position="p",
+        get_radius=area.radius_km * 1000,
+        radius_units="'meters'",
+        get_fill_color=[*HERE, 18],
+        get_line_color=[*HERE, 200],
+        get_line_width=2,
+        line_width_units="'pixels'",
+        stroked=True,
+        filled=True,
+        pickable=False,
+    )
 
 
 def _ring(data: list[dict], layer_id: str, colour: tuple[int, int, int], radius: int, filled: bool = False):
@@ -219,15 +263,22 @@ def _tooltip(station: FinderStation, opening: OpeningStatus | None, now: dt.date
     else:
         shown = _("no price")
     status = f"\n{opening_word(opening)}" if opening is not None else ""
-    return f"{station.brand or station.town}\n{shown}{status}"
+    return f"{station.brand or station.town_name}\n{shown}{status}"
 
 
-def _view(positions: Sequence[list[float]], here: tuple[float, float] | None) -> pdk.ViewState:
-    """France when the points cover it, else a view fitting the points and the person's position."""
-    if len(positions) > 1000 or not positions:
+def _view(
+    positions: Sequence[list[float]], here: tuple[float, float] | None, area: Area | None = None
+) -> pdk.ViewState:
+    """France when the points cover it, else a view fitting the points, the person's position and the circle
+    of the radius searched."""
+    if len(positions) > 1000 or not (positions or area):
         return FRANCE
     longitudes = [p[0] for p in positions] + ([here[1]] if here else [])
     latitudes = [p[1] for p in positions] + ([here[0]] if here else [])
+    if area is not None:  # the circle's bounding box
+        south, west, north, east = bounding_box(area.latitude, area.longitude, area.radius_km)
+        latitudes += [south, north]
+        longitudes += [west, east]
     south, north, west, east = min(latitudes), max(latitudes), min(longitudes), max(longitudes)
     # Web Mercator: a degree of latitude is 1/cos(latitude) times taller than one of longitude.
     stretch = 1 / math.cos(math.radians((south + north) / 2))
