@@ -47,7 +47,8 @@ with app.Session() as session:
     )
 
 if searched and not widgets.nothing_to_search_yet(fresh):
-    finder_ui.understood(match, place, here is not None, criteria, len(results), len(stations), farther)
+    spellings = reads.spelt_like(app, place) if place and match is None else []
+    finder_ui.understood(match, place, here is not None, criteria, len(results), len(stations), farther, spellings)
 elif fresh.stations:  # before the first download, the freshness line says prices are loading
     st.info(
         _("Type a place or press Locate me to see the stations around it, cheapest first."), icon=":material/search:"

@@ -27,18 +27,17 @@ from utils import bounding_box, haversine_km
 
 SORTS = ("price", "distance", "saving")
 MAX_RADIUS_KM = 50
-_CEDEX = re.compile(r"\s+cedex(\s+\d+)?\s*$", re.IGNORECASE)  # a mail-sorting mark, no part of the town's name
+_CAPITAL = re.compile("[A-Z]")
 
 
 @functools.lru_cache(maxsize=20_000)  # the map of France names 10,000 stations a minute
 def town_name(town: str) -> str:
     """A station's town as people write it: 'GARGES-LèS-GONESSE' -> 'Garges-lès-Gonesse', 'AMIENS CEDEX 2' -> 'Amiens'.
 
-    The feed writes most towns in capitals, some with a CEDEX mark; a town written otherwise (in mixed case, or
-    with no capital at all) is kept as it is written.
+    The feed writes most towns in capitals, some with a CEDEX mark (see towns.pretty); a town with no capital at
+    all is kept as it is written.
     """
-    town = _CEDEX.sub("", town).strip() or town
-    return towns.pretty(town) if re.search("[A-Z]", town) else town
+    return towns.pretty(town) if _CAPITAL.search(town) else town
 
 
 class FinderStation(NamedTuple):

@@ -716,14 +716,35 @@ def test_each_other_reading_of_a_place_is_a_button_that_searches_it(app, monkeyp
     assert match.label not in "".join(infos(at) + markdowns(at))
 
 
+def test_a_misspelt_place_offers_the_places_spelt_nearly_so_each_a_button_that_searches_it(app, monkeypatch):
+    import_places(monkeypatch, app)
+    lyon(app)
+    at = find({"q": "Villeurbane", "fuel": "Gazole", "radius": "10"})
+
+    assert warnings(at) == [
+        "No place called “Villeurbane” was found. Try a town, a postcode, or a street and its town."
+    ]
+    assert "Did you mean:" in captions(at)
+    button(at, widgets.md(finder_ui.OTHER_PLACE, "Villeurbanne (69)")).click().run()
+
+    assert not at.exception
+    assert at.query_params["q"] == "Villeurbanne (69)"
+    assert sentences(at) == ["**4** stations in and around Villeurbanne (69100), 10 km around."]
+
+
+def test_a_street_no_station_is_on_says_so_and_lists_the_stations_around_its_town(app):
+    lyon(app)
+    at = find({"q": "avenue des Frères Lumière Lyon", "fuel": "Gazole", "radius": "10"})
+
+    assert not at.exception
+    assert [text for text in markdowns(at) if text.startswith("No station on")] == [
+        "No station on “avenue des Frères Lumière Lyon”: **4** stations in and around Lyon (69002–69007), 10 km around."
+    ]
+    assert len(tables(at)[0]) == 4
+
+
 def test_the_place_box_offers_the_communes_of_a_postcode_and_homonyms_in_two_departments(app, monkeypatch):
-    monkeypatch.setattr(ingest_places, "MIN_PLACES", 100)
-    imports.import_reference(
-        app.engine,
-        app.settings,
-        imports.PLACES,
-        str(Path(__file__).resolve().parent / "data" / "places-laposte_cut.csv"),
-    )
+    import_places(monkeypatch, app)
     box = SimpleNamespace(Session=app.session, settings=app.settings)
 
     shared = finder_ui.place_choices(" 69380 ", box)

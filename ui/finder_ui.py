@@ -216,11 +216,15 @@ def understood(
     count: int,
     nearby: int,
     farther: int | None,
+    spellings: Sequence[str] = (),
 ) -> None:
     """One sentence saying what the search understood and found: `count` results of the `nearby` stations within
-    the radius; when there are none, the `farther` ones within the largest radius, with a button to widen it."""
+    the radius; when there are none, the `farther` ones within the largest radius, with a button to widen it.
+    A place not found offers the places spelt nearly as it (`spellings`, place_search.spelt_like)."""
     if match is None and not near_me:
         widgets.warning(_("No place called “{}” was found. Try a town, a postcode, or a street and its town."), place)
+        if spellings:
+            _did_you_mean([(spelling, spelling) for spelling in spellings])
     elif match is not None and match.kind == "street":
         widgets.markdown(
             ngettext(
@@ -233,6 +237,18 @@ def understood(
         )
     elif not nearby:
         _none_within(match, criteria.radius_km, farther)
+    elif match is not None and match.kind == "town_of_street":
+        widgets.markdown(
+            ngettext(
+                "No station on “{}”: **{}** station in and around {}, {} around.",
+                "No station on “{}”: **{}** stations in and around {}, {} around.",
+                count,
+            ),
+            place,
+            count,
+            match.label,
+            distance(criteria.radius_km),
+        )
     elif near_me:
         widgets.markdown(
             ngettext("**{}** station within {} of you.", "**{}** stations within {} of you.", count),
@@ -249,7 +265,7 @@ def understood(
             distance(criteria.radius_km),
         )
     if match is not None and match.alternatives:
-        _did_you_mean(match.alternatives)
+        _did_you_mean([(other.label, other.query) for other in match.alternatives])
 
 
 def _none_within(match: PlaceMatch | None, radius_km: int, farther: int | None) -> None:
@@ -301,16 +317,17 @@ def _widen() -> None:
     st.session_state[RADIUS] = MAX_RADIUS_KM
 
 
-def _did_you_mean(alternatives: Sequence[PlaceMatch]) -> None:
-    """The other places the text may name, each a button that searches it, as choosing it in the place box does."""
+def _did_you_mean(places: Sequence[tuple[str, str]]) -> None:
+    """Other places the text may name, as (label, query): each a button that searches it, as choosing it in the
+    place box does."""
     with st.container(horizontal=True, vertical_alignment="center", gap="small"):
         st.caption(_("Did you mean:"), width="content")
-        for number_, other in enumerate(alternatives):
+        for number_, (label, query) in enumerate(places):
             st.button(
-                widgets.md(OTHER_PLACE, other.label),
+                widgets.md(OTHER_PLACE, label),
                 type="tertiary",
                 on_click=_search,
-                args=(other.query,),
+                args=(query,),
                 key=f"finder-other-{number_}",
             )
 

@@ -61,6 +61,17 @@ def place(app, text: str) -> PlaceMatch | None:
 
 
 @st.cache_data(max_entries=PLACES_KEPT, show_spinner=False)
+def _spelt_like(_sessions, database_url: str, version: int, text: str) -> list[str]:
+    with _sessions() as session:
+        return place_search.spelt_like(session, text)
+
+
+def spelt_like(app, text: str) -> list[str]:
+    """The places spelt nearly as a text that names none (see `place_search.spelt_like`)."""
+    return _spelt_like(app.Session, app.settings.database_url, version(app), text)
+
+
+@st.cache_data(max_entries=PLACES_KEPT, show_spinner=False)
 def _suggestions(_sessions, database_url: str, version: int, text: str) -> list[str]:
     with _sessions() as session:
         return place_search.suggest(session, text)
