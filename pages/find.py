@@ -3,7 +3,7 @@ import streamlit as st
 from i18n import _
 from models import User
 from prices import finder, place_search, preferences, queries
-from ui import finder_ui, map_ui, reads, shell, widgets
+from ui import finder_ui, map_ui, place_box, reads, shell, widgets
 from utils import utcnow
 
 SELECTED = "finder-selected"
@@ -23,12 +23,12 @@ with app.Session() as session:
     brands = finder.brand_names(session)
 widgets.show_freshness(fresh, app.settings.interval_seconds, now)
 
-place = finder_ui.where(app)
+place = place_box.where(app)
 criteria = finder_ui.what(list(fuel_names.values()), fuel_names[mine[0] if mine else 1], brands)
 fuel_id = next(i for i, name in fuel_names.items() if name == criteria.fuel)
-here = None if place else finder_ui.located()
+here = None if place else place_box.located()
 if place:
-    finder_ui.forget_position()
+    place_box.forget_position()
 
 match = None
 try:

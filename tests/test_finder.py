@@ -53,7 +53,7 @@ from models import CustomStation, Price, Rupture, Station, StationBrand
 from prices import finder, place_search, preferences
 from prices.detour import Trip
 from session import session_factory
-from ui import finder_ui, widgets
+from ui import finder_ui, place_box, widgets
 from utils import EARTH_RADIUS_KM, PARIS, UTC, utcnow
 
 pytestmark = pytest.mark.usefixtures("cheap_bcrypt")
@@ -595,12 +595,12 @@ def test_a_new_import_of_places_is_offered_at_once_by_the_place_box(app, monkeyp
     monkeypatch.setattr(ingest_places, "MIN_PLACES", 100)
     lyon(app)
     box = SimpleNamespace(Session=app.session, settings=app.settings)
-    assert finder_ui.place_choices("calu", box) == ["calu"], "what was typed, and no commune known yet"
+    assert place_box.place_choices("calu", box) == ["calu"], "what was typed, and no commune known yet"
 
     cut = Path(__file__).resolve().parent / "data" / "places-laposte_cut.csv"
     imports.import_reference(app.engine, app.settings, imports.PLACES, str(cut))
 
-    assert finder_ui.place_choices("calu", box) == ["calu", "Caluire-et-Cuire (69)"]
+    assert place_box.place_choices("calu", box) == ["calu", "Caluire-et-Cuire (69)"]
 
 
 # --------------------------------------------------------------------------- a place
@@ -642,7 +642,7 @@ def test_a_village_without_a_station_is_found_and_suggested_with_the_stations_ar
     assert not at.exception
     assert sentences(at) == ["**3** stations in and around Caluire-et-Cuire (69300), 5 km around."]
     assert sorted(tables(at)[0]["Distance"]) == ["3 km", "4.2 km", "4.5 km"]  # from La Poste's centre of Caluire
-    offered = finder_ui.place_choices(
+    offered = place_box.place_choices(
         "calu", SimpleNamespace(Session=app.session, settings=app.settings)
     )  # what the box shows as typed
     assert offered == ["calu", "Caluire-et-Cuire (69)"], "what was typed first, for Enter; then the commune"
@@ -747,11 +747,11 @@ def test_the_place_box_offers_the_communes_of_a_postcode_and_homonyms_in_two_dep
     import_places(monkeypatch, app)
     box = SimpleNamespace(Session=app.session, settings=app.settings)
 
-    shared = finder_ui.place_choices(" 69380 ", box)
+    shared = place_box.place_choices(" 69380 ", box)
     assert shared[0] == "69380" and {"Chazay-d'Azergues (69)", "Charnay (69)", "Les Cheres (69)"} <= set(shared)
-    assert {"Saint-Denis (93)", "Saint-Denis (974)"} <= set(finder_ui.place_choices("Saint-Den", box))
-    assert finder_ui.place_choices("Saint-Denis (93)", box)[0] == "Saint-Denis (93)", "a label is not offered twice"
-    assert finder_ui.place_choices("   ", box) == []
+    assert {"Saint-Denis (93)", "Saint-Denis (974)"} <= set(place_box.place_choices("Saint-Den", box))
+    assert place_box.place_choices("Saint-Denis (93)", box)[0] == "Saint-Denis (93)", "a label is not offered twice"
+    assert place_box.place_choices("   ", box) == []
 
 
 def test_the_fuel_and_radius_in_the_link_are_used(app):
