@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-import re
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import NamedTuple
@@ -19,25 +18,15 @@ from sqlalchemy import Select, Text, and_, case, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from models import GasType, Price, Rupture, Station, StationBrand
-from prices import hours, towns
+from prices import hours
 from prices.detour import Trip, net_saving
 from prices.place_search import PlaceMatch
+from prices.towns import town_name
 from prices.trends import CHART_DAYS, daily_prices
 from utils import bounding_box, haversine_km
 
 SORTS = ("price", "distance", "saving")
 MAX_RADIUS_KM = 50
-_CAPITAL = re.compile("[A-Z]")
-
-
-@functools.lru_cache(maxsize=20_000)  # the map of France names 10,000 stations a minute
-def town_name(town: str) -> str:
-    """A station's town as people write it: 'GARGES-LèS-GONESSE' -> 'Garges-lès-Gonesse', 'AMIENS CEDEX 2' -> 'Amiens'.
-
-    The feed writes most towns in capitals, some with a CEDEX mark (see towns.pretty); a town with no capital at
-    all is kept as it is written.
-    """
-    return towns.pretty(town) if _CAPITAL.search(town) else town
 
 
 class FinderStation(NamedTuple):

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from models import AlertRule, CustomStation, EtlRun, GasType, Price, Rupture, Station, User, UserGasType, UserSession
 from prices.preferences import default_name
+from prices.towns import town_name
 from utils import haversine_km
 
 DEMO_CANDIDATES = 200
@@ -152,7 +153,7 @@ def demo_stations(session: Session, fuel_ids: Sequence[int], count: int = 3) -> 
     anchor = candidates[0]
     fresh = [c for c in candidates if anchor.oldest_price - c.oldest_price <= DEMO_MAX_AGE]
     fresh.sort(key=lambda c: haversine_km(anchor.latitude, anchor.longitude, c.latitude, c.longitude))
-    return [Favourite(c.id, default_name(c.town, c.address)) for c in fresh[:count]]
+    return [Favourite(c.id, default_name(town_name(c.town), c.address)) for c in fresh[:count]]
 
 
 def data_version(session: Session) -> int:

@@ -531,7 +531,7 @@ def seed_board(app: App) -> dt.datetime:
     now = utcnow()
     fresh = now - dt.timedelta(hours=1)
     with app.session() as session, session.begin():
-        for station_id, town in ((1, "Lyon"), (2, "Vienne"), (3, "Givors"), (4, "Bron"), (5, "Oullins")):
+        for station_id, town in ((1, "Lyon"), (2, "VIENNE CEDEX"), (3, "Givors"), (4, "Bron"), (5, "Oullins")):
             add_station(session, station_id, f"{station_id} rue Centrale", town, "69000", 45.7 + station_id / 100, 4.8)
         for station_id, gazole, sp95 in ((1, "1.899", "1.990"), (2, "1.799", "1.950"), (3, "1.849", "1.970")):
             add_price(session, station_id, 1, gazole, fresh)
@@ -564,7 +564,7 @@ def test_dashboard_cheapest_first_savings_out_of_stock_and_old_prices(app):
     assert list(gazole[""][:3]) == ["", "", ""]
     assert gazole[""][3] == "Old price (1 week ago): not counted"
     assert gazole[""][4] == "Out of stock (for now)"
-    assert gazole["Address"][0] == "2 rue Centrale, 69000 Vienne"
+    assert gazole["Address"][0] == "2 rue Centrale, 69000 Vienne"  # the feed wrote "VIENNE CEDEX"
     sp95 = prices["SP95"]
     assert list(sp95["Station"][:3]) == ["Cheapest", "Middle", "Dearest"]
     assert list(sp95["Price"][:3]) == ["€1.950/L", "€1.970/L", "€1.990/L"]

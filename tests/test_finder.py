@@ -50,7 +50,7 @@ from app_helpers import (
 from ingest import imports
 from ingest import places as ingest_places
 from models import CustomStation, Price, Rupture, Station, StationBrand
-from prices import finder, place_search, preferences
+from prices import finder, place_search, preferences, towns
 from prices.detour import Trip
 from session import session_factory
 from ui import finder_ui, place_box, widgets
@@ -947,13 +947,13 @@ def test_station_towns_read_as_towns_are_written_not_in_the_feeds_capitals(app):
 
 
 def test_a_town_name_loses_the_feeds_capitals_and_cedex_mark_and_keeps_a_spelling_of_its_own():
-    assert finder.town_name("GENAY") == "Genay"
-    assert finder.town_name("GARGES-LèS-GONESSE") == "Garges-lès-Gonesse"
-    assert finder.town_name("AMIENS CEDEX 2") == "Amiens"
-    assert finder.town_name("RUNGIS CEDEX") == "Rungis"
-    assert finder.town_name("Saint-Denis") == "Saint-Denis"
-    assert finder.town_name("lyon 3e [x](y)") == "lyon 3e [x](y)", "only capitals are the feed's"
-    assert finder.town_name("Cedex") == "Cedex", "a town is never left without a name"
+    assert towns.town_name("GENAY") == "Genay"
+    assert towns.town_name("GARGES-LèS-GONESSE") == "Garges-lès-Gonesse"
+    assert towns.town_name("AMIENS CEDEX 2") == "Amiens"
+    assert towns.town_name("RUNGIS CEDEX") == "Rungis"
+    assert towns.town_name("Saint-Denis") == "Saint-Denis"
+    assert towns.town_name("lyon 3e [x](y)") == "lyon 3e [x](y)", "only capitals are the feed's"
+    assert towns.town_name("Cedex") == "Cedex", "a town is never left without a name"
 
 
 # --------------------------------------------------------------------------- one station

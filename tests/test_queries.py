@@ -241,7 +241,7 @@ def test_demo_stations_are_fresh_neighbours_selling_every_fuel(session):
     places = {
         1: ("Paris", "Rue de Rivoli", NOTRE_DAME, fresh, None),  # the freshest: the demo is around it
         2: ("Paris", "Quai de la Tournelle", (48.8500, 2.3550), fresh - dt.timedelta(hours=2), None),
-        3: ("Ivry-sur-Seine", "Avenue de Verdun", (48.8150, 2.3850), fresh - dt.timedelta(hours=3), None),
+        3: ("IVRY-SUR-SEINE", "Avenue de Verdun", (48.8150, 2.3850), fresh - dt.timedelta(hours=3), None),
         4: ("Lyon", "Place Bellecour", BELLECOUR, fresh - dt.timedelta(hours=1), None),  # fresh but far
         5: ("Paris", "Rue Saint-Jacques", (48.8510, 2.3450), fresh, "temporaire"),  # out of stock
         6: ("Paris", "Boulevard Saint-Michel", (48.8520, 2.3440), old, None),  # old, but near

@@ -23,6 +23,7 @@ from i18n import N_, _, age, cents, litres, moment, money, ordinal, price
 from prices.preferences import PreferenceError
 from prices.queries import BoardRow, Freshness
 from prices.savings import Savings
+from prices.towns import town_name
 from prices.trends import NEARBY_KM, Trend
 
 _ASCII_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # CommonMark lets a backslash escape each of them
@@ -189,7 +190,7 @@ def show_board(
         ordered = sorted(fuel_rows, key=lambda row: _board_order(row, now, stale_after))
         columns = {
             _("Station"): [row.name for row in ordered],
-            _("Address"): [f"{row.address}, {row.zip_code} {row.town}" for row in ordered],
+            _("Address"): [f"{row.address}, {row.zip_code} {town_name(row.town)}" for row in ordered],
             _("Price"): [price(row.price) if row.price is not None else "—" for row in ordered],
         }
         last_30_days = _("Last 30 days")
