@@ -368,7 +368,8 @@ def _spelt_as_communes(session: Session, towns: list[Town]) -> list[Town]:
     departments = communes.departments_named(session, spaced)
     return [
         town._replace(name=_hyphenated(_ELISION.sub(r"\1'", town.name)))
-        if _spaced(town.name) and any(same_department(town.department, found) for found in departments[town.key])
+        if _spaced(town.name)
+        and any(same_department(town.department, found) for found in departments.get(town.key, ()))
         else town
         for town in towns
     ]
