@@ -1708,7 +1708,7 @@ def test_a_french_browser_reads_the_finder_in_french_with_french_prices(app, new
     body = main(page)
     expect(body.get_by_role("heading", name="Trouver une station", exact=True)).to_be_visible()
     grid = results_grid(page)
-    found = body.get_by_text(re.compile(r"^\d+ stations? à Lyon \(.+\) et alentour, dans un rayon de 10\u202fkm\.$"))
+    found = body.get_by_text(re.compile(r"^\d+ stations? pour Lyon \(.+\) et alentour, dans un rayon de 10\u202fkm\.$"))
     search(page, "Lyon", found, grid)
     expect(grid.locator('th[role="columnheader"]').first).to_have_text("Prix")
     rows = grid_rows(grid)

@@ -657,7 +657,9 @@ def import_places(monkeypatch, app: App) -> None:
     imports.import_reference(app.engine, app.settings, imports.PLACES, str(cut))
 
 
-def test_no_station_within_the_radius_says_so_and_how_many_the_largest_radius_finds_and_widens_to_it(app, monkeypatch):
+def test_no_station_within_the_radius_says_so_and_how_many_the_largest_radius_finds_and_widens_to_it(
+    app, monkeypatch, caplog
+):
     import_places(monkeypatch, app)
     lyon(app)
     at = find({"q": "Caluire-et-Cuire", "fuel": "Gazole", "radius": "2"})
@@ -672,6 +674,7 @@ def test_no_station_within_the_radius_says_so_and_how_many_the_largest_radius_fi
     assert sentences(at) == ["**5** stations in and around Caluire-et-Cuire (69300), 50 km around."]
     assert len(tables(at)[0]) == 5
     assert [b.label for b in at.button if b.label.startswith("Search within")] == []
+    assert not [r for r in caplog.records if "default value" in r.getMessage()], "Streamlit warned of the slider"
 
 
 def test_no_station_even_within_the_largest_radius_says_there_is_none_near_the_place(app, monkeypatch):

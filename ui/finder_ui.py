@@ -49,8 +49,10 @@ def what(fuels: Sequence[str], default_fuel: str, brands: Sequence[str]) -> Crit
     """Fuel, radius, filters and order, each kept in the URL."""
     fuel_column, radius_column = st.columns(2)
     fuel = fuel_column.selectbox(_("Fuel"), fuels, index=list(fuels).index(default_fuel), key=FUEL, bind="query-params")
+    # No default once "Search within 50 km" has set the radius: Streamlit warns of a widget given both.
+    default = None if RADIUS in st.session_state else DEFAULT_RADIUS_KM
     radius = radius_column.slider(
-        _("Within (km)"), MIN_RADIUS_KM, MAX_RADIUS_KM, DEFAULT_RADIUS_KM, key=RADIUS, bind="query-params"
+        _("Within (km)"), MIN_RADIUS_KM, MAX_RADIUS_KM, default, key=RADIUS, bind="query-params"
     )
     chosen = sum(bool(st.session_state.get(name)) for name in (OPEN_NOW, AUTOMAT, BRAND))
     with st.expander(
@@ -328,7 +330,7 @@ def station_detail(detail: StationDetail, now: dt.datetime) -> None:
         st.caption(_("This station declares no price at the moment."))
     days = week(week_of(station), now.astimezone(PARIS).date())
     widgets.markdown(
-        "  \n".join((_("**{}: {}** (today)") if day.today else "{}: {}") for day in days),
+        "  \n".join((_("**{}: {}** (today)") if day.today else _("{}: {}")) for day in days),
         *[part for day in days for part in (day.name, day.text)],
     )
     if detail.services:
