@@ -132,6 +132,11 @@ def week(hours: list[dict] | None, today: date) -> list[DayHours]:
     ]
 
 
+def any_day_known(hours: list[dict] | None) -> bool:
+    """Whether the hours say anything of any day: without, a week of 'Unknown' lines says nothing."""
+    return bool(_known_days(hours))
+
+
 def _day_text(spans: tuple[Span, ...] | None) -> str:
     if spans is None:
         return _phrase("day_unknown")

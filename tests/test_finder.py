@@ -999,6 +999,16 @@ def test_a_station_closed_all_week_with_an_automat(app):
     assert f"**{paris_today()}: Closed** (today)" in week
 
 
+def test_a_station_whose_hours_are_unknown_says_so_once_not_seven_times(app):
+    lyon(app)
+    at = pick(find({"q": "Lyon"}), "finder-list", "Lyon, 3 avenue Jean Jaures")
+
+    assert not at.exception
+    texts = markdowns(at)
+    assert "**Hours unknown**" in texts
+    assert [text for text in texts if "Monday" in text or "Unknown" in text] == []
+
+
 def test_an_out_of_stock_station_in_detail(app):
     lyon(app)
     at = pick(find({"q": "Lyon"}), "finder-list", "Avia")

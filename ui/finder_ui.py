@@ -18,7 +18,7 @@ import streamlit as st
 from i18n import N_, _, age, distance, litres, moment, money, ngettext, number, price
 from prices.detour import ROAD_FACTOR, Trip
 from prices.finder import MAX_RADIUS_KM, FinderStation, Result, StationDetail, week_of
-from prices.hours import opening_status, week
+from prices.hours import any_day_known, opening_status, week
 from prices.place_search import PlaceMatch
 from prices.preferences import NAME_MAX_CHARS, default_name
 from ui import map_ui, place_box, trends_ui, widgets
@@ -328,11 +328,12 @@ def station_detail(detail: StationDetail, now: dt.datetime) -> None:
                 trends_ui.price_chart({fuel: days}, height=180, empty="no_station_history")
     else:
         st.caption(_("This station declares no price at the moment."))
-    days = week(week_of(station), now.astimezone(PARIS).date())
-    widgets.markdown(
-        "  \n".join((_("**{}: {}** (today)") if day.today else _("{}: {}")) for day in days),
-        *[part for day in days for part in (day.name, day.text)],
-    )
+    if any_day_known(week_of(station)):  # else the opening line has said 'Hours unknown'
+        days = week(week_of(station), now.astimezone(PARIS).date())
+        widgets.markdown(
+            "  \n".join((_("**{}: {}** (today)") if day.today else _("{}: {}")) for day in days),
+            *[part for day in days for part in (day.name, day.text)],
+        )
     if detail.services:
         widgets.caption(_("Services: {}"), ", ".join(detail.services))
 
