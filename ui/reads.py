@@ -48,36 +48,32 @@ def demo_stations(app, fuel_ids: Sequence[int]) -> list[Favourite]:
     return _demo_stations(app.Session, app.settings.database_url, version(app), tuple(fuel_ids))
 
 
-@st.cache_data(max_entries=PLACES_KEPT, show_spinner=False)
-def _place(_sessions, database_url: str, version: int, text: str) -> PlaceMatch | None:
+# What a text typed in a place box is read as; each is cached apart, by its name and the text.
+PLACE_READINGS = {
+    "place": place_search.resolve_place,
+    "spelt_like": place_search.spelt_like,
+    "suggest": place_search.suggest,
+}
+
+
+@st.cache_data(max_entries=len(PLACE_READINGS) * PLACES_KEPT, show_spinner=False)
+def _place_reading(_sessions, database_url: str, version: int, reading: str, text: str):
     with _sessions() as session:
-        return place_search.resolve_place(session, text)
+        return PLACE_READINGS[reading](session, text)
 
 
 def place(app, text: str) -> PlaceMatch | None:
     """The place `text` names (see `place_search.resolve_place`, which raises SearchTooLong): a search, and every
     rerun of its page (a filter, a pick in the list, a sign-in), reads it again."""
-    return _place(app.Session, app.settings.database_url, version(app), text)
-
-
-@st.cache_data(max_entries=PLACES_KEPT, show_spinner=False)
-def _spelt_like(_sessions, database_url: str, version: int, text: str) -> list[str]:
-    with _sessions() as session:
-        return place_search.spelt_like(session, text)
+    return _place_reading(app.Session, app.settings.database_url, version(app), "place", text)
 
 
 def spelt_like(app, text: str) -> list[str]:
     """The places spelt nearly as a text that names none (see `place_search.spelt_like`)."""
-    return _spelt_like(app.Session, app.settings.database_url, version(app), text)
-
-
-@st.cache_data(max_entries=PLACES_KEPT, show_spinner=False)
-def _suggestions(_sessions, database_url: str, version: int, text: str) -> list[str]:
-    with _sessions() as session:
-        return place_search.suggest(session, text)
+    return _place_reading(app.Session, app.settings.database_url, version(app), "spelt_like", text)
 
 
 def suggestions(app, text: str) -> list[str]:
     """The places offered for `text` (see `place_search.suggest`): each keystroke in the place box asks, and the
     first letters people type are much the same."""
-    return _suggestions(app.Session, app.settings.database_url, version(app), text)
+    return _place_reading(app.Session, app.settings.database_url, version(app), "suggest", text)
